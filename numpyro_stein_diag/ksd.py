@@ -1,0 +1,247 @@
+"""Kernel Stein discrepancy (KSD): U and V statistics in row blocks, and bootstrap tests.
+
+The Stein kernel of a base kernel ``k`` and the target's score ``s = grad log p`` is
+
+.. math::
+
+    h(x, y) = s(x)^\\top s(y)\\, k(x, y) + s(x)^\\top \\nabla_y k(x, y)
+              + s(y)^\\top \\nabla_x k(x, y) + \\operatorname{tr} \\nabla_x \\nabla_y k(x, y),
+
+and :math:`\\mathrm{KSD}^2 = E_{x, y \\sim q}[h(x, y)]`, zero iff ``q = p`` (for a
+characteristic kernel and mild tail conditions). The estimators are
+
+.. math::
+
+    V = \\frac{1}{n^2} \\sum_{i, j} h(x_i, x_j), \\qquad
+    U = \\frac{1}{n(n - 1)} \\sum_{i \\ne j} h(x_i, x_j).
+
+For a radial kernel every term of ``h`` is a dot product of rows (see
+:mod:`numpyro_stein_diag.kernels`), so a block of rows costs a few matrix
+products (``S_b S^T``, ``X_b S^T``, ``S_b X^T``, ``X_b X^T``) and memory stays
+``O(n * block_size)``: the n x n matrix is never formed for large ``n``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .kernels import IMQ, squared_distances
+from .target import Target
+
+__all__ = ["ksd", "ksd_test", "KSDTest", "stein_kernel_rows"]
+
+BLOCK_ELEMENTS = 2**22  # block_size * n kept near 4M entries (~32 MB per float64 temporary)
+
+
+@dataclass(frozen=True)
+class KSDTest:
+    """Result of a KSD goodness-of-fit test.
+
+    ``statistic`` is the KSD^2 estimate (``statistic_type`` "V" or "U"), ``pvalue``
+    the bootstrap p-value :math:`(1 + \\#\\{b : S^*_b \\ge S\\}) / (B + 1)`.
+    """
+
+    statistic: float
+    pvalue: float
+    n: int
+    bootstrap: str
+    num_bootstrap: int
+    kernel: object
+    lengthscale: float
+    statistic_type: str = "V"
+    variant: str = "plain"
+
+    def __str__(self) -> str:
+        return (
+            f"KSD test ({self.variant}): KSD^2 = {self.statistic:.4g} ({self.statistic_type} statistic), "
+            f"p-value = {self.pvalue:.3g}, n = {self.n}, {self.bootstrap} bootstrap "
+            f"(B = {self.num_bootstrap}), kernel {self.kernel} with lengthscale {self.lengthscale:.3g}"
+        )
+
+
+def stein_kernel_rows(xb, sb, x, s, kernel, lengthscale):
+    """Stein kernel ``h(xb_i, x_j)`` for a block of rows, ``(b, n)``, from matrix products only.
+
+    With :math:`r = \\|x - y\\|^2 / \\ell^2` and :math:`f, f', f''` the kernel's radial profile,
+
+    .. math::
+
+        h = s_x^\\top s_y f + \\frac{2 f'}{\\ell^2} (s_y - s_x)^\\top (x - y)
+            - \\frac{4 r f'' + 2 d f'}{\\ell^2}.
+    """
+    d = x.shape[-1]
+    l2 = lengthscale**2
+    r = squared_distances(xb, x) / l2
+    f, f1, f2 = kernel.profile(r)
+    # (s_y - s_x).(x - y) = x.s_y - y.s_y - x.s_x + s_x.y
+    cross = xb @ s.T + sb @ x.T - jnp.sum(s * x, -1)[None, :] - jnp.sum(sb * xb, -1)[:, None]
+    return (sb @ s.T) * f + (2.0 / l2) * f1 * cross - (4.0 * r * f2 + 2.0 * d * f1) / l2
+
+
+@partial(jax.jit, static_argnames=("kernel", "block_size", "exclude_diagonal"))
+def _quadratic_forms(x, s, weights, lengthscale, kernel, block_size, exclude_diagonal):
+    """:math:`q_b = \\sum_{i, j} w_{ib} w_{jb} h(x_i, x_j)` for each column of ``weights (n, B)``.
+
+    Rows are processed ``block_size`` at a time inside :func:`jax.lax.scan`; the
+    unit of work is one row block, ``(block_size, n)``.
+    """
+    n = x.shape[0]
+    num_blocks = -(-n // block_size)
+    pad = num_blocks * block_size - n
+    xp = jnp.pad(x, ((0, pad), (0, 0)))
+    sp = jnp.pad(s, ((0, pad), (0, 0)))
+    wp = jnp.pad(weights, ((0, pad), (0, 0)))  # padded rows weigh 0: they add nothing
+
+    def block(total, start):
+        xb = jax.lax.dynamic_slice_in_dim(xp, start, block_size)
+        sb = jax.lax.dynamic_slice_in_dim(sp, start, block_size)
+        wb = jax.lax.dynamic_slice_in_dim(wp, start, block_size)
+        h = stein_kernel_rows(xb, sb, x, s, kernel, lengthscale)
+        if exclude_diagonal:
+            rows = start + jnp.arange(block_size)
+            h = jnp.where(rows[:, None] == jnp.arange(n)[None, :], 0.0, h)
+        return total + jnp.sum(wb * (h @ weights), axis=0), None
+
+    starts = jnp.arange(num_blocks) * block_size
+    total, _ = jax.lax.scan(block, jnp.zeros(weights.shape[1], x.dtype), starts)
+    return total
+
+
+def _default_block_size(n: int) -> int:
+    return int(min(n, max(1, BLOCK_ELEMENTS // n)))
+
+
+def _points_and_scores(target: Target, x):
+    """Flatten draws to ``(n, d)``, check them, and compute the scores once."""
+    x = jnp.asarray(x)
+    if x.ndim < 2 or x.shape[-1] != target.dim:
+        raise ValueError(
+            f"x has shape {x.shape}; expected (n, {target.dim}) or (chain, draw, {target.dim}) "
+            "flat unconstrained draws (use target.unconstrain(samples) for constrained ones)."
+        )
+    flat = x.reshape(-1, target.dim)
+    if flat.shape[0] < 2:
+        raise ValueError(f"KSD needs at least 2 draws, got {flat.shape[0]}.")
+    bad = ~jnp.all(jnp.isfinite(flat), axis=-1)
+    if bool(bad.any()):
+        raise ValueError(
+            f"{int(bad.sum())} of {flat.shape[0]} draws contain NaN or inf (first at flat index "
+            f"{int(jnp.argmax(bad))}); drop them before testing."
+        )
+    s = jax.jit(target.score)(flat)
+    bad = ~jnp.all(jnp.isfinite(s), axis=-1)
+    if bool(bad.any()):
+        raise ValueError(
+            f"the score grad log p is not finite at {int(bad.sum())} of {flat.shape[0]} draws "
+            f"(first at flat index {int(jnp.argmax(bad))}): those draws lie outside the support "
+            "or the model's log density overflows there."
+        )
+    return flat, s
+
+
+def _check_statistic(statistic: str) -> bool:
+    if statistic not in ("v", "u"):
+        raise ValueError(f"statistic must be 'v' or 'u', got {statistic!r}.")
+    return statistic == "u"
+
+
+def ksd(target: Target, x, kernel=IMQ(), statistic: str = "v", block_size: int | None = None):
+    """KSD^2 of the draws ``x`` (``(n, d)`` or ``(chain, draw, d)``, unconstrained) against ``target``.
+
+    ``statistic="v"`` gives the V statistic (biased, non-negative), ``"u"`` the
+    unbiased U statistic. ``block_size`` rows are processed at a time (default:
+    about 4M kernel entries per block), so memory is ``O(n * block_size)``.
+    """
+    is_u = _check_statistic(statistic)
+    flat, s = _points_and_scores(target, x)
+    n = flat.shape[0]
+    lengthscale = kernel.resolve_lengthscale(flat)
+    ones = jnp.ones((n, 1), flat.dtype)
+    total = _quadratic_forms(
+        flat, s, ones, lengthscale, kernel, block_size or _default_block_size(n), is_u
+    )[0]
+    return total / (n * (n - 1) if is_u else n * n)
+
+
+def _multinomial_weights(rng_key, n, num_bootstrap, dtype):
+    """``w - 1/n`` with ``n w ~ Multinomial(n; 1/n, ..., 1/n)`` (Liu, Lee & Jordan 2016), ``(n, B)``."""
+    idx = jax.random.randint(rng_key, (num_bootstrap, n), 0, n)
+    counts = jax.vmap(lambda i: jnp.bincount(i, length=n))(idx)
+    return (counts.T / n - 1.0 / n).astype(dtype)
+
+
+def _wild_weights(rng_key, num_chains, num_draws, num_bootstrap, flip_prob, dtype):
+    """+-1 multipliers forming a Markov chain along each chain's draws (Chwialkowski et al. 2016).
+
+    Each multiplier keeps the previous sign except with probability ``flip_prob``;
+    chains get independent multiplier processes. Shape ``(chains * draws, B)``.
+    """
+    k_sign, k_flip = jax.random.split(rng_key)
+    start = jnp.where(jax.random.bernoulli(k_sign, 0.5, (num_bootstrap, num_chains, 1)), 1.0, -1.0)
+    flips = jax.random.bernoulli(k_flip, flip_prob, (num_bootstrap, num_chains, num_draws))
+    flips = flips.at[..., 0].set(False)
+    signs = start * jnp.where(jnp.cumsum(flips, axis=-1) % 2 == 0, 1.0, -1.0)
+    return signs.reshape(num_bootstrap, -1).T.astype(dtype)
+
+
+def ksd_test(
+    target: Target,
+    x,
+    rng_key,
+    kernel=IMQ(),
+    num_bootstrap: int = 1000,
+    bootstrap: str | None = None,
+    statistic: str = "v",
+    block_size: int | None = None,
+    flip_prob: float = 0.02,
+) -> KSDTest:
+    """Bootstrap test of ``H0: x ~ p`` with the KSD.
+
+    ``bootstrap="multinomial"`` (default for ``(n, d)`` draws) assumes independent
+    draws: :math:`S^* = \\sum_{i,j} (w_i - 1/n)(w_j - 1/n) h_{ij}` with
+    :math:`n w \\sim \\mathrm{Mult}(n; 1/n)` (Liu, Lee & Jordan 2016).
+    ``bootstrap="wild"`` (default for ``(chain, draw, d)`` draws) is for Markov
+    chains: :math:`S^* = n^{-2} \\sum_{i,j} W_i W_j h_{ij}` with ``W`` a +-1 Markov
+    chain that flips sign with probability ``flip_prob`` (Chwialkowski, Strathmann
+    & Gretton 2016); independent multipliers would reject most correct but
+    autocorrelated chains. For the U statistic the diagonal ``i = j`` is left out
+    of both the statistic and the bootstrap.
+    """
+    is_u = _check_statistic(statistic)
+    x = jnp.asarray(x)
+    if bootstrap is None:
+        bootstrap = "wild" if x.ndim == 3 else "multinomial"
+    if bootstrap not in ("multinomial", "wild"):
+        raise ValueError(f"bootstrap must be 'multinomial' or 'wild', got {bootstrap!r}.")
+    if num_bootstrap < 1:
+        raise ValueError(f"num_bootstrap must be positive, got {num_bootstrap}.")
+    flat, s = _points_and_scores(target, x)
+    n = flat.shape[0]
+    if bootstrap == "multinomial":
+        boot_weights = _multinomial_weights(rng_key, n, num_bootstrap, flat.dtype)
+    else:
+        chains, draws = (x.shape[0], x.shape[1]) if x.ndim == 3 else (1, n)
+        boot_weights = _wild_weights(rng_key, chains, draws, num_bootstrap, flip_prob, flat.dtype) / n
+    weights = jnp.concatenate([jnp.full((n, 1), 1.0 / n, flat.dtype), boot_weights], axis=1)
+    lengthscale = kernel.resolve_lengthscale(flat)
+    forms = _quadratic_forms(
+        flat, s, weights, lengthscale, kernel, block_size or _default_block_size(n), is_u
+    )
+    scale = n / (n - 1.0) if is_u else 1.0  # weights of 1/n give sum_{i != j} h / n^2
+    stat, boot = np.asarray(forms[0]) * scale, np.asarray(forms[1:]) * scale
+    pvalue = (1.0 + np.sum(boot >= stat)) / (num_bootstrap + 1.0)
+    return KSDTest(
+        statistic=float(stat),
+        pvalue=float(pvalue),
+        n=n,
+        bootstrap=bootstrap,
+        num_bootstrap=num_bootstrap,
+        kernel=kernel,
+        lengthscale=float(lengthscale),
+        statistic_type="U" if is_u else "V",
+    )

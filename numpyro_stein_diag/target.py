@@ -1,0 +1,270 @@
+"""A NumPyro model, or a raw potential, as a flat log density on unconstrained R^d.
+
+Everything else in the package works on one object, :class:`Target`:
+
+.. math::
+
+    \\log \\pi(x) = \\log p(T(x) \\mid \\text{data}) + \\log |\\det J_T(x)|, \\qquad x \\in \\mathbb{R}^d,
+
+where ``T`` maps unconstrained to constrained values site by site. Because the
+log-Jacobian is included, a region of R^d holds the same posterior mass as its
+image in the model's space: mode masses estimated here are the model's masses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from numpyro import handlers
+from numpyro.infer.util import Predictive, constrain_fn, initialize_model, unconstrain_fn
+
+__all__ = ["Target"]
+
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    """A posterior as a flat, unconstrained log density (hashable, so usable as a static jit argument).
+
+    Build it with :meth:`from_model` or :meth:`from_potential`; do not call the constructor.
+
+    Attributes
+    ----------
+    dim : int
+        Dimension ``d`` of the flat unconstrained space.
+    site_shapes : dict
+        ``{site: shape}`` of every latent site in the model's (constrained) space.
+    """
+
+    potential_fn: Callable[[Any], jax.Array]  # unconstrained pytree -> -log density
+    unravel: Callable[[jax.Array], Any]  # flat (d,) -> unconstrained pytree
+    dim: int
+    site_shapes: dict[str, tuple[int, ...]]
+    constrain_sites: Callable[[dict], dict]  # unconstrained {site: value} -> constrained
+    unconstrain_sites: Callable[[dict], dict]  # constrained {site: value} -> unconstrained
+    sample_prior: Callable[[jax.Array, int], dict] | None  # key, n -> constrained {site: (n, ...)}
+    init_params: Any  # an unconstrained pytree where the log density is finite
+    init_scale: float = 1.0  # jitter of initial_points when there is no prior
+    extra_sites: frozenset[str] = frozenset()  # deterministic / observed sites a sample may carry
+    model: Callable | None = None
+    model_args: tuple = ()
+    model_kwargs: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_model(cls, model: Callable, *model_args, rng_key=None, **model_kwargs) -> "Target":
+        """The posterior of a NumPyro ``model(*model_args, **model_kwargs)``.
+
+        Built on :func:`numpyro.infer.util.initialize_model`, whose ``potential_fn``
+        includes the log-Jacobian of the constraining transforms.
+
+        Raises
+        ------
+        ValueError
+            If a latent site is discrete and not enumerated, or if no initial point
+            with a finite log density can be found.
+        """
+        rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
+        trace = handlers.trace(handlers.seed(model, rng_key)).get_trace(*model_args, **model_kwargs)
+        _reject_discrete_sites(trace)
+        latent = {
+            name: site
+            for name, site in trace.items()
+            if site["type"] == "sample" and not site["is_observed"]
+        }
+        if not latent:
+            raise ValueError("The model has no latent sample sites: there is no posterior to check.")
+        try:
+            info = initialize_model(rng_key, model, model_args=model_args, model_kwargs=model_kwargs)
+        except RuntimeError as err:
+            raise ValueError(
+                "The model's log density is not finite at any initial point tried "
+                f"({err}). Check priors and likelihood for NaN/inf (e.g. a scale that can be 0, "
+                "log of a negative value), or pass data that the model supports."
+            ) from err
+        init_params = info.param_info.z
+        flat, unravel = ravel_pytree(init_params)
+        site_shapes = {name: tuple(jnp.shape(site["value"])) for name, site in latent.items()}
+        extra = frozenset(
+            name for name, site in trace.items() if site["type"] in ("sample", "deterministic")
+        ) - set(latent)
+
+        def constrain_sites(params):
+            return constrain_fn(model, model_args, model_kwargs, params)
+
+        def unconstrain_sites(values):
+            return unconstrain_fn(model, model_args, model_kwargs, values)
+
+        def sample_prior(key, n):
+            draws = Predictive(model, num_samples=n, return_sites=sorted(latent))(
+                key, *model_args, **model_kwargs
+            )
+            return {name: draws[name] for name in latent}
+
+        return cls(
+            potential_fn=info.potential_fn,
+            unravel=unravel,
+            dim=flat.shape[0],
+            site_shapes=site_shapes,
+            constrain_sites=constrain_sites,
+            unconstrain_sites=unconstrain_sites,
+            sample_prior=sample_prior,
+            init_params=init_params,
+            extra_sites=extra,
+            model=model,
+            model_args=model_args,
+            model_kwargs=dict(model_kwargs),
+        )
+
+    @classmethod
+    def from_potential(
+        cls, potential_fn: Callable[[Any], jax.Array], example_params: Any, init_scale: float = 1.0
+    ) -> "Target":
+        """A target given by its potential ``U(params) = -log p(params)`` on an unconstrained pytree.
+
+        ``example_params`` fixes the structure (a dict becomes one site per key; any
+        other pytree is the single site ``"x"``) and is the centre of
+        :meth:`initial_points`, which adds ``N(0, init_scale^2 I)`` jitter.
+        """
+        leaves = jax.tree_util.tree_leaves_with_path(example_params)
+        if not leaves:
+            raise ValueError("example_params is empty: pass an array or a pytree of float arrays.")
+        for path, leaf in leaves:
+            if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+                raise ValueError(
+                    f"example_params leaf {jax.tree_util.keystr(path) or 'x'} has dtype "
+                    f"{jnp.result_type(leaf)}; a log density needs float parameters. "
+                    "Cast it, e.g. jnp.asarray(value, dtype=float)."
+                )
+        as_sites = isinstance(example_params, dict)
+        params = jax.tree_util.tree_map(jnp.asarray, example_params)
+        flat, unravel = ravel_pytree(params)
+        value = potential_fn(params)
+        if not jnp.isfinite(value):
+            raise ValueError(
+                f"potential_fn(example_params) = {value}: the log density must be finite at "
+                "example_params. Pass a point inside the support."
+            )
+
+        def to_sites(p):
+            return dict(p) if as_sites else {"x": p}
+
+        def from_sites(values):
+            return dict(values) if as_sites else values["x"]
+
+        site_shapes = {k: tuple(jnp.shape(v)) for k, v in to_sites(params).items()}
+        return cls(
+            potential_fn=potential_fn,
+            unravel=unravel,
+            dim=flat.shape[0],
+            site_shapes=site_shapes,
+            constrain_sites=to_sites,
+            unconstrain_sites=from_sites,
+            sample_prior=None,
+            init_params=params,
+            init_scale=float(init_scale),
+        )
+
+    # ------------------------------------------------------------------ densities
+    def log_density(self, x: jax.Array) -> jax.Array:
+        """``log pi(x)`` for flat unconstrained ``x`` of shape ``(..., d)``."""
+        return jnp.vectorize(self._log_density_1d, signature="(d)->()")(x)
+
+    def score(self, x: jax.Array) -> jax.Array:
+        """``grad_x log pi(x)`` for ``x`` of shape ``(..., d)``, by :func:`jax.grad`."""
+        return jnp.vectorize(jax.grad(self._log_density_1d), signature="(d)->(d)")(x)
+
+    def _log_density_1d(self, x):
+        return -self.potential_fn(self.unravel(x))
+
+    # ------------------------------------------------------------------ spaces
+    def constrain(self, x: jax.Array) -> dict[str, jax.Array]:
+        """Flat unconstrained ``x`` of shape ``(..., d)`` -> ``{site: (..., *shape)}`` in the model's space."""
+        x = jnp.asarray(x)
+        flat = x.reshape(-1, self.dim)
+        values = jax.vmap(lambda z: self.constrain_sites(self.unravel(z)))(flat)
+        return {k: v.reshape(x.shape[:-1] + v.shape[1:]) for k, v in values.items()}
+
+    def unconstrain(self, samples: dict) -> jax.Array:
+        """Constrained ``{site: (..., *shape)}`` -> flat unconstrained ``(..., d)``.
+
+        Sites the model computes (deterministic or observed) are ignored; every
+        latent site must be present with the model's shape, finite, and non-empty.
+        """
+        batch_shape = self.validate_samples(samples)
+        latent = {
+            k: jnp.asarray(samples[k]).reshape((-1,) + self.site_shapes[k]) for k in self.site_shapes
+        }
+        flat = jax.vmap(lambda v: ravel_pytree(self.unconstrain_sites(v))[0])(latent)
+        return flat.reshape(batch_shape + (self.dim,))
+
+    def validate_samples(self, samples: dict) -> tuple[int, ...]:
+        """Check a constrained sample dict against the model; return its batch shape."""
+        if not isinstance(samples, dict):
+            raise TypeError(f"samples must be a dict {{site: array}}, got {type(samples).__name__}.")
+        missing = sorted(set(self.site_shapes) - set(samples))
+        unknown = sorted(set(samples) - set(self.site_shapes) - self.extra_sites)
+        if missing or unknown:
+            raise ValueError(
+                f"samples do not match the model's latent sites {sorted(self.site_shapes)}: "
+                + (f"missing {missing}" if missing else "")
+                + ("; " if missing and unknown else "")
+                + (f"unknown {unknown}" if unknown else "")
+                + ". Pass one array per latent site, named as in the model."
+            )
+        batch_shape = None
+        for name, shape in self.site_shapes.items():
+            value = np.asarray(samples[name])
+            nb = value.ndim - len(shape)
+            if nb < 1 or value.shape[nb:] != shape:
+                raise ValueError(
+                    f"site '{name}' has shape {value.shape}; the model's site has shape {shape}, "
+                    "so samples need shape (..., " + ", ".join(map(str, shape)) + ") "
+                    "with leading sample axes such as (chain, draw)."
+                )
+            if batch_shape is None:
+                batch_shape = value.shape[:nb]
+            elif value.shape[:nb] != batch_shape:
+                raise ValueError(
+                    f"site '{name}' has sample axes {value.shape[:nb]} but other sites have "
+                    f"{batch_shape}; every site needs the same (chain, draw) axes."
+                )
+            if value.size == 0:
+                raise ValueError(f"site '{name}' is empty (shape {value.shape}): pass at least one draw.")
+            bad = ~np.isfinite(value)
+            if bad.any():
+                raise ValueError(
+                    f"site '{name}' has {int(bad.sum())} non-finite values (NaN or inf) in "
+                    f"{value.size}; drop or fix those draws before checking."
+                )
+        return tuple(batch_shape)
+
+    def initial_points(self, rng_key: jax.Array, n: int) -> jax.Array:
+        """``n`` over-dispersed starting points ``(n, d)``: prior draws mapped to unconstrained space.
+
+        For a potential without a prior: the example parameters plus ``N(0, init_scale^2 I)``.
+        """
+        if self.sample_prior is None:
+            x0 = ravel_pytree(self.init_params)[0]
+            return x0 + self.init_scale * jax.random.normal(rng_key, (n, self.dim), x0.dtype)
+        return self.unconstrain(self.sample_prior(rng_key, n))
+
+
+def _reject_discrete_sites(trace) -> None:
+    for name, site in trace.items():
+        if (
+            site["type"] == "sample"
+            and not site["is_observed"]
+            and site["fn"].support.is_discrete
+            and site["infer"].get("enumerate") != "parallel"
+        ):
+            raise ValueError(
+                f"latent site '{name}' has a discrete distribution ({type(site['fn']).__name__}); "
+                "score-based diagnostics need a continuous, differentiable density. Marginalise it "
+                "out in the model, or mark it with infer={'enumerate': 'parallel'} (needs funsor) "
+                "so numpyro sums it out."
+            )

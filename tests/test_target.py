@@ -1,0 +1,153 @@
+"""Target: a model as a flat unconstrained log density, and every bad input it must refuse."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from scipy import integrate, stats
+
+from numpyro_stein_diag import Target
+
+
+def constrained_model():
+    numpyro.sample("scale", dist.HalfNormal(1.0))
+    numpyro.sample("weights", dist.Dirichlet(jnp.ones(3)))
+    numpyro.sample("loc", dist.Normal(0.0, 2.0).expand([2]))
+
+
+def half_normal_model():
+    numpyro.sample("scale", dist.HalfNormal(1.0))
+
+
+def test_log_density_includes_the_log_jacobian():
+    # x = log(scale): log pi(x) = log HalfNormal(e^x) + x (the log-Jacobian of exp)
+    t = Target.from_model(half_normal_model)
+    x = jnp.linspace(-3.0, 2.0, 7)[:, None]
+    expected = stats.halfnorm.logpdf(np.exp(x[:, 0])) + x[:, 0]
+    np.testing.assert_allclose(t.log_density(x), expected, rtol=1e-5)
+    # ...so the density integrates to the model's mass, 1, on R
+    mass, _ = integrate.quad(lambda z: float(jnp.exp(t.log_density(jnp.array([z])))), -30, 10)
+    assert abs(mass - 1.0) < 1e-5
+
+
+def test_score_is_the_gradient_and_works_under_jit_and_vmap():
+    t = Target.from_model(constrained_model)
+    x = t.initial_points(jax.random.PRNGKey(0), 8)
+    score = jax.jit(jax.vmap(t.score))(x)
+    np.testing.assert_allclose(score, t.score(x), rtol=1e-5, atol=1e-5)
+    eps = 1e-3
+    e0 = jnp.zeros(t.dim).at[0].set(eps)
+    finite_diff = (t.log_density(x + e0) - t.log_density(x - e0)) / (2 * eps)
+    np.testing.assert_allclose(score[:, 0], finite_diff, rtol=2e-2, atol=2e-2)
+    assert t.dim == 1 + 2 + 2  # a 3-simplex has 2 free coordinates
+
+
+def test_constrain_unconstrain_round_trip_and_support():
+    t = Target.from_model(constrained_model)
+    x = t.initial_points(jax.random.PRNGKey(1), 50)
+    values = t.constrain(x)
+    assert values["weights"].shape == (50, 3) and values["loc"].shape == (50, 2)
+    assert jnp.all(values["scale"] > 0)
+    np.testing.assert_allclose(values["weights"].sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(t.unconstrain(values), x, atol=1e-5)
+    # leading (chain, draw) axes are kept both ways
+    chains = t.constrain(x.reshape(5, 10, t.dim))
+    assert chains["loc"].shape == (5, 10, 2)
+    assert t.unconstrain(chains).shape == (5, 10, t.dim)
+
+
+def test_initial_points_are_prior_draws():
+    t = Target.from_model(half_normal_model)
+    scale = jnp.exp(t.initial_points(jax.random.PRNGKey(2), 4000)[:, 0])
+    # HalfNormal(1) has mean sqrt(2/pi) and sd sqrt(1 - 2/pi); 4 standard errors
+    se = np.sqrt(1 - 2 / np.pi) / np.sqrt(4000)
+    assert abs(float(scale.mean()) - np.sqrt(2 / np.pi)) < 4 * se
+
+
+def test_from_potential_on_a_dict_and_on_an_array():
+    def potential(p):
+        return 0.5 * jnp.sum(p["a"] ** 2) + 0.5 * p["b"] ** 2
+
+    t = Target.from_potential(potential, {"a": jnp.zeros(2), "b": 0.0})
+    assert t.dim == 3 and t.site_shapes == {"a": (2,), "b": ()}
+    x = jnp.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(t.score(x), -x)
+    np.testing.assert_allclose(t.unconstrain(t.constrain(x[None])), x[None])
+    t1 = Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2))
+    assert set(t1.constrain(jnp.ones((4, 2)))) == {"x"}
+    assert t1.initial_points(jax.random.PRNGKey(0), 3).shape == (3, 2)
+
+
+# ---------------------------------------------------------------- bad inputs
+def test_discrete_latent_site_is_named():
+    def model():
+        numpyro.sample("k", dist.Poisson(3.0))
+
+    with pytest.raises(ValueError, match=r"latent site 'k'.*discrete.*enumerate"):
+        Target.from_model(model)
+
+
+def test_log_density_not_finite_anywhere():
+    def model():
+        rate = numpyro.sample("rate", dist.Exponential(1.0))
+        numpyro.sample("obs", dist.Exponential(rate), obs=jnp.array(jnp.nan))
+
+    with pytest.raises(ValueError, match="not finite at any initial point"):
+        Target.from_model(model)
+
+
+def test_potential_not_finite_at_example():
+    with pytest.raises(ValueError, match="must be finite at example_params"):
+        Target.from_potential(lambda z: jnp.log(z).sum(), -jnp.ones(2))
+
+
+def test_integer_example_params_are_refused():
+    with pytest.raises(ValueError, match=r"\['n'\].*float"):
+        Target.from_potential(lambda p: p["a"] ** 2, {"a": 0.0, "n": jnp.array(3)})
+
+
+@pytest.mark.parametrize(
+    "samples, message",
+    [
+        ({"scale": np.ones((2, 5))}, r"missing \['loc', 'weights'\]"),
+        (
+            {"scale": np.ones((2, 5)), "loc": np.zeros((2, 5, 2)), "weights": np.ones((2, 5, 3)) / 3,
+             "typo": np.ones(2)},
+            r"unknown \['typo'\]",
+        ),
+        (
+            {"scale": np.ones((2, 5)), "loc": np.zeros((2, 5, 3)), "weights": np.ones((2, 5, 3)) / 3},
+            r"site 'loc' has shape \(2, 5, 3\).*\(2,\)",
+        ),
+        (
+            {"scale": np.ones((2, 5)), "loc": np.zeros((2, 4, 2)), "weights": np.ones((2, 5, 3)) / 3},
+            "same \\(chain, draw\\) axes",
+        ),
+        (
+            {"scale": np.full((2, 5), np.nan), "loc": np.zeros((2, 5, 2)),
+             "weights": np.ones((2, 5, 3)) / 3},
+            "site 'scale' has 10 non-finite",
+        ),
+        (
+            {"scale": np.ones((0,)), "loc": np.zeros((0, 2)), "weights": np.ones((0, 3)) / 3},
+            "is empty",
+        ),
+    ],
+    ids=["missing", "unknown", "shape", "axes", "nan", "empty"],
+)
+def test_samples_that_do_not_fit_the_model(samples, message):
+    t = Target.from_model(constrained_model)
+    with pytest.raises(ValueError, match=message):
+        t.unconstrain(samples)
+
+
+def test_deterministic_sites_in_samples_are_accepted():
+    def model():
+        z = numpyro.sample("z", dist.Normal())
+        numpyro.deterministic("z2", z**2)
+
+    t = Target.from_model(model)
+    flat = t.unconstrain({"z": np.ones((2, 3)), "z2": np.ones((2, 3))})
+    assert flat.shape == (2, 3, 1)
