@@ -69,9 +69,14 @@ class IMQ:
     def profile(self, r):
         """:math:`f, f', f''` at :math:`r = \\|x-y\\|^2/\\ell^2`."""
         base = self.c**2 + r
-        f = base**self.beta
-        f1 = self.beta * f / base
-        f2 = (self.beta - 1.0) * f1 / base
+        if self.beta == -0.5:  # rsqrt is ~2.5x cheaper than a general power
+            f = jax.lax.rsqrt(base)
+            inverse = f * f
+        else:
+            f = base**self.beta
+            inverse = 1.0 / base
+        f1 = self.beta * f * inverse
+        f2 = (self.beta - 1.0) * f1 * inverse
         return f, f1, f2
 
     def resolve_lengthscale(self, x):

@@ -165,7 +165,7 @@ def ksd(target: Target, x, kernel=IMQ(), statistic: str = "v", block_size: int |
     total = _quadratic_forms(
         flat, s, ones, lengthscale, kernel, block_size or _default_block_size(n), is_u
     )[0]
-    return total / (n * (n - 1) if is_u else n * n)
+    return total / (float(n) * (n - 1) if is_u else float(n) * n)
 
 
 def _multinomial_weights(rng_key, n, num_bootstrap, dtype):
