@@ -2,7 +2,13 @@
 
 from .kernels import IMQ, RBF
 from .ksd import KSDTest, ksd, ksd_test
+from .nuts import nuts
+from .runs import Run
+from .svgd import Schedule, annealed, chain, plain, svgd, tempered
 from .target import Target
 
-__all__ = ["IMQ", "RBF", "KSDTest", "Target", "ksd", "ksd_test"]
+__all__ = [
+    "IMQ", "RBF", "KSDTest", "Run", "Schedule", "Target",
+    "annealed", "chain", "ksd", "ksd_test", "nuts", "plain", "svgd", "tempered",
+]
 __version__ = "0.1.0"

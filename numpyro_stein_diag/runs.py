@@ -1,0 +1,50 @@
+"""Run: what every sampling method returns, so diagnostics treat SVGD and NUTS alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["Run"]
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """Draws of one method, in both spaces.
+
+    Attributes
+    ----------
+    method : str
+        Name of the method (``"nuts"``, ``"svgd"``, ``"svgd_annealed"``, ... or a user's name).
+    draws : array (chain, draw, d)
+        Flat unconstrained draws. SVGD particles have ``chain = 1``, ``draw = particle``.
+    samples : dict
+        ``{site: (chain, draw, ...)}`` in the model's constrained space.
+    history : dict
+        Per-method trace of the run (SVGD: ``sigma``, ``beta``, ``step_norm`` per step and
+        ``ksd`` at checkpoints); empty for samples the user brought.
+    mcmc : numpyro.infer.MCMC or None
+        The MCMC object of a NUTS run (for ``arviz_base.from_numpyro``).
+    independent : bool
+        True when draws are independent or interacting particles (no autocorrelation to
+        correct for), False for Markov chains.
+    """
+
+    method: str
+    draws: jax.Array
+    samples: dict[str, Any]
+    history: dict[str, np.ndarray] = field(default_factory=dict)
+    mcmc: Any = None
+    independent: bool = False
+
+    @property
+    def particles(self) -> jax.Array:
+        """All draws as ``(chain * draw, d)``."""
+        return self.draws.reshape(-1, self.draws.shape[-1])
+
+    @property
+    def num_chains(self) -> int:
+        return int(self.draws.shape[0])

@@ -1,0 +1,312 @@
+"""Stein variational gradient descent (Liu & Wang 2016) with plain, annealed and tempered schedules.
+
+The update moves every particle along
+
+.. math::
+
+    \\phi(x_i) = \\frac{1}{N} \\sum_j \\Big[ k(x_j, x_i)\\, \\beta_t\\, s_t(x_j)
+                 + \\nabla_{x_j} k(x_j, x_i) \\Big],
+
+written as matrix products over the N x N kernel matrix: for a radial kernel
+:math:`k = f(\\|x - y\\|^2/\\ell^2)`, :math:`\\phi = (K S + \\tfrac{2}{\\ell^2}(F' X - \\mathrm{diag}(F' 1) X)) / N`.
+A schedule fixes, at each step, the inverse temperature :math:`\\beta_t`, the noise
+level :math:`\\sigma_t` of the smoothed target :math:`p * N(0, \\sigma_t^2 I)` whose score
+:math:`s_t` is followed, and an optional Langevin noise. Steps run inside
+:func:`jax.lax.scan`, in chunks so a progress bar can follow them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from .kernels import RBF, squared_distances
+from .ksd import ksd
+from .runs import Run
+from .target import Target
+
+__all__ = ["Schedule", "plain", "annealed", "tempered", "chain", "svgd", "svgd_direction"]
+
+DEFAULT_STEP_SIZE = 0.05
+
+
+# ---------------------------------------------------------------------------- schedules
+class Level(NamedTuple):
+    """What a schedule sets at one step: inverse temperature, smoothing scale, Langevin noise."""
+
+    beta: jax.Array
+    sigma: jax.Array
+    noise: jax.Array
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A map from progress ``u = t / (T - 1)`` in [0, 1] to a :class:`Level`, with a name.
+
+    Schedules compose with :func:`chain`. ``num_noise`` is the number of Gaussian
+    perturbations per particle used to estimate the smoothed score (0: no smoothing).
+    """
+
+    name: str
+    level: Callable[[jax.Array], Level]
+    num_noise: int = 0
+    sigma_max: float | None = None  # None: resolved from the target by svgd()
+
+    def resolve(self, target: Target, rng_key) -> "Schedule":
+        """Fill a ``sigma_max`` left to the target: twice the largest std of 512 initial points."""
+        if self.num_noise == 0 or self.sigma_max is not None:
+            return self
+        spread = float(2.0 * jnp.max(jnp.std(target.initial_points(rng_key, 512), axis=0)))
+        return Schedule(self.name, partial(_rescale_sigma, self.level, spread), self.num_noise, spread)
+
+
+def _rescale_sigma(level, sigma_max, u):
+    lv = level(u)
+    return lv._replace(sigma=lv.sigma * sigma_max)
+
+
+def _held(u, final_fraction):
+    """Progress through the schedule's moving part: 0 -> 1 over the first 1 - final_fraction."""
+    return jnp.clip(u / (1.0 - final_fraction), 0.0, 1.0)
+
+
+def plain() -> Schedule:
+    """Plain SVGD: :math:`\\beta_t = 1`, :math:`\\sigma_t = 0`."""
+    return Schedule("plain", lambda u: Level(jnp.ones_like(u), jnp.zeros_like(u), jnp.zeros_like(u)))
+
+
+def annealed(
+    sigma_max: float | None = None, num_levels: int = 50, final_fraction: float = 0.25, num_noise: int = 32
+) -> Schedule:
+    """Gaussian-noise annealing (Song & Ermon 2019): follow the score of :math:`p * N(0, \\sigma_t^2 I)`.
+
+    :math:`\\sigma_t` steps down through ``num_levels`` equal levels from ``sigma_max``
+    to 0 over the first ``1 - final_fraction`` of the run, then stays at 0 (plain
+    SVGD). The smoothed score
+
+    .. math::
+
+        \\nabla \\log (p * \\varphi_\\sigma)(x) = \\frac{E_e[p(x + \\sigma e)\\, s(x + \\sigma e)]}{E_e[p(x + \\sigma e)]},
+        \\qquad e \\sim N(0, I),
+
+    is estimated by self-normalised importance sampling with ``num_noise`` draws of
+    ``e`` per particle and log-sum-exp weights. ``sigma_max=None``: twice the largest
+    coordinate standard deviation of the target's initial points (prior draws).
+
+    The ratio estimator is biased at O(1/num_noise), most where ``sigma`` is large
+    against the modes: on 0.1 N(-4, 1) + 0.9 N(4, 1) from N(-2, 1), 200 particles,
+    2000 steps, 64 draws, measured left shares were 0.10 with the default ``sigma_max``
+    (8.2) and 0.135-0.14 with ``sigma_max=20``.
+    """
+
+    def level(u):
+        step = jnp.floor(_held(u, final_fraction) * num_levels)
+        sigma = jnp.clip(1.0 - step / num_levels, 0.0, 1.0)
+        return Level(jnp.ones_like(u), sigma, jnp.zeros_like(u))
+
+    if sigma_max is None:
+        return Schedule("annealed", level, num_noise, None)
+    return Schedule("annealed", partial(_rescale_sigma, level, float(sigma_max)), num_noise, float(sigma_max))
+
+
+def tempered(
+    beta: float | None = None,
+    beta_min: float = 0.01,
+    kind: str = "geometric",
+    num_cycles: int = 1,
+    power: float = 1.0,
+    final_fraction: float = 0.25,
+    langevin: float = 0.0,
+) -> Schedule:
+    """Tempering: follow :math:`\\beta_t \\nabla \\log p`, the score of :math:`p^{\\beta_t}`.
+
+    - ``beta`` given: a fixed power posterior :math:`p^\\beta` for the whole run.
+    - ``kind="geometric"``: :math:`\\beta` rises geometrically from ``beta_min`` to 1 over
+      the first ``1 - final_fraction`` of the run, then stays at 1.
+    - ``kind="cyclic"``: D'Angelo & Fortuin (2021), :math:`\\beta = (\\text{mod}(u', 1/C) \\cdot C)^{power}`
+      over ``C = num_cycles`` cycles of the moving part, then 1. (numpyro's ASVGD scales the
+      score by ``N * beta``; the paper, and this function, use ``beta``.)
+
+    ``langevin > 0`` adds :math:`\\sqrt{2\\epsilon}\\,\\mathrm{langevin}\\,(1 - \\beta_t)\\, z`,
+    :math:`z \\sim N(0, I)`, to each step of size :math:`\\epsilon` while :math:`\\beta_t < 1`,
+    so particles can cross between modes.
+    """
+    if beta is not None:
+        if not 0.0 < beta:
+            raise ValueError(f"beta must be positive, got {beta}.")
+        return Schedule(
+            f"tempered(beta={beta:g})",
+            lambda u: Level(jnp.full_like(u, beta), jnp.zeros_like(u), jnp.zeros_like(u)),
+        )
+    if kind not in ("geometric", "cyclic"):
+        raise ValueError(f"kind must be 'geometric' or 'cyclic', got {kind!r}.")
+
+    def level(u):
+        v = _held(u, final_fraction)
+        if kind == "geometric":
+            b = beta_min ** (1.0 - v)
+        else:
+            phase = jnp.mod(v * num_cycles, 1.0)
+            b = jnp.where(v >= 1.0, 1.0, jnp.maximum(phase**power, beta_min))
+        return Level(b, jnp.zeros_like(u), langevin * (1.0 - b))
+
+    return Schedule(f"tempered({kind})", level)
+
+
+def chain(*schedules: Schedule) -> Schedule:
+    """Compose schedules: inverse temperatures multiply, Gaussian smoothings add in variance
+    (:math:`\\sigma^2 = \\sum \\sigma_k^2`), Langevin noise takes the largest."""
+
+    def level(u):
+        levels = [s.level(u) for s in schedules]
+        return Level(
+            math.prod(lv.beta for lv in levels),
+            jnp.sqrt(sum(lv.sigma**2 for lv in levels)),
+            jnp.max(jnp.stack([lv.noise for lv in levels]), axis=0),
+        )
+
+    sigmas = [s.sigma_max for s in schedules if s.num_noise]
+    return Schedule(
+        " + ".join(s.name for s in schedules),
+        level,
+        max(s.num_noise for s in schedules),
+        None if any(v is None for v in sigmas) else (math.sqrt(sum(v * v for v in sigmas)) if sigmas else None),
+    )
+
+
+# ---------------------------------------------------------------------------- the update
+def smoothed_score(target: Target, x, sigma, noise):
+    """SNIS estimate of the score of :math:`p * N(0, \\sigma^2 I)` at ``x (N, d)``; ``noise (N, K, d)``."""
+    y = x[:, None, :] + sigma * noise
+    log_p = target.log_density(y)
+    log_p = jnp.where(jnp.isfinite(log_p), log_p, -jnp.inf)
+    weights = jax.nn.softmax(log_p, axis=1)
+    return jnp.einsum("nk,nkd->nd", weights, target.score(y))
+
+
+def svgd_direction(x, scores, kernel, lengthscale):
+    """:math:`\\phi(x_i)` for all particles as matrix products, ``(N, d)``."""
+    l2 = lengthscale**2
+    f, f1, _ = kernel.profile(squared_distances(x, x) / l2)
+    repulsion = (2.0 / l2) * (f1 @ x - jnp.sum(f1, axis=1, keepdims=True) * x)
+    return (f @ scores + repulsion) / x.shape[0]
+
+
+class SVGDState(NamedTuple):
+    particles: jax.Array
+    opt_state: optax.OptState
+
+
+def _step(target, kernel, optimizer, schedule, step_size, num_steps, state, inputs):
+    t, key = inputs
+    lv = schedule.level(t / max(num_steps - 1, 1))
+    x = state.particles
+    k_noise, k_langevin = jax.random.split(key)
+    if schedule.num_noise:
+        noise = jax.random.normal(k_noise, (x.shape[0], schedule.num_noise, x.shape[1]), x.dtype)
+        scores = jnp.where(lv.sigma > 0, smoothed_score(target, x, lv.sigma, noise), target.score(x))
+    else:
+        scores = target.score(x)
+    phi = svgd_direction(x, lv.beta * scores, kernel, kernel.resolve_lengthscale(x))
+    updates, opt_state = optimizer.update(-phi, state.opt_state, x)
+    jitter = jnp.sqrt(2.0 * step_size) * lv.noise * jax.random.normal(k_langevin, x.shape, x.dtype)
+    x = optax.apply_updates(x, updates) + jitter
+    info = {
+        "beta": lv.beta,
+        "sigma": lv.sigma,
+        "step_norm": jnp.sqrt(jnp.mean(jnp.sum(phi**2, -1))),
+    }
+    return SVGDState(x, opt_state), info
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
+def _run_chunk(target, kernel, optimizer, schedule, step_size, num_steps, state, steps, keys):
+    body = partial(_step, target, kernel, optimizer, schedule, step_size, num_steps)
+    return jax.lax.scan(body, state, (steps, keys))
+
+
+def svgd(
+    target: Target,
+    rng_key,
+    num_particles: int = 512,
+    num_steps: int = 2000,
+    schedule: Schedule | None = None,
+    kernel=RBF(),
+    optimizer: optax.GradientTransformation | None = None,
+    init=None,
+    progress_bar: bool = True,
+    num_checkpoints: int = 5,
+    method: str | None = None,
+) -> Run:
+    """Run SVGD on ``target``; return a :class:`~numpyro_stein_diag.runs.Run` with ``chain = 1``.
+
+    Parameters
+    ----------
+    schedule : Schedule
+        :func:`plain` (default), :func:`annealed`, :func:`tempered`, or a :func:`chain` of them.
+    kernel : RBF or IMQ
+        ``RBF()`` uses the median heuristic on a 256-particle subsample at every step.
+    optimizer : optax.GradientTransformation
+        Default ``optax.adam(0.05)`` (Adam's per-coordinate scaling makes one step size
+        work across models whose coordinates have different scales).
+    init : array (N, d) or None
+        Starting particles; default ``target.initial_points`` (prior draws).
+    num_checkpoints : int
+        Number of points (evenly spaced, the last at the end) where the KSD of the
+        particles against the target is recorded in ``history["ksd"]``.
+    """
+    schedule = plain() if schedule is None else schedule
+    k_init, k_sched, k_run = jax.random.split(rng_key, 3)
+    schedule = schedule.resolve(target, k_sched)
+    if init is None:
+        x = target.initial_points(k_init, num_particles)
+    else:
+        x = jnp.asarray(init)
+        if x.ndim != 2 or x.shape[1] != target.dim:
+            raise ValueError(f"init has shape {x.shape}; expected (num_particles, {target.dim}).")
+    step_size = DEFAULT_STEP_SIZE
+    if optimizer is None:
+        optimizer = optax.adam(step_size)
+    state = SVGDState(x, optimizer.init(x))
+    keys = jax.random.split(k_run, num_steps)
+    bounds = np.linspace(0, num_steps, num_checkpoints + 1).astype(int)
+    infos, checkpoints = [], []
+    bar = tqdm(total=num_steps, desc=f"SVGD ({schedule.name})", disable=not progress_bar, leave=False)
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        if stop == start:
+            continue
+        state, info = _run_chunk(
+            target, kernel, optimizer, schedule, step_size, num_steps, state,
+            jnp.arange(start, stop), keys[start:stop],
+        )
+        infos.append(jax.device_get(info))
+        checkpoints.append((stop, float(ksd(target, state.particles)) if _finite(state.particles) else np.nan))
+        bar.update(int(stop - start))
+    bar.close()
+    if not _finite(state.particles):
+        raise FloatingPointError(
+            f"SVGD ({schedule.name}) produced non-finite particles; lower the step size "
+            "(optimizer=optax.adam(0.01)) or check the model's log density for overflow."
+        )
+    history = {k: np.concatenate([i[k] for i in infos]) for k in infos[0]}
+    history["ksd_step"] = np.array([c[0] for c in checkpoints])
+    history["ksd"] = np.array([c[1] for c in checkpoints])
+    return Run(
+        method=method or ("svgd" if schedule.name == "plain" else f"svgd_{schedule.name.split('(')[0]}"),
+        draws=state.particles[None],
+        samples=target.constrain(state.particles[None]),
+        history=history,
+        independent=True,
+    )
+
+
+def _finite(x) -> bool:
+    return bool(jnp.all(jnp.isfinite(x)))
