@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 __all__ = ["RBF", "IMQ", "median_lengthscale", "squared_distances"]
 
-MEDIAN_SUBSAMPLE = 256  # points used by the median heuristic; its cost stays O(256^2)
+MEDIAN_SUBSAMPLE = 128  # points used by the median heuristic; its cost stays O(128^2)
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def squared_distances(a, b):
 
 
 def median_lengthscale(x):
-    """Median pairwise distance of (a strided subsample of at most 256 of) the rows of ``x``.
+    """Median pairwise distance of (a strided subsample of at most 128 of) the rows of ``x``.
 
     Found by bisection on the count :math:`\\#\\{i < j : \\|x_i - x_j\\|^2 \\le m\\}`
     (20 halvings: precision 1e-6 of the largest squared distance), because a
