@@ -1,14 +1,19 @@
 """Find out whether posterior samples missed an isolated mode or got its weight wrong."""
 
+from .check import Flag, check_mode_mass
+from .diagnose import diagnose
 from .kernels import IMQ, RBF
 from .ksd import KSDTest, ksd, ksd_test
+from .modes import Modes, assign_basins, find_modes, mode_masses
 from .nuts import nuts
+from .report import Report
 from .runs import Run
 from .svgd import Schedule, annealed, chain, plain, svgd, tempered
 from .target import Target
 
 __all__ = [
-    "IMQ", "RBF", "KSDTest", "Run", "Schedule", "Target",
-    "annealed", "chain", "ksd", "ksd_test", "nuts", "plain", "svgd", "tempered",
+    "IMQ", "RBF", "Flag", "KSDTest", "Modes", "Report", "Run", "Schedule", "Target",
+    "annealed", "assign_basins", "chain", "check_mode_mass", "diagnose", "find_modes",
+    "ksd", "ksd_test", "mode_masses", "nuts", "plain", "svgd", "tempered",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,125 @@
+"""The mode-mass check: the share of a method's draws in each basin against the basin's mass.
+
+For mode ``k`` with estimated mass :math:`M_k \\pm \\mathrm{se}_k` and observed share
+:math:`o_k` of a method's draws, under "the sample is a correct posterior sample"
+
+.. math::
+
+    z_k = \\frac{o_k - M_k}{\\sqrt{M_k (1 - M_k) / \\mathrm{ESS}_k + \\mathrm{se}_k^2}},
+
+with :math:`\\mathrm{ESS}_k` the effective sample size of the basin indicator
+:math:`1[x \\in B_k]` (``arviz_stats`` "mean" ESS over chains for MCMC draws, at least the
+number of chains; ``n`` for independent draws or SVGD particles) and a two-sided normal
+p-value. A flag needs both statistical significance and a practical size:
+
+- ``missed_mode``: :math:`M_k \\ge` ``mass_floor``, :math:`o_k < M_k / 4`, p < ``alpha``;
+- ``misweighted_mode``: :math:`|o_k - M_k| >` ``tolerance``, p < ``alpha``;
+- ``unknown_region``: more than ``unknown_tolerance`` of the draws ascend to no known mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from arviz_stats.base import array_stats
+from scipy.stats import norm
+
+from .modes import Modes
+
+__all__ = ["Flag", "ModeCheck", "check_mode_mass", "basin_ess"]
+
+FLAG_KINDS = ("missed_mode", "misweighted_mode", "unknown_region", "ksd_reject")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One finding about one method: what, where, the numbers, and a sentence."""
+
+    method: str
+    kind: str
+    mode: int  # -1 when the flag is not about one mode
+    expected: float
+    expected_se: float
+    observed: float
+    pvalue: float
+    message: str
+
+
+@dataclass(frozen=True)
+class ModeCheck:
+    """Per-mode numbers of one method's check (arrays over modes)."""
+
+    method: str
+    expected: np.ndarray
+    expected_se: np.ndarray
+    observed: np.ndarray
+    ess: np.ndarray
+    pvalue: np.ndarray
+    unknown_share: float
+    flags: tuple[Flag, ...]
+
+
+def basin_ess(basins: np.ndarray, num_modes: int, independent: bool) -> np.ndarray:
+    """Effective sample size of each basin indicator for draws ``basins (chain, draw)``."""
+    n = basins.size
+    if independent or basins.shape[0] * basins.shape[1] < 4:
+        return np.full(num_modes, float(n))
+    ess = np.empty(num_modes)
+    for k in range(num_modes):
+        indicator = (basins == k).astype(float)
+        if indicator.min() == indicator.max():
+            # the same in every draw: no chain ever left (or entered) the basin
+            ess[k] = basins.shape[0]
+            continue
+        value = float(array_stats.ess(indicator, chain_axis=0, draw_axis=1, method="mean"))
+        ess[k] = np.clip(value if np.isfinite(value) else basins.shape[0], basins.shape[0], n)
+    return ess
+
+
+def check_mode_mass(
+    method: str,
+    basins: np.ndarray,
+    modes: Modes,
+    independent: bool = False,
+    alpha: float = 0.05,
+    mass_floor: float = 0.05,
+    tolerance: float = 0.05,
+    unknown_tolerance: float = 0.01,
+) -> ModeCheck:
+    """Compare the share of ``basins (chain, draw)`` (from :func:`assign_basins`) in each mode with
+    ``modes.mass``; return the numbers and the flags."""
+    if modes.mass is None:
+        raise ValueError("modes carry no masses yet: run mode_masses(target, modes, rng_key) first.")
+    basins = np.asarray(basins)
+    if basins.ndim == 1:
+        basins = basins[None]
+    k = len(modes)
+    expected, se = np.asarray(modes.mass), np.asarray(modes.mass_se)
+    observed = np.array([np.mean(basins == j) for j in range(k)])
+    ess = basin_ess(basins, k, independent)
+    sd = np.sqrt(expected * (1 - expected) / ess + se**2)
+    pvalue = 2 * norm.sf(np.abs(observed - expected) / np.maximum(sd, 1e-12))
+    flags = []
+    for j in range(k):
+        numbers = dict(method=method, mode=j, expected=float(expected[j]), expected_se=float(se[j]),
+                       observed=float(observed[j]), pvalue=float(pvalue[j]))
+        where = f"mode {j} (log density {modes.log_density[j]:.4g})"
+        if expected[j] >= mass_floor and observed[j] < expected[j] / 4 and pvalue[j] < alpha:
+            flags.append(Flag(kind="missed_mode", message=(
+                f"{method} misses {where}: it holds {expected[j]:.1%} +- {se[j]:.1%} of the posterior "
+                f"mass but {observed[j]:.1%} of the draws (ESS {ess[j]:.0f}, p = {pvalue[j]:.2g})."
+            ), **numbers))
+        elif abs(observed[j] - expected[j]) > tolerance and pvalue[j] < alpha:
+            flags.append(Flag(kind="misweighted_mode", message=(
+                f"{method} misweights {where}: {observed[j]:.1%} of the draws against an expected "
+                f"{expected[j]:.1%} +- {se[j]:.1%} of the mass (ESS {ess[j]:.0f}, p = {pvalue[j]:.2g})."
+            ), **numbers))
+    unknown = float(np.mean(basins < 0))
+    if unknown > unknown_tolerance:
+        flags.append(Flag(method=method, kind="unknown_region", mode=-1, expected=0.0, expected_se=0.0,
+                          observed=unknown, pvalue=float("nan"), message=(
+            f"{unknown:.1%} of the {method} draws lie in no known mode's basin: a mode the search "
+            "did not find, or a region where the ascent did not converge."
+        )))
+    return ModeCheck(method, expected, se, observed, ess, pvalue, unknown, tuple(flags))

@@ -1,0 +1,146 @@
+"""diagnose(): run or take samples, find the modes, weigh them, test every method -> Report."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .check import check_mode_mass
+from .ksd import ksd_test
+from .modes import assign_basins, find_modes, merge_modes, mode_masses
+from .nuts import nuts
+from .report import Report
+from .runs import Run
+from .svgd import annealed, plain, svgd, tempered
+from .target import Target
+
+__all__ = ["diagnose", "METHODS", "run_from_samples"]
+
+KSD_MAX_DRAWS = 1000  # draws per method the KSD test uses (thinned evenly within each chain)
+MODE_STARTS_PER_RUN = 32  # draws of each method used as extra starts for the mode search
+
+METHODS: dict[str, Callable[[Target, jax.Array, bool], Run]] = {
+    "nuts": lambda t, key, bar: nuts(t, key, num_chains=4, num_warmup=1000, num_samples=1000, progress_bar=bar),
+    "svgd": lambda t, key, bar: svgd(t, key, 512, 2000, schedule=plain(), progress_bar=bar),
+    "svgd_annealed": lambda t, key, bar: svgd(t, key, 512, 2000, schedule=annealed(), progress_bar=bar),
+    "svgd_tempered": lambda t, key, bar: svgd(t, key, 512, 2000, schedule=tempered(langevin=1.0), progress_bar=bar),
+}
+
+
+def run_from_samples(target: Target, name: str, samples) -> Run:
+    """A Run from what users have: an MCMC object, a DataTree with a posterior group, or a
+    dict ``{site: (chain, draw, ...)}`` of constrained arrays."""
+    mcmc = None
+    if hasattr(samples, "get_samples") and hasattr(samples, "sampler"):  # numpyro MCMC
+        mcmc, values = samples, samples.get_samples(group_by_chain=True)
+    elif hasattr(samples, "children") and "posterior" in getattr(samples, "children", {}):  # DataTree
+        posterior = samples["posterior"].dataset
+        values = {k: posterior[k].transpose("chain", "draw", ...).values for k in posterior.data_vars}
+    elif isinstance(samples, dict):
+        values = samples
+    else:
+        raise TypeError(
+            f"samples[{name!r}] is a {type(samples).__name__}; pass an MCMC object, an ArviZ "
+            "DataTree with a posterior group, or a dict {site: array (chain, draw, ...)}."
+        )
+    if not values:
+        raise ValueError(f"samples[{name!r}] is empty: it holds no sites.")
+    try:
+        batch = target.validate_samples(dict(values))
+    except ValueError as err:
+        raise ValueError(f"samples[{name!r}]: {err}") from None
+    if len(batch) != 2:
+        raise ValueError(
+            f"samples[{name!r}] has sample axes {batch}; pass (chain, draw, ...) arrays "
+            "(add a chain axis with x[None] for a single chain or for independent draws)."
+        )
+    latent = {k: np.asarray(values[k]) for k in target.site_shapes}
+    return Run(method=name, draws=target.unconstrain(latent), samples={k: np.asarray(v) for k, v in values.items()},
+               mcmc=mcmc, independent=False)
+
+
+def _thin(draws, max_draws):
+    """At most ``max_draws`` draws, evenly spaced within each chain: ``(chain, draw', d)``."""
+    chains, n = draws.shape[:2]
+    step = max(1, -(-chains * n // max_draws))
+    return draws[:, ::step]
+
+
+def diagnose(
+    model,
+    *model_args,
+    samples: dict | None = None,
+    methods=("nuts", "svgd", "svgd_annealed", "svgd_tempered"),
+    rng_key=None,
+    canonicalize=None,
+    progress_bar: bool = True,
+    **model_kwargs,
+) -> Report:
+    """Check posterior samples of ``model(*model_args, **model_kwargs)`` for missed and misweighted modes.
+
+    Parameters
+    ----------
+    samples : dict, optional
+        ``{name: MCMC | DataTree | {site: (chain, draw, ...)}}``: samples you already have;
+        each name becomes a method in the report.
+    methods : tuple of str
+        The package's own runs to add: any of ``"nuts"``, ``"svgd"``, ``"svgd_annealed"``,
+        ``"svgd_tempered"``; ``()`` runs none.
+    canonicalize : callable, optional
+        ``fn(one draw's constrained {site: value}) -> same structure``, e.g. sort mixture
+        components; applied to every draw and mode, so label-switched modes count as one.
+
+    The mode set is built once from prior draws and every method's draws, masses are
+    estimated once, and each method gets a KSD test and a mode-mass check.
+    """
+    rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}.")
+    samples = samples or {}
+    if not methods and not samples:
+        raise ValueError("nothing to check: pass samples={name: ...} or methods=(...).")
+    clash = sorted(set(samples) & set(methods))
+    if clash:
+        raise ValueError(f"sample name(s) {clash} clash with methods; rename them.")
+    target = Target.from_model(model, *model_args, **model_kwargs)
+    k_runs, k_modes, k_mass, k_ksd = jax.random.split(rng_key, 4)
+    say = print if progress_bar else (lambda *a, **k: None)
+
+    runs = {name: run_from_samples(target, name, s) for name, s in samples.items()}
+    for name, key in zip(methods, jax.random.split(k_runs, max(len(methods), 1))):
+        say(f"[diagnose] running {name} ...")
+        runs[name] = METHODS[name](target, key, progress_bar)
+
+    timings = {}
+    start = time.perf_counter()
+    say("[diagnose] searching for modes ...")
+    starts = jnp.concatenate([
+        _thin(run.draws, MODE_STARTS_PER_RUN).reshape(-1, target.dim) for run in runs.values()
+    ])
+    modes = find_modes(target, starts, k_modes)
+    if canonicalize is not None:
+        modes = merge_modes(target, modes, canonicalize)
+    timings["modes"] = time.perf_counter() - start
+    say(f"[diagnose] {len(modes)} mode(s); estimating their masses ...")
+    start = time.perf_counter()
+    modes = mode_masses(target, modes, k_mass, canonicalize=canonicalize)
+    timings["masses"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    checks, tests = {}, {}
+    for (name, run), key in zip(runs.items(), jax.random.split(k_ksd, len(runs))):
+        say(f"[diagnose] checking {name} ...")
+        basins = assign_basins(target, modes, run.draws, canonicalize=canonicalize)
+        checks[name] = check_mode_mass(name, basins, modes, independent=run.independent)
+        thinned = _thin(run.draws, KSD_MAX_DRAWS)
+        x = thinned.reshape(-1, target.dim) if run.independent else thinned
+        tests[name] = ksd_test(target, x, key, num_bootstrap=500)
+    timings["checks"] = time.perf_counter() - start
+    report = Report.build(runs, modes, checks, tests)
+    report.timings = timings
+    return report

@@ -1,0 +1,306 @@
+"""Modes of the target: discovery by L-BFGS from many starts, basins of attraction, and masses.
+
+A mode ``m`` of :math:`\\log \\pi` (unconstrained, Jacobian included) carries its Hessian
+:math:`H = -\\nabla^2 \\log \\pi(m)` and its Laplace log mass
+
+.. math::
+
+    \\log Z_{\\text{Laplace}} = \\log \\pi(m) + \\tfrac{d}{2} \\log 2\\pi - \\tfrac12 \\log\\det H.
+
+The mass of a basin ``B_k`` (the points whose ascent ends at mode ``k``) is estimated by
+importance sampling from a defensive mixture of multivariate Student-t distributions
+centred at the modes, :math:`q = \\sum_k a_k\\, t_\\nu(m_k, c H_k^{-1})`, with the
+balance-heuristic weights :math:`w = \\pi(y) / q(y)` and every draw credited to the basin
+it ascends into:
+
+.. math::
+
+    \\hat M_k = \\frac{\\sum_i w_i 1[y_i \\in B_k]}{\\sum_i w_i}, \\qquad
+    \\widehat{\\mathrm{se}}_k^2 = \\frac{\\sum_i w_i^2 (1[y_i \\in B_k] - \\hat M_k)^2}{(\\sum_i w_i)^2}.
+
+Because :math:`\\pi` includes the log-Jacobian, these are the masses in the model's space.
+The Pareto :math:`\\hat k` of the weights (PSIS, from arviz-stats) says when not to trust them
+(:math:`\\hat k > 0.7`); the Laplace masses are then the fallback and always a cross-check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from arviz_stats.base import array_stats
+
+from .target import Target
+
+__all__ = ["Modes", "find_modes", "assign_basins", "mode_masses", "merge_modes"]
+
+PARETO_K_LIMIT = 0.7
+
+
+@dataclass(frozen=True, eq=False)
+class Modes:
+    """K modes of the target (sorted by log density, highest first).
+
+    Attributes: ``location (K, d)`` unconstrained, ``log_density (K,)``, ``hessian (K, d, d)``
+    of the negative log density, ``laplace_log_mass (K,)``, ``values`` (``{site: (K, ...)}``,
+    the locations in the model's space), and once :func:`mode_masses` ran ``mass``,
+    ``mass_se``, ``pareto_k``, ``unknown_mass`` (the share of importance weight that
+    landed in no known basin) and ``method`` (``"importance"`` or ``"laplace"``).
+    """
+
+    location: np.ndarray
+    log_density: np.ndarray
+    hessian: np.ndarray
+    laplace_log_mass: np.ndarray
+    values: dict
+    mass: np.ndarray | None = None
+    mass_se: np.ndarray | None = None
+    pareto_k: float | None = None
+    unknown_mass: float | None = None
+    mass_method: str | None = None
+
+    def __len__(self) -> int:
+        return int(self.location.shape[0])
+
+    def constrained(self) -> dict:
+        """Mode locations in the model's constrained space, ``{site: (K, ...)}``."""
+        return self.values
+
+    @property
+    def laplace_mass(self) -> np.ndarray:
+        """Laplace masses as fractions of their sum."""
+        return np.exp(self.laplace_log_mass - jax.scipy.special.logsumexp(self.laplace_log_mass))
+
+
+# ---------------------------------------------------------------------------- ascent
+ASCENT_CHUNK = 256  # points per compiled ascent call: one compilation serves every sample size
+
+
+def _ascend(target: Target, x0, num_iter):
+    """L-BFGS (optax, zoom line search) on -log density from one start, ``num_iter`` steps."""
+
+    def loss(x):
+        value = -target._log_density_1d(x)
+        return jnp.where(jnp.isfinite(value), value, jnp.inf)
+
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    def step(_, carry):
+        x, state = carry
+        value, grad = value_and_grad(x, state=state)
+        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=loss)
+        x_new = optax.apply_updates(x, updates)
+        return jnp.where(jnp.all(jnp.isfinite(x_new)), x_new, x), state
+
+    return jax.lax.fori_loop(0, num_iter, step, (x0, opt.init(x0)))[0]
+
+
+@partial(jax.jit, static_argnums=0)
+def _ascend_chunk(target, x0, num_iter):
+    return jax.vmap(lambda x: _ascend(target, x, num_iter))(x0)
+
+
+def _ascend_all(target: Target, x0, num_iter: int) -> np.ndarray:
+    """Ascend every row of ``x0 (n, d)``, in padded chunks of a fixed size (one compilation)."""
+    x0 = jnp.asarray(x0)
+    n = x0.shape[0]
+    pad = -n % ASCENT_CHUNK
+    padded = jnp.concatenate([x0, jnp.broadcast_to(x0[:1], (pad, x0.shape[1]))]) if pad else x0
+    chunks = [
+        _ascend_chunk(target, padded[i : i + ASCENT_CHUNK], jnp.asarray(num_iter))
+        for i in range(0, padded.shape[0], ASCENT_CHUNK)
+    ]
+    return np.concatenate([np.asarray(c) for c in chunks])[:n]
+
+
+@partial(jax.jit, static_argnums=0)
+def _curvature(target, x):
+    """Log density, gradient and Hessian of -log density at each row of ``x``."""
+    log_p = jax.vmap(target._log_density_1d)(x)
+    grad = jax.vmap(jax.grad(target._log_density_1d))(x)
+    hessian = -jax.vmap(jax.hessian(target._log_density_1d))(x)
+    return log_p, grad, hessian
+
+
+def _mahalanobis2(x, location, hessian):
+    """:math:`(x - m_k)^T H_k (x - m_k)` for every point and mode, ``(n, K)``."""
+    diff = x[:, None, :] - location[None, :, :]
+    return jnp.einsum("nkd,kde,nke->nk", diff, hessian, diff)
+
+
+def find_modes(
+    target: Target,
+    starts,
+    rng_key=None,
+    num_prior_starts: int = 32,
+    num_iter: int = 200,
+    grad_tol: float = 1e-2,
+    merge_distance: float = 1.0,
+) -> Modes:
+    """Find the modes of ``target`` by L-BFGS from every row of ``starts (n, d)`` at once.
+
+    With ``rng_key``, ``num_prior_starts`` prior draws are added to the starts. An end
+    point is a mode when the Hessian ``H`` of ``-log p`` there is positive definite and
+    its Newton decrement :math:`\\sqrt{g^T H^{-1} g}` (the distance to the mode in
+    posterior standard deviations) is below ``grad_tol``. End points within Mahalanobis
+    distance ``merge_distance`` (in a kept mode's Hessian metric) of a higher mode are
+    that mode.
+    """
+    starts = jnp.asarray(starts).reshape(-1, target.dim) if starts is not None else jnp.zeros((0, target.dim))
+    if rng_key is not None and num_prior_starts:
+        starts = jnp.concatenate([starts, target.initial_points(rng_key, num_prior_starts)])
+    if starts.shape[0] == 0:
+        raise ValueError("find_modes needs starting points: pass starts (n, d) or an rng_key for prior draws.")
+    ends = _ascend_all(target, starts, num_iter)
+    log_p, grad, hessian = map(np.asarray, _curvature(target, ends))
+    ends = np.asarray(ends)
+    finite = np.isfinite(log_p) & np.all(np.isfinite(hessian), axis=(1, 2)) & np.all(np.isfinite(grad), axis=1)
+    converged = np.zeros(len(log_p), bool)
+    for i in np.flatnonzero(finite):
+        eig, vec = np.linalg.eigh(hessian[i])
+        if eig[0] > 0:
+            newton_decrement = np.sqrt(np.sum((vec.T @ grad[i]) ** 2 / eig))
+            converged[i] = newton_decrement < grad_tol
+    if not converged.any():
+        raise ValueError(
+            f"none of {len(starts)} L-BFGS runs converged to a mode (gradient small, Hessian "
+            "negative definite); raise num_iter, pass better starts, or check that the "
+            "posterior is proper."
+        )
+    order = np.argsort(-log_p[converged])
+    cand_x, cand_lp, cand_h = ends[converged][order], log_p[converged][order], hessian[converged][order]
+    keep: list[int] = []
+    for i in range(len(cand_x)):
+        if keep:
+            d2 = np.asarray(_mahalanobis2(cand_x[i : i + 1], cand_x[keep], cand_h[keep]))[0]
+            if np.min(d2) < merge_distance**2:
+                continue
+        keep.append(i)
+    return _make_modes(target, cand_x[keep], cand_lp[keep], cand_h[keep])
+
+
+def _make_modes(target, location, log_density, hessian) -> Modes:
+    d = location.shape[1]
+    logdet = np.linalg.slogdet(hessian)[1]
+    laplace = log_density + 0.5 * d * np.log(2 * np.pi) - 0.5 * logdet
+    values = {k: np.asarray(v) for k, v in target.constrain(jnp.asarray(location)).items()}
+    return Modes(location, log_density, hessian, laplace, values)
+
+
+def canonical_points(target: Target, x, canonicalize):
+    """Flat points ``(n, d)`` mapped through ``canonicalize`` (one constrained draw -> its canonical
+    copy, e.g. mixture components sorted by mean), back in flat unconstrained space."""
+    values = target.constrain(x)
+    canon = jax.vmap(canonicalize)({k: values[k] for k in target.site_shapes})
+    return np.asarray(target.unconstrain({k: canon[k] for k in target.site_shapes}))
+
+
+def merge_modes(target: Target, modes: Modes, canonicalize, merge_distance: float = 1.0) -> Modes:
+    """Canonical modes: every mode mapped through ``canonicalize``, and modes that land on the
+    same canonical mode (within ``merge_distance`` in its Hessian metric) merged into one whose
+    Laplace mass is their sum. Estimate masses afterwards, with the same ``canonicalize``."""
+    x = canonical_points(target, modes.location, canonicalize)
+    _, _, hessian = map(np.asarray, _curvature(target, jnp.asarray(x)))
+    groups: list[list[int]] = []
+    for i in range(len(x)):
+        for g in groups:
+            if float(np.asarray(_mahalanobis2(x[i : i + 1], x[g[0] : g[0] + 1], hessian[g[0] : g[0] + 1]))[0, 0]) < merge_distance**2:
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    first = [g[0] for g in groups]
+    merged = _make_modes(target, x[first], modes.log_density[first], hessian[first])
+    laplace = np.array([float(jax.scipy.special.logsumexp(modes.laplace_log_mass[g])) for g in groups])
+    return replace(merged, laplace_log_mass=laplace)
+
+
+def assign_basins(
+    target: Target, modes: Modes, x, num_iter: int = 50, cutoff: float | None = None, canonicalize=None
+):
+    """Basin of each point of ``x (..., d)``: L-BFGS ascent for ``num_iter`` steps, then the
+    nearest mode in its Hessian metric; ``-1`` when the ascent ends in no known basin
+    (squared Mahalanobis distance above ``cutoff``, default ``max(25, 4 d)``). With
+    ``canonicalize``, points are mapped to their canonical copy first."""
+    x = jnp.asarray(x)
+    flat = x.reshape(-1, target.dim)
+    if canonicalize is not None:
+        flat = canonical_points(target, flat, canonicalize)
+    ends = _ascend_all(target, flat, num_iter)
+    d2 = np.asarray(_mahalanobis2(ends, jnp.asarray(modes.location), jnp.asarray(modes.hessian)))
+    d2 = np.where(np.isfinite(d2), d2, np.inf)
+    nearest = np.argmin(d2, axis=1)
+    cutoff = max(25.0, 4.0 * target.dim) if cutoff is None else cutoff
+    basin = np.where(d2[np.arange(len(nearest)), nearest] <= cutoff, nearest, -1)
+    return basin.reshape(x.shape[:-1])
+
+
+def _student_t_mixture(rng_key, modes: Modes, weights, num_draws, df, scale):
+    """Draws from, and log density of, :math:`\\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})`."""
+    loc = jnp.asarray(modes.location)
+    chol_cov = jnp.linalg.cholesky(jnp.linalg.inv(jnp.asarray(modes.hessian))) * scale  # (K, d, d)
+    d = loc.shape[1]
+    k_comp, k_z, k_g = jax.random.split(rng_key, 3)
+    comp = jax.random.choice(k_comp, len(weights), (num_draws,), p=jnp.asarray(weights))
+    z = jax.random.normal(k_z, (num_draws, d))
+    g = jax.random.gamma(k_g, df / 2.0, (num_draws,)) / (df / 2.0)
+    y = loc[comp] + jnp.einsum("nde,ne->nd", chol_cov[comp], z) / jnp.sqrt(g)[:, None]
+
+    def log_t(y):  # log density of each component at y, (K,)
+        sol = jax.vmap(lambda L, m: jax.scipy.linalg.solve_triangular(L, y - m, lower=True))(chol_cov, loc)
+        maha = jnp.sum(sol**2, -1)
+        logdet = jnp.sum(jnp.log(jnp.diagonal(chol_cov, axis1=1, axis2=2)), -1)
+        return (
+            jax.scipy.special.gammaln((df + d) / 2) - jax.scipy.special.gammaln(df / 2)
+            - 0.5 * d * jnp.log(df * jnp.pi) - logdet - 0.5 * (df + d) * jnp.log1p(maha / df)
+        )
+
+    log_q = jax.scipy.special.logsumexp(jax.vmap(log_t)(y) + jnp.log(jnp.asarray(weights)), axis=1)
+    return y, log_q
+
+
+def mode_masses(
+    target: Target,
+    modes: Modes,
+    rng_key,
+    num_draws: int = 2000,
+    df: float = 5.0,
+    scale: float = 1.5,
+    basin_iter: int = 50,
+    canonicalize=None,
+) -> Modes:
+    """Estimate each mode's posterior mass; returns ``modes`` with ``mass``, ``mass_se``, ``pareto_k``.
+
+    ``num_draws`` per mode are drawn from the defensive Student-t mixture (``df``
+    degrees of freedom, covariance ``scale^2 H^{-1}``; component weights half
+    Laplace masses, half uniform). When the Pareto :math:`\\hat k` exceeds 0.7 the
+    importance estimate is not trusted and the Laplace masses are used instead
+    (``mass_method = "laplace"``, ``mass_se`` then the absolute gap between the two).
+    With ``canonicalize`` (and canonical ``modes`` from :func:`merge_modes`) each draw is
+    credited to the basin of its canonical copy; for a posterior invariant under the
+    relabelling this estimates the canonical modes' masses from the proposal around them.
+    """
+    k = len(modes)
+    weights = 0.5 * modes.laplace_mass + 0.5 / k
+    y, log_q = _student_t_mixture(rng_key, modes, weights, num_draws * k, df, scale)
+    log_p = np.asarray(target.log_density(y))
+    log_w = np.where(np.isfinite(log_p), log_p - np.asarray(log_q), -np.inf)
+    basins = assign_basins(target, modes, y, num_iter=basin_iter, canonicalize=canonicalize)
+    w = np.exp(log_w - np.max(log_w))
+    total = w.sum()
+    mass = np.array([w[basins == j].sum() / total for j in range(k)])
+    indicator = basins[None, :] == np.arange(k)[:, None]
+    se = np.sqrt(np.sum(w[None, :] ** 2 * (indicator - mass[:, None]) ** 2, axis=1)) / total
+    finite = np.isfinite(log_w)
+    khat = float(array_stats.pareto_khat(log_w[finite], chain_axis=None, draw_axis=-1, tail="right", log_weights=True))
+    unknown = float(w[basins < 0].sum() / total)
+    if not np.isfinite(khat) or khat > PARETO_K_LIMIT:
+        laplace = modes.laplace_mass
+        return replace(modes, mass=laplace, mass_se=np.abs(laplace - mass), pareto_k=khat,
+                       unknown_mass=unknown, mass_method="laplace")
+    return replace(modes, mass=mass, mass_se=se, pareto_k=khat, unknown_mass=unknown, mass_method="importance")

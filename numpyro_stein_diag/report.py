@@ -1,0 +1,239 @@
+"""Report: everything diagnose() found, held as one DataTree (so a saved report loads back equal).
+
+Layout of the tree (ArviZ conventions, one child per method)::
+
+    /                      attrs: package, version, flags (JSON)
+    /modes                 location (mode, param), log_density, hessian, laplace_log_mass,
+                           mass, mass_se; attrs pareto_k, unknown_mass, mass_method
+    /modes/values          mode locations in the model's space, one variable per site
+    /<method>/posterior    (chain, draw, ...) constrained draws
+    /<method>/sample_stats NUTS only (arviz_base.from_numpyro)
+    /<method>/stein_diagnostics
+                           ksd, ksd_pvalue, expected_mass, expected_mass_se, observed_mass,
+                           ess, mass_pvalue, missed, misweighted (mode), unconstrained draws,
+                           SVGD history; attrs describe the KSD test
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import arviz_base
+import numpy as np
+import xarray as xr
+
+from .check import Flag, ModeCheck
+from .kernels import IMQ, RBF
+from .ksd import KSDTest
+from .modes import Modes
+from .runs import Run
+
+__all__ = ["Report"]
+
+KERNELS = {"IMQ": IMQ, "RBF": RBF}
+MODE_VARS = ("location", "log_density", "hessian", "laplace_log_mass", "mass", "mass_se")
+
+
+class Report:
+    """The result of :func:`~numpyro_stein_diag.diagnose`.
+
+    Attributes: ``runs`` ({method: Run}), ``modes`` (:class:`Modes` with masses), ``ksd``
+    ({method: KSDTest}), ``checks`` ({method: ModeCheck}), ``flags`` (list of Flag), ``ok``.
+    """
+
+    def __init__(self, tree: xr.DataTree, runs: dict[str, Run] | None = None):
+        self.tree = tree
+        self.runs = runs if runs is not None else _runs_from_tree(tree)
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(cls, runs: dict[str, Run], modes: Modes, checks: dict[str, ModeCheck], ksd: dict[str, KSDTest]):
+        flags = [dataclasses.asdict(f) for c in checks.values() for f in c.flags]
+        root = xr.Dataset(attrs={
+            "package": "numpyro_stein_diag",
+            "methods": json.dumps(list(runs)),
+            "flags": json.dumps(flags),
+        })
+        children = {"modes": _modes_tree(modes)}
+        for name, run in runs.items():
+            children[name] = _method_tree(run, checks[name], ksd[name])
+        return cls(xr.DataTree(dataset=root, children=children), runs)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def methods(self) -> list[str]:
+        return json.loads(self.tree.attrs["methods"])
+
+    @property
+    def flags(self) -> list[Flag]:
+        return [Flag(**f) for f in json.loads(self.tree.attrs["flags"])]
+
+    @property
+    def ok(self) -> bool:
+        """True when no method raised a flag."""
+        return not self.flags
+
+    @property
+    def modes(self) -> Modes:
+        ds = self.tree["modes"].dataset
+        values = {k: v.values for k, v in self.tree["modes/values"].dataset.data_vars.items()}
+        return Modes(
+            *(ds[v].values for v in MODE_VARS[:4]),
+            values=values,
+            mass=ds["mass"].values,
+            mass_se=ds["mass_se"].values,
+            pareto_k=float(ds.attrs["pareto_k"]),
+            unknown_mass=float(ds.attrs["unknown_mass"]),
+            mass_method=str(ds.attrs["mass_method"]),
+        )
+
+    @property
+    def ksd(self) -> dict[str, KSDTest]:
+        return {m: _ksd_from_dataset(self.tree[m]["stein_diagnostics"].dataset) for m in self.methods}
+
+    @property
+    def checks(self) -> dict[str, ModeCheck]:
+        flags = self.flags
+        out = {}
+        for m in self.methods:
+            ds = self.tree[m]["stein_diagnostics"].dataset
+            out[m] = ModeCheck(
+                m, ds["expected_mass"].values, ds["expected_mass_se"].values, ds["observed_mass"].values,
+                ds["ess"].values, ds["mass_pvalue"].values, float(ds.attrs["unknown_share"]),
+                tuple(f for f in flags if f.method == m),
+            )
+        return out
+
+    def to_datatree(self, method: str) -> xr.DataTree:
+        """The method's DataTree: ``posterior``, ``sample_stats`` (NUTS), ``stein_diagnostics``."""
+        if method not in self.methods:
+            raise KeyError(f"no method {method!r} in this report; it has {self.methods}.")
+        return self.tree[method].copy()
+
+    def to_datatrees(self) -> dict[str, xr.DataTree]:
+        return {m: self.to_datatree(m) for m in self.methods}
+
+    # ------------------------------------------------------------------ text
+    def summary(self) -> str:
+        """A table per method: expected mass against observed share per mode, KSD, flags in words."""
+        modes = self.modes
+        lines = [
+            f"numpyro_stein_diag report: {len(modes)} mode(s), masses by {modes.mass_method} "
+            f"(Pareto k = {modes.pareto_k:.2f}, unknown mass {modes.unknown_mass:.1%})",
+            "",
+        ]
+        for m, check in self.checks.items():
+            test = self.ksd[m]
+            lines.append(f"{m}: {self.runs[m].draws.shape[0]} chain(s) x {self.runs[m].draws.shape[1]} draws, "
+                         f"KSD^2 = {test.statistic:.3g} (p = {test.pvalue:.3f}, {test.bootstrap} bootstrap)")
+            lines.append(f"  {'mode':>4} {'expected':>16} {'observed':>9} {'ESS':>7} {'p':>8}  flag")
+            kinds = {f.mode: f.kind for f in check.flags}
+            for j in range(len(modes)):
+                lines.append(
+                    f"  {j:>4} {check.expected[j]:9.1%} +- {check.expected_se[j]:4.1%} {check.observed[j]:9.1%} "
+                    f"{check.ess[j]:7.0f} {check.pvalue[j]:8.2g}  {kinds.get(j, '')}"
+                )
+            if check.unknown_share:
+                lines.append(f"  {'none':>4} {'':>16} {check.unknown_share:9.1%}")
+            lines.append("")
+        flags = self.flags
+        lines.append("Flags:" if flags else "No flags: every method's draws match the mode masses.")
+        lines += [f"  [{f.kind}] {f.message}" for f in flags]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    # ------------------------------------------------------------------ files
+    def save(self, path) -> None:
+        """Write the whole report to one netCDF file (h5netcdf)."""
+        self.tree.to_netcdf(path, engine="h5netcdf")
+
+    @classmethod
+    def load(cls, path) -> "Report":
+        """Read a report written by :meth:`save`; it compares equal to the saved one."""
+        with xr.open_datatree(path, engine="h5netcdf") as tree:
+            tree = tree.load()
+        if tree.attrs.get("package") != "numpyro_stein_diag":
+            raise ValueError(f"{path} is not a numpyro_stein_diag report (no 'package' attribute).")
+        return cls(tree)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Report) and self.tree.identical(other.tree)
+
+
+# ---------------------------------------------------------------------- to the tree
+def _modes_tree(modes: Modes) -> xr.DataTree:
+    dims = {"location": ("mode", "param"), "hessian": ("mode", "param", "param_")}
+    ds = xr.Dataset(
+        {v: (dims.get(v, ("mode",)), np.asarray(getattr(modes, v))) for v in MODE_VARS},
+        attrs={"pareto_k": float(modes.pareto_k), "unknown_mass": float(modes.unknown_mass),
+               "mass_method": str(modes.mass_method)},
+    )
+    values = xr.Dataset({
+        k: (("mode",) + tuple(f"{k}_dim_{i}" for i in range(np.ndim(v) - 1)), np.asarray(v))
+        for k, v in modes.values.items()
+    })
+    return xr.DataTree(dataset=ds, children={"values": xr.DataTree(dataset=values)})
+
+
+def _method_tree(run: Run, check: ModeCheck, test: KSDTest) -> xr.DataTree:
+    if run.mcmc is not None:
+        full = arviz_base.from_numpyro(run.mcmc)
+        groups = {g: full[g].dataset for g in ("posterior", "sample_stats") if g in full.children}
+    else:
+        groups = {"posterior": arviz_base.from_dict({"posterior": {k: np.asarray(v) for k, v in run.samples.items()}})["posterior"].dataset}
+    modes = np.arange(len(check.expected))
+    diag = {
+        "ksd": ((), test.statistic),
+        "ksd_pvalue": ((), test.pvalue),
+        "expected_mass": (("mode",), check.expected),
+        "expected_mass_se": (("mode",), check.expected_se),
+        "observed_mass": (("mode",), check.observed),
+        "ess": (("mode",), check.ess),
+        "mass_pvalue": (("mode",), check.pvalue),
+        "missed": (("mode",), np.array([any(f.kind == "missed_mode" and f.mode == j for f in check.flags) for j in modes], np.int8)),
+        "misweighted": (("mode",), np.array([any(f.kind == "misweighted_mode" and f.mode == j for f in check.flags) for j in modes], np.int8)),
+        "unconstrained_draws": (("chain", "draw", "param"), np.asarray(run.draws)),
+    }
+    for key, value in run.history.items():
+        diag[f"history_{key}"] = (("checkpoint",) if key.startswith("ksd") else ("step",), np.asarray(value))
+    kernel = test.kernel
+    attrs = {
+        "ksd_n": test.n, "ksd_bootstrap": test.bootstrap, "ksd_num_bootstrap": test.num_bootstrap,
+        "ksd_kernel": type(kernel).__name__, "ksd_kernel_params": json.dumps(dataclasses.asdict(kernel)),
+        "ksd_lengthscale": test.lengthscale, "ksd_statistic_type": test.statistic_type,
+        "ksd_variant": test.variant, "independent": int(run.independent),
+        "unknown_share": float(check.unknown_share),
+    }
+    groups["stein_diagnostics"] = xr.Dataset(diag, coords={"mode": modes}, attrs=attrs)
+    return xr.DataTree(children={g: xr.DataTree(dataset=ds) for g, ds in groups.items()})
+
+
+# ---------------------------------------------------------------------- from the tree
+def _ksd_from_dataset(ds: xr.Dataset) -> KSDTest:
+    a = ds.attrs
+    kernel = KERNELS[a["ksd_kernel"]](**json.loads(a["ksd_kernel_params"]))
+    return KSDTest(
+        statistic=float(ds["ksd"]), pvalue=float(ds["ksd_pvalue"]), n=int(a["ksd_n"]),
+        bootstrap=str(a["ksd_bootstrap"]), num_bootstrap=int(a["ksd_num_bootstrap"]), kernel=kernel,
+        lengthscale=float(a["ksd_lengthscale"]), statistic_type=str(a["ksd_statistic_type"]),
+        variant=str(a["ksd_variant"]),
+    )
+
+
+def _runs_from_tree(tree: xr.DataTree) -> dict[str, Run]:
+    runs = {}
+    for m in json.loads(tree.attrs["methods"]):
+        ds = tree[m]["stein_diagnostics"].dataset
+        history = {k.removeprefix("history_"): v.values for k, v in ds.data_vars.items() if k.startswith("history_")}
+        posterior = tree[m]["posterior"].dataset
+        runs[m] = Run(
+            method=m,
+            draws=ds["unconstrained_draws"].values,
+            samples={k: v.values for k, v in posterior.data_vars.items()},
+            history=history,
+            independent=bool(ds.attrs["independent"]),
+        )
+    return runs
