@@ -10,7 +10,10 @@ For mode ``k`` with estimated mass :math:`M_k \\pm \\mathrm{se}_k` and observed 
 with :math:`\\mathrm{ESS}_k` the effective sample size of the basin indicator
 :math:`1[x \\in B_k]` (``arviz_stats`` "mean" ESS over chains for MCMC draws, at least the
 number of chains; ``n`` for independent draws or SVGD particles) and a two-sided normal
-p-value. A flag needs both statistical significance and a practical size:
+p-value. When the indicator is the same in every draw (no chain ever visits the basin, or
+every draw is in it) its ESS is undefined; the sample's own ESS (smallest bulk ESS of
+the draws' coordinates, ``draws_ess``) stands in: it is the precision the sample claims
+for everything else, and a sample that claims it should not miss a basin of that mass. A flag needs both statistical significance and a practical size:
 
 - ``missed_mode``: :math:`M_k \\ge` ``mass_floor``, :math:`o_k < M_k / 4`, p < ``alpha``;
 - ``misweighted_mode``: :math:`|o_k - M_k| >` ``tolerance``, p < ``alpha``;
@@ -27,7 +30,7 @@ from scipy.stats import norm
 
 from .modes import Modes
 
-__all__ = ["Flag", "ModeCheck", "check_mode_mass", "basin_ess"]
+__all__ = ["Flag", "ModeCheck", "check_mode_mass", "basin_ess", "draws_ess"]
 
 FLAG_KINDS = ("missed_mode", "misweighted_mode", "unknown_region", "ksd_reject")
 
@@ -60,7 +63,7 @@ class ModeCheck:
     flags: tuple[Flag, ...]
 
 
-def basin_ess(basins: np.ndarray, num_modes: int, independent: bool) -> np.ndarray:
+def basin_ess(basins: np.ndarray, num_modes: int, independent: bool, draws_ess: float | None = None) -> np.ndarray:
     """Effective sample size of each basin indicator for draws ``basins (chain, draw)``."""
     n = basins.size
     if independent or basins.shape[0] * basins.shape[1] < 4:
@@ -69,8 +72,8 @@ def basin_ess(basins: np.ndarray, num_modes: int, independent: bool) -> np.ndarr
     for k in range(num_modes):
         indicator = (basins == k).astype(float)
         if indicator.min() == indicator.max():
-            # the same in every draw: no chain ever left (or entered) the basin
-            ess[k] = basins.shape[0]
+            # the same in every draw: the indicator has no variance to measure
+            ess[k] = basins.shape[0] if draws_ess is None else draws_ess
             continue
         value = float(array_stats.ess(indicator, chain_axis=0, draw_axis=1, method="mean"))
         ess[k] = np.clip(value if np.isfinite(value) else basins.shape[0], basins.shape[0], n)
@@ -82,13 +85,15 @@ def check_mode_mass(
     basins: np.ndarray,
     modes: Modes,
     independent: bool = False,
+    draws_ess: float | None = None,
     alpha: float = 0.05,
     mass_floor: float = 0.05,
     tolerance: float = 0.05,
     unknown_tolerance: float = 0.01,
 ) -> ModeCheck:
     """Compare the share of ``basins (chain, draw)`` (from :func:`assign_basins`) in each mode with
-    ``modes.mass``; return the numbers and the flags."""
+    ``modes.mass``; return the numbers and the flags. ``draws_ess``: see the module docstring
+    (:func:`draws_ess` computes it)."""
     if modes.mass is None:
         raise ValueError("modes carry no masses yet: run mode_masses(target, modes, rng_key) first.")
     basins = np.asarray(basins)
@@ -97,7 +102,7 @@ def check_mode_mass(
     k = len(modes)
     expected, se = np.asarray(modes.mass), np.asarray(modes.mass_se)
     observed = np.array([np.mean(basins == j) for j in range(k)])
-    ess = basin_ess(basins, k, independent)
+    ess = basin_ess(basins, k, independent, draws_ess)
     sd = np.sqrt(expected * (1 - expected) / ess + se**2)
     pvalue = 2 * norm.sf(np.abs(observed - expected) / np.maximum(sd, 1e-12))
     flags = []
@@ -123,3 +128,13 @@ def check_mode_mass(
             "did not find, or a region where the ascent did not converge."
         )))
     return ModeCheck(method, expected, se, observed, ess, pvalue, unknown, tuple(flags))
+
+
+def draws_ess(draws) -> float:
+    """Smallest bulk ESS over the coordinates of ``draws (chain, draw, d)`` (arviz-stats)."""
+    draws = np.asarray(draws)
+    if draws.shape[0] * draws.shape[1] < 4:
+        return float(draws.shape[0] * draws.shape[1])
+    ess = np.asarray(array_stats.ess(np.moveaxis(draws, -1, 0), chain_axis=-2, draw_axis=-1, method="bulk"))
+    ess = ess[np.isfinite(ess)]
+    return float(np.clip(ess.min(), 1.0, draws.shape[0] * draws.shape[1])) if ess.size else float(draws.shape[0])

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .check import check_mode_mass
+from .check import check_mode_mass, draws_ess
 from .ksd import ksd_test
 from .modes import assign_basins, find_modes, merge_modes, mode_masses
 from .nuts import nuts
@@ -136,7 +136,8 @@ def diagnose(
     for (name, run), key in zip(runs.items(), jax.random.split(k_ksd, len(runs))):
         say(f"[diagnose] checking {name} ...")
         basins = assign_basins(target, modes, run.draws, canonicalize=canonicalize)
-        checks[name] = check_mode_mass(name, basins, modes, independent=run.independent)
+        checks[name] = check_mode_mass(name, basins, modes, independent=run.independent,
+                                       draws_ess=None if run.independent else draws_ess(run.draws))
         thinned = _thin(run.draws, KSD_MAX_DRAWS)
         x = thinned.reshape(-1, target.dim) if run.independent else thinned
         tests[name] = ksd_test(target, x, key, num_bootstrap=500)

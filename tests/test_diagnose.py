@@ -1,0 +1,118 @@
+"""diagnose() end to end: flags raised exactly where samples miss or misweight modes; reports round-trip."""
+
+import arviz_base
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+import xarray as xr
+
+import numpyro_stein_diag as nsd
+from numpyro_stein_diag.demo import two_mode_model
+
+
+def mixture_draws(rng, weight_left, shape):
+    return np.where(rng.random(shape) < weight_left, -4.0, 4.0) + rng.normal(size=shape)
+
+
+@pytest.fixture(scope="module")
+def two_mode_report():
+    # truth 0.3 / 0.7; 4 chains x 500 independent draws each
+    rng = np.random.default_rng(0)
+    samples = {
+        "exact": {"x": mixture_draws(rng, 0.3, (4, 500))},
+        "one_mode": {"x": rng.normal(4.0, 1.0, (4, 500))},
+        "wrong_weights": {"x": mixture_draws(rng, 0.6, (4, 500))},
+    }
+    return nsd.diagnose(two_mode_model, weight_left=0.3, samples=samples, methods=(), progress_bar=False)
+
+
+def kinds(report, method):
+    return {f.kind for f in report.flags if f.method == method}
+
+
+def test_flags_on_known_truth(two_mode_report):
+    r = two_mode_report
+    left = int(np.argmin(r.modes.location[:, 0]))
+    assert abs(r.modes.mass[left] - 0.3) < max(0.03, 3 * r.modes.mass_se[left])
+    assert kinds(r, "exact") == set()
+    assert "missed_mode" in kinds(r, "one_mode")
+    missed = [f for f in r.flags if f.kind == "missed_mode"]
+    assert [f.mode for f in missed] == [left] and "misses mode" in missed[0].message
+    assert kinds(r, "wrong_weights") == {"misweighted_mode"}
+    assert not r.ok
+    # and the KSD is blind to all of it (the reason the mode-mass check exists)
+    assert all(t.pvalue > 0.01 for t in r.ksd.values())
+
+
+def test_summary_reads_as_a_table(two_mode_report):
+    text = two_mode_report.summary()
+    assert "one_mode" in text and "missed_mode" in text and "expected" in text and "Flags:" in text
+
+
+def test_save_load_loses_nothing(two_mode_report, tmp_path):
+    path = tmp_path / "report.nc"
+    two_mode_report.save(path)
+    loaded = nsd.Report.load(path)
+    assert loaded == two_mode_report
+    assert loaded.flags == two_mode_report.flags
+    np.testing.assert_array_equal(loaded.modes.mass, two_mode_report.modes.mass)
+    for m in two_mode_report.methods:
+        xr.testing.assert_identical(loaded.to_datatree(m), two_mode_report.to_datatree(m))
+        np.testing.assert_array_equal(loaded.runs[m].draws, two_mode_report.runs[m].draws)
+        assert loaded.ksd[m] == two_mode_report.ksd[m]
+    diag = loaded.to_datatree("one_mode")["stein_diagnostics"]
+    assert int(diag["missed"].sum()) == 1 and float(diag["ksd_pvalue"]) == two_mode_report.ksd["one_mode"].pvalue
+
+
+def test_label_switching_with_canonicalize():
+    # y ~ 0.5 N(mu_1, 1) + 0.5 N(mu_2, 1): (mu_1, mu_2) and (mu_2, mu_1) are the same fit.
+    y = np.concatenate([np.random.default_rng(1).normal(-3, 1, 60), np.random.default_rng(2).normal(3, 1, 60)])
+
+    def model(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 5.0).expand([2]))
+        mix = dist.MixtureSameFamily(dist.Categorical(jnp.ones(2) / 2), dist.Normal(mu, 1.0))
+        numpyro.sample("y", mix, obs=y)
+
+    t = nsd.Target.from_model(model, y)
+    modes = nsd.find_modes(t, None, jax.random.PRNGKey(0))
+    # draws in one labelling only, from the Laplace approximation at the mode with mu_1 < mu_2
+    m = int(np.argmin(modes.location[:, 0]))
+    rng = np.random.default_rng(3)
+    x = rng.multivariate_normal(modes.location[m], np.linalg.inv(modes.hessian[m]), size=(2, 300))
+    samples = {"one_labelling": {"mu": x}}
+    plain = nsd.diagnose(model, y, samples=samples, methods=(), progress_bar=False)
+    assert len(plain.modes) == 2 and kinds(plain, "one_labelling") == {"missed_mode", "misweighted_mode"}
+    canon = nsd.diagnose(model, y, samples=samples, methods=(), progress_bar=False,
+                         canonicalize=lambda v: {"mu": jnp.sort(v["mu"])})
+    assert len(canon.modes) == 1 and canon.ok
+    np.testing.assert_allclose(canon.modes.mass, [1.0], atol=0.01)
+
+
+def test_samples_from_a_datatree_and_an_mcmc_object():
+    run = nsd.nuts(two_mode_model, jax.random.PRNGKey(0), 2, 200, 200, weight_left=0.5, progress_bar=False)
+    tree = arviz_base.from_numpyro(run.mcmc)
+    report = nsd.diagnose(two_mode_model, samples={"mcmc": run.mcmc, "tree": tree}, methods=(), progress_bar=False)
+    np.testing.assert_array_equal(report.runs["mcmc"].draws, report.runs["tree"].draws)
+    assert "sample_stats" in report.to_datatree("mcmc").children
+
+
+@pytest.mark.parametrize(
+    "samples, methods, message",
+    [
+        ({"a": {"y": np.zeros((2, 5))}}, (), r"samples\['a'\].*missing \['x'\]"),
+        ({"a": {"x": np.full((2, 5), np.nan)}}, (), "non-finite"),
+        ({"a": {"x": np.zeros((2, 0))}}, (), "is empty"),
+        ({"a": {"x": np.zeros(5)}}, (), r"\(chain, draw, \.\.\.\)"),
+        ({"a": [1, 2]}, (), "MCMC object, an ArviZ DataTree"),
+        ({"a": {}}, (), "holds no sites"),
+        ({}, ("nuts", "hmc"), r"unknown method\(s\) \['hmc'\]"),
+        ({}, (), "nothing to check"),
+    ],
+    ids=["site", "nan", "empty", "axes", "type", "no-sites", "method", "nothing"],
+)
+def test_bad_input_is_named(samples, methods, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        nsd.diagnose(two_mode_model, samples=samples, methods=methods, progress_bar=False)

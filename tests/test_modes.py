@@ -1,0 +1,109 @@
+"""Mode search and mode masses against mixtures whose basin masses are known."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from scipy import integrate, optimize, stats
+
+import numpyro_stein_diag as nsd
+from numpyro_stein_diag.demo import two_mode_model
+
+
+def masses(target, seed=0, **kwargs):
+    modes = nsd.find_modes(target, None, jax.random.PRNGKey(seed), **kwargs)
+    return nsd.mode_masses(target, modes, jax.random.PRNGKey(seed + 1))
+
+
+def test_two_unequal_modes_in_1d():
+    t = nsd.Target.from_model(two_mode_model, weight_left=0.2)
+    modes = masses(t)
+    order = np.argsort(modes.location[:, 0])
+    assert len(modes) == 2
+    np.testing.assert_allclose(modes.location[order, 0], [-4.0, 4.0], atol=1e-3)
+    # basins split at the density minimum (slightly right of 0); beyond +-4 sd the tails add < 1e-4
+    for k, w in zip(order, [0.2, 0.8]):
+        assert abs(modes.mass[k] - w) < max(0.03, 3 * modes.mass_se[k])
+    assert modes.mass_method == "importance" and modes.pareto_k < 0.7
+
+
+def test_three_modes_in_3d_with_unequal_weights_and_covariances():
+    weights = jnp.array([0.5, 0.3, 0.2])
+    locs = jnp.array([[-5.0, 0, 0], [5, 0, 0], [0, 6, 0]])
+    scales = jnp.array([1.0, 0.5, 2.0])
+
+    def model():
+        components = dist.Normal(locs, scales[:, None]).to_event(1)
+        numpyro.sample("x", dist.MixtureSameFamily(dist.Categorical(weights), components))
+
+    modes = masses(nsd.Target.from_model(model), num_prior_starts=64)
+    assert len(modes) == 3
+    nearest = [int(np.argmin(np.linalg.norm(modes.location - loc, axis=1))) for loc in np.asarray(locs)]
+    np.testing.assert_allclose(modes.location[nearest], locs, atol=1e-2)
+    # the Hessians are the component precisions: 1/scale^2 on the diagonal
+    np.testing.assert_allclose(modes.hessian[nearest][:, 0, 0], 1 / scales**2, rtol=1e-2)
+    for j, k in enumerate(nearest):
+        assert abs(modes.mass[k] - weights[j]) < max(0.03, 3 * modes.mass_se[k])
+
+
+def test_modes_on_a_constrained_site_have_the_models_masses():
+    # scale ~ 0.3 Gamma(2, 2) + 0.7 Gamma(60, 6): modes live in log space, the Jacobian is in
+    # the log density, so the basin masses equal the mixture weights in the model's space
+    def model():
+        mix = dist.MixtureGeneral(dist.Categorical(jnp.array([0.3, 0.7])), [dist.Gamma(2.0, 2.0), dist.Gamma(60.0, 6.0)])
+        numpyro.sample("scale", mix)
+
+    t = nsd.Target.from_model(model)
+    modes = masses(t)
+    assert len(modes) == 2
+    order = np.argsort(modes.values["scale"])
+    # modes of the log-space density s * p(s): Gamma(a, b) peaks at a / b there
+    np.testing.assert_allclose(modes.values["scale"][order], [1.0, 10.0], rtol=0.02)
+    # a Gamma(2,2) draw above the basin boundary (~4) has probability 0.003: truth 0.3 / 0.7
+    for k, w in zip(order, [0.3, 0.7]):
+        assert abs(modes.mass[k] - w) < max(0.03, 3 * modes.mass_se[k])
+
+
+def test_heavy_tailed_mode_where_laplace_is_biased():
+    # 0.4 t_2(-10, 1) + 0.6 N(10, 1): Laplace gives the t mode ~0.33 (its curvature hides the
+    # heavy tails); the exact basin mass comes from the density minimum between the modes.
+    def log_p(z):
+        return jnp.logaddexp(jnp.log(0.4) + dist.StudentT(2.0, -10.0, 1.0).log_prob(z),
+                             jnp.log(0.6) + dist.Normal(10.0, 1.0).log_prob(z)).sum()
+
+    t = nsd.Target.from_potential(lambda z: -log_p(z), jnp.zeros(1), init_scale=10.0)
+    boundary = optimize.minimize_scalar(lambda z: -float(log_p(jnp.array([z]))), bounds=(-5, 9), method="bounded").x
+    truth_left = 0.4 * stats.t.cdf(boundary + 10.0, 2) + 0.6 * stats.norm.cdf(boundary - 10.0)
+    modes = masses(t)
+    left = int(np.argmin(modes.location[:, 0]))
+    assert abs(modes.laplace_mass[left] - truth_left) > 0.05  # Laplace alone is off
+    assert abs(modes.mass[left] - truth_left) < max(0.03, 3 * modes.mass_se[left])
+
+
+def test_unimodal_correlated_posterior_has_one_mode():
+    cov = jnp.array([[1.0, 0.9], [0.9, 1.0]])
+    t = nsd.Target.from_potential(lambda z: 0.5 * z @ jnp.linalg.solve(cov, z), jnp.zeros(2), init_scale=3.0)
+    modes = masses(t)
+    assert len(modes) == 1
+    np.testing.assert_allclose(modes.mass, [1.0])
+    np.testing.assert_allclose(modes.hessian[0], np.linalg.inv(cov), rtol=1e-3)
+    # the potential is unnormalised: Laplace is exact for a Gaussian, log Z = log 2 pi + log det(cov) / 2
+    np.testing.assert_allclose(modes.laplace_log_mass[0], np.log(2 * np.pi) + 0.5 * np.log(0.19), atol=1e-4)
+
+
+def test_basins_follow_the_ascent_not_the_distance():
+    # 0.5 N(-4, 1) + 0.5 N(4, 1): -0.5 is nearer neither mode in a "closest" sense that
+    # matters; its ascent goes left. Points far outside go to the nearest tail's mode.
+    t = nsd.Target.from_model(two_mode_model)
+    modes = nsd.find_modes(t, jnp.array([[-3.0], [3.0]]))
+    left = int(np.argmin(modes.location[:, 0]))
+    basins = nsd.assign_basins(t, modes, jnp.array([[-0.5], [0.5], [-20.0], [20.0]]))
+    np.testing.assert_array_equal(basins, [left, 1 - left, left, 1 - left])
+
+
+def test_no_converged_start_is_a_clear_error():
+    t = nsd.Target.from_potential(lambda z: -jnp.sum(z), jnp.zeros(1))  # improper: no mode
+    with pytest.raises(ValueError, match="none of .* converged"):
+        nsd.find_modes(t, jnp.zeros((3, 1)), num_iter=20)
