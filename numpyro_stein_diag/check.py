@@ -109,7 +109,7 @@ def check_mode_mass(
     for j in range(k):
         numbers = dict(method=method, mode=j, expected=float(expected[j]), expected_se=float(se[j]),
                        observed=float(observed[j]), pvalue=float(pvalue[j]))
-        where = f"mode {j} (log density {modes.log_density[j]:.4g})"
+        where = modes.describe(j)
         if expected[j] >= mass_floor and observed[j] < expected[j] / 4 and pvalue[j] < alpha:
             flags.append(Flag(kind="missed_mode", message=(
                 f"{method} misses {where}: it holds {expected[j]:.1%} +- {se[j]:.1%} of the posterior "

@@ -70,6 +70,13 @@ class Modes:
         """Mode locations in the model's constrained space, ``{site: (K, ...)}``."""
         return self.values
 
+    def describe(self, k: int, max_numbers: int = 4) -> str:
+        """``"mode k (mu = [-3, 3])"``: the location in the model's space, if it is short."""
+        parts = [f"{site} = {np.array2string(np.asarray(v[k]), precision=3, separator=', ')}" for site, v in self.values.items()]
+        if sum(np.size(v[k]) for v in self.values.values()) > max_numbers:
+            return f"mode {k} (log density {self.log_density[k]:.4g})"
+        return f"mode {k} ({', '.join(parts)})"
+
     @property
     def laplace_mass(self) -> np.ndarray:
         """Laplace masses as fractions of their sum."""
@@ -81,13 +88,14 @@ ASCENT_CHUNK = 256  # points per compiled ascent call: one compilation serves ev
 
 
 def _ascend(target: Target, x0, num_iter):
-    """L-BFGS (optax, zoom line search) on -log density from one start, ``num_iter`` steps."""
+    """L-BFGS (optax, backtracking line search: it compiles in half the time of zoom under vmap)
+    on -log density from one start, ``num_iter`` steps."""
 
     def loss(x):
         value = -target._log_density_1d(x)
         return jnp.where(jnp.isfinite(value), value, jnp.inf)
 
-    opt = optax.lbfgs()
+    opt = optax.lbfgs(linesearch=optax.scale_by_backtracking_linesearch(max_backtracking_steps=20, store_grad=True))
     value_and_grad = optax.value_and_grad_from_state(loss)
 
     def step(_, carry):
@@ -240,10 +248,11 @@ def assign_basins(
     return basin.reshape(x.shape[:-1])
 
 
-def _student_t_mixture(rng_key, modes: Modes, weights, num_draws, df, scale):
-    """Draws from, and log density of, :math:`\\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})`."""
-    loc = jnp.asarray(modes.location)
-    chol_cov = jnp.linalg.cholesky(jnp.linalg.inv(jnp.asarray(modes.hessian))) * scale  # (K, d, d)
+@partial(jax.jit, static_argnums=(0, 5, 6, 7))
+def _importance_draws(target, rng_key, loc, hessian, weights, num_draws, df, scale):
+    """Draws ``y`` from :math:`q = \\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})` and their log weights
+    :math:`\\log \\pi(y) - \\log q(y)` (``-inf`` where the target is not finite)."""
+    chol_cov = jnp.linalg.cholesky(jnp.linalg.inv(hessian)) * scale  # (K, d, d)
     d = loc.shape[1]
     k_comp, k_z, k_g = jax.random.split(rng_key, 3)
     comp = jax.random.choice(k_comp, len(weights), (num_draws,), p=jnp.asarray(weights))
@@ -260,8 +269,9 @@ def _student_t_mixture(rng_key, modes: Modes, weights, num_draws, df, scale):
             - 0.5 * d * jnp.log(df * jnp.pi) - logdet - 0.5 * (df + d) * jnp.log1p(maha / df)
         )
 
-    log_q = jax.scipy.special.logsumexp(jax.vmap(log_t)(y) + jnp.log(jnp.asarray(weights)), axis=1)
-    return y, log_q
+    log_q = jax.scipy.special.logsumexp(jax.vmap(log_t)(y) + jnp.log(weights), axis=1)
+    log_p = jax.vmap(target._log_density_1d)(y)
+    return y, jnp.where(jnp.isfinite(log_p), log_p - log_q, -jnp.inf)
 
 
 def mode_masses(
@@ -287,9 +297,9 @@ def mode_masses(
     """
     k = len(modes)
     weights = 0.5 * modes.laplace_mass + 0.5 / k
-    y, log_q = _student_t_mixture(rng_key, modes, weights, num_draws * k, df, scale)
-    log_p = np.asarray(target.log_density(y))
-    log_w = np.where(np.isfinite(log_p), log_p - np.asarray(log_q), -np.inf)
+    y, log_w = _importance_draws(target, rng_key, jnp.asarray(modes.location), jnp.asarray(modes.hessian),
+                                 jnp.asarray(weights), num_draws * k, float(df), float(scale))
+    log_w = np.asarray(log_w)
     basins = assign_basins(target, modes, y, num_iter=basin_iter, canonicalize=canonicalize)
     w = np.exp(log_w - np.max(log_w))
     total = w.sum()
