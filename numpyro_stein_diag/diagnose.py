@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from functools import partial
+from collections.abc import Mapping
 from typing import Callable
 
 import jax
@@ -87,9 +90,10 @@ def diagnose(
     samples : dict, optional
         ``{name: MCMC | DataTree | {site: (chain, draw, ...)}}``: samples you already have;
         each name becomes a method in the report.
-    methods : tuple of str
+    methods : tuple of str, or dict
         The package's own runs to add: any of ``"nuts"``, ``"svgd"``, ``"svgd_annealed"``,
-        ``"svgd_tempered"``; ``()`` runs none.
+        ``"svgd_tempered"`` (settings in :data:`METHODS`); ``()`` runs none. A dict
+        ``{name: fn(target, rng_key, progress_bar) -> Run}`` runs methods with your settings.
     canonicalize : callable, optional
         ``fn(one draw's constrained {site: value}) -> same structure``, e.g. sort mixture
         components; applied to every draw and mode, so label-switched modes count as one.
@@ -98,9 +102,11 @@ def diagnose(
     estimated once, and each method gets a KSD test and a mode-mass check.
     """
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}.")
+    if not isinstance(methods, Mapping):
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}.")
+        methods = {m: METHODS[m] for m in methods}
     samples = samples or {}
     if not methods and not samples:
         raise ValueError("nothing to check: pass samples={name: ...} or methods=(...).")
@@ -109,12 +115,12 @@ def diagnose(
         raise ValueError(f"sample name(s) {clash} clash with methods; rename them.")
     target = Target.from_model(model, *model_args, **model_kwargs)
     k_runs, k_modes, k_mass, k_ksd = jax.random.split(rng_key, 4)
-    say = print if progress_bar else (lambda *a, **k: None)
+    say = partial(print, file=sys.stderr) if progress_bar else (lambda *a, **k: None)
 
     runs = {name: run_from_samples(target, name, s) for name, s in samples.items()}
-    for name, key in zip(methods, jax.random.split(k_runs, max(len(methods), 1))):
+    for (name, method), key in zip(methods.items(), jax.random.split(k_runs, max(len(methods), 1))):
         say(f"[diagnose] running {name} ...")
-        runs[name] = METHODS[name](target, key, progress_bar)
+        runs[name] = method(target, key, progress_bar)
 
     timings = {}
     start = time.perf_counter()
@@ -142,6 +148,4 @@ def diagnose(
         x = thinned.reshape(-1, target.dim) if run.independent else thinned
         tests[name] = ksd_test(target, x, key, num_bootstrap=500)
     timings["checks"] = time.perf_counter() - start
-    report = Report.build(runs, modes, checks, tests)
-    report.timings = timings
-    return report
+    return Report.build(runs, modes, checks, tests, timings)

@@ -42,13 +42,15 @@ class Report:
     ({method: KSDTest}), ``checks`` ({method: ModeCheck}), ``flags`` (list of Flag), ``ok``.
     """
 
-    def __init__(self, tree: xr.DataTree, runs: dict[str, Run] | None = None):
+    def __init__(self, tree: xr.DataTree, runs: dict[str, Run] | None = None, timings: dict | None = None):
         self.tree = tree
         self.runs = runs if runs is not None else _runs_from_tree(tree)
+        self.timings = timings or {}  # seconds per stage of diagnose(); not saved
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def build(cls, runs: dict[str, Run], modes: Modes, checks: dict[str, ModeCheck], ksd: dict[str, KSDTest]):
+    def build(cls, runs: dict[str, Run], modes: Modes, checks: dict[str, ModeCheck], ksd: dict[str, KSDTest],
+              timings: dict | None = None):
         flags = [dataclasses.asdict(f) for c in checks.values() for f in c.flags]
         root = xr.Dataset(attrs={
             "package": "numpyro_stein_diag",
@@ -58,7 +60,7 @@ class Report:
         children = {"modes": _modes_tree(modes)}
         for name, run in runs.items():
             children[name] = _method_tree(run, checks[name], ksd[name])
-        return cls(xr.DataTree(dataset=root, children=children), runs)
+        return cls(xr.DataTree(dataset=root, children=children), runs, timings)
 
     # ------------------------------------------------------------------ views
     @property
@@ -144,6 +146,25 @@ class Report:
 
     def __repr__(self) -> str:
         return self.summary()
+
+    # ------------------------------------------------------------------ pictures
+    def plot(self, out_dir=None) -> dict:
+        """The three plots, ``{"mode_mass", "ksd", "methods"}: PlotCollection``; with ``out_dir``
+        each is also saved there as ``<name>.png``."""
+        from . import plots
+
+        collections = {
+            "mode_mass": plots.plot_mode_mass(self),
+            "ksd": plots.plot_ksd(self),
+            "methods": plots.plot_methods(self),
+        }
+        if out_dir is not None:
+            from pathlib import Path
+
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            for name, pc in collections.items():
+                pc.savefig(Path(out_dir) / f"{name}.png")
+        return collections
 
     # ------------------------------------------------------------------ files
     def save(self, path) -> None:

@@ -1,0 +1,239 @@
+"""ArviZ-style plots of a report: each builds (or reuses) a PlotCollection and returns it.
+
+The functions take a :class:`~numpyro_stein_diag.report.Report` or ``{method: DataTree}``
+with a ``stein_diagnostics`` group (what ``Report.to_datatrees()`` gives and what a saved
+report loads back as), so a report plots the same before and after a round trip.
+Each visual is one small function mapped over the PlotCollection, as in arviz-plots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import xarray as xr
+from arviz_base import rcParams
+from arviz_plots import PlotCollection, plot_dist
+from arviz_plots.visuals import backend_from_object, ci_line_y, labelled_title, scatter_xy
+
+__all__ = ["plot_mode_mass", "plot_ksd", "plot_methods", "mode_mass_dataset", "ksd_dataset"]
+
+FLAG_COLOR = "#d62728"
+
+
+def _trees(dt) -> dict[str, xr.DataTree]:
+    if hasattr(dt, "to_datatrees"):
+        return dt.to_datatrees()
+    if isinstance(dt, Mapping) and all("stein_diagnostics" in t.children for t in dt.values()):
+        return dict(dt)
+    raise TypeError(
+        "pass a Report or {method: DataTree} whose trees have a 'stein_diagnostics' group "
+        "(report.to_datatrees() gives that)."
+    )
+
+
+def _by_method(trees, names) -> xr.Dataset:
+    diag = [trees[m]["stein_diagnostics"].dataset[names] for m in trees]
+    return xr.concat(diag, dim="method", join="outer").assign_coords(method=list(trees))
+
+
+def _with_axis(name, **parts) -> xr.Dataset:
+    """One variable ``name`` stacking the DataArrays in ``parts`` along ``plot_axis``."""
+    da = xr.concat(list(parts.values()), dim="plot_axis").assign_coords(plot_axis=list(parts))
+    return da.to_dataset(name=name)
+
+
+def mode_mass_dataset(dt) -> xr.Dataset:
+    """``(method, mode)`` table: expected mass, its se, observed share, and whether it is flagged."""
+    ds = _by_method(_trees(dt), ["expected_mass", "expected_mass_se", "observed_mass", "missed", "misweighted"])
+    return ds.assign(flagged=(ds["missed"] + ds["misweighted"]) > 0)
+
+
+def ksd_dataset(dt) -> xr.Dataset:
+    """``(method,)`` table of the KSD statistic and p-value of every test the report holds."""
+    names = ["ksd", "ksd_pvalue"]
+    trees = _trees(dt)
+    if all("perturbed_ksd" in t["stein_diagnostics"].dataset for t in trees.values()):
+        names += ["perturbed_ksd", "perturbed_ksd_pvalue"]
+    return _by_method(trees, names)
+
+
+# ---------------------------------------------------------------------------- visuals
+def _xticks(da, target, labels, **kwargs):
+    return backend_from_object(target).xticks(np.arange(len(labels)), list(labels), target, **kwargs)
+
+
+def _hline(da, target, value, **kwargs):
+    return backend_from_object(target).hline(value, target, **kwargs)
+
+
+def _vlines(da, target, **kwargs):
+    """One vertical line per value of ``da`` (e.g. every mode of one parameter)."""
+    plot_backend = backend_from_object(target)
+    return [plot_backend.vline(float(v), target, **kwargs) for v in np.ravel(da.values)]
+
+
+def plot_mode_mass(
+    dt,
+    *,
+    coords=None,
+    num_se: float = 2.0,
+    plot_collection=None,
+    backend=None,
+    labeller=None,
+    aes_by_visuals=None,
+    visuals=None,
+    stats=None,
+    **pc_kwargs,
+):
+    """Expected mass (``+- num_se`` standard errors) against the observed share, per mode and method.
+
+    One panel per mode; in each, methods along x: the expected mass as an interval with a
+    tick at its centre, the observed share as a dot, and a red cross on flagged pairs
+    (missed or misweighted). Visuals: ``expected``, ``expected_point``, ``observed``,
+    ``flagged``, ``title``, ``xticks`` (each a mapping of kwargs, or False to skip).
+    """
+    del labeller, aes_by_visuals, stats  # accepted for arviz-plots' signature; nothing to label or compute
+    visuals = dict(visuals or {})
+    table = mode_mass_dataset(dt)
+    if coords:
+        table = table.sel(coords)
+    methods = list(table["method"].values)
+    x = xr.DataArray(np.arange(len(methods), dtype=float), coords={"method": methods}, dims="method")
+    x = x.broadcast_like(table["expected_mass"])
+    low = table["expected_mass"] - num_se * table["expected_mass_se"]
+    high = table["expected_mass"] + num_se * table["expected_mass_se"]
+    observed = _with_axis("mass", x=x, y=table["observed_mass"])
+    if plot_collection is None:
+        pc_kwargs.setdefault("cols", ["mode"])
+        pc_kwargs.setdefault("aes", {"color": ["method"]})
+        plot_collection = PlotCollection.wrap(observed, backend=backend or rcParams["plot.backend"], **pc_kwargs)
+    pc = plot_collection
+    layers = {
+        "expected": (ci_line_y, _with_axis("mass", x=x, y_bottom=low, y_top=high), {"width": 6, "alpha": 0.4}),
+        "expected_point": (scatter_xy, _with_axis("mass", x=x, y=table["expected_mass"]), {"marker": "_", "size": 400}),
+        "observed": (scatter_xy, observed, {"marker": "o", "size": 60}),
+        "flagged": (
+            scatter_xy,
+            _with_axis("mass", x=x, y=table["observed_mass"].where(table["flagged"])),
+            {"marker": "x", "size": 160, "color": FLAG_COLOR},
+        ),
+    }
+    for name, (func, data, defaults) in layers.items():
+        if visuals.get(name, True) is not False:
+            kwargs = {**defaults, **(visuals.get(name) or {})}
+            ignore = {"color"} if name == "flagged" else frozenset()
+            pc.map(func, name, data=data, ignore_aes=ignore, **kwargs)
+    panel = table["expected_mass"].isel(method=0).to_dataset(name="mass")
+    if visuals.get("title", True) is not False:
+        pc.map(_title_mode, "title", data=panel, ignore_aes="all", **(visuals.get("title") or {}))
+    if visuals.get("xticks", True) is not False:
+        pc.map(_xticks, "xticks", data=panel, ignore_aes="all", store_artist=False, labels=methods, **(visuals.get("xticks") or {}))
+    return pc
+
+
+def _title_mode(da, target, **kwargs):
+    return labelled_title(da, target, text=f"mode {int(da['mode'])}: mass vs share", **kwargs)
+
+
+def plot_ksd(
+    dt,
+    *,
+    alpha: float = 0.05,
+    plot_collection=None,
+    backend=None,
+    labeller=None,
+    aes_by_visuals=None,
+    visuals=None,
+    stats=None,
+    **pc_kwargs,
+):
+    """KSD statistic and p-value per method (and the perturbed test's, when the report has it).
+
+    One panel per quantity, methods along x; the p-value panels carry a line at ``alpha``.
+    """
+    del labeller, aes_by_visuals, stats
+    visuals = dict(visuals or {})
+    table = ksd_dataset(dt)
+    methods = list(table["method"].values)
+    x = xr.DataArray(np.arange(len(methods), dtype=float), coords={"method": methods}, dims="method")
+    points = xr.Dataset({name: xr.concat([x, table[name]], dim="plot_axis").assign_coords(plot_axis=["x", "y"])
+                         for name in table.data_vars})
+    if plot_collection is None:
+        pc_kwargs.setdefault("cols", ["__variable__"])
+        pc_kwargs.setdefault("aes", {"color": ["method"]})
+        plot_collection = PlotCollection.wrap(points, backend=backend or rcParams["plot.backend"], **pc_kwargs)
+    pc = plot_collection
+    if visuals.get("points", True) is not False:
+        pc.map(scatter_xy, "points", data=points, **{"marker": "o", "size": 60, **(visuals.get("points") or {})})
+    panels = xr.Dataset({name: table[name].isel(method=0) for name in table.data_vars})
+    if visuals.get("alpha_line", True) is not False:
+        pvalues = panels[[n for n in panels.data_vars if n.endswith("pvalue")]]
+        pc.map(_hline, "alpha_line", data=pvalues, ignore_aes="all", value=alpha,
+               **{"color": FLAG_COLOR, "linestyle": "--", **(visuals.get("alpha_line") or {})})
+    if visuals.get("title", True) is not False:
+        pc.map(labelled_title, "title", data=panels, ignore_aes="all", subset_info=True,
+               labeller=_VarLabeller(), **(visuals.get("title") or {}))
+    if visuals.get("xticks", True) is not False:
+        pc.map(_xticks, "xticks", data=panels, ignore_aes="all", store_artist=False, labels=methods, **(visuals.get("xticks") or {}))
+    return pc
+
+
+class _VarLabeller:
+    def make_label_vert(self, var_name, sel, isel):
+        return var_name
+
+
+def plot_methods(
+    dt,
+    *,
+    var_names=None,
+    filter_vars=None,
+    group="posterior",
+    coords=None,
+    sample_dims=None,
+    plot_collection=None,
+    backend=None,
+    labeller=None,
+    aes_by_visuals=None,
+    visuals=None,
+    stats=None,
+    modes=None,
+    **pc_kwargs,
+):
+    """Marginal posteriors of every method overlaid (arviz-plots' ``plot_dist``), found modes marked.
+
+    Methods of different sizes keep their credible intervals (``skipna`` is set for the
+    outer-joined draws). ``modes``: ``{site: (K, ...)}`` mode locations to mark; taken from
+    the Report when ``dt`` is one. Visuals ``modes`` (the vertical lines) and ``legend``
+    (:meth:`PlotCollection.add_legend`) join plot_dist's own.
+    """
+    visuals = dict(visuals or {})
+    mode_values = modes if modes is not None else (dt.modes.constrained() if hasattr(dt, "modes") else None)
+    trees = _trees(dt)
+    stats = dict(stats or {})
+    for key in ("credible_interval", "point_estimate"):
+        stats.setdefault(key, {"skipna": True})
+    mode_visual = visuals.pop("modes", {})
+    legend_visual = visuals.pop("legend", {})
+    # concatenated here with an explicit outer join: methods may hold different numbers of draws
+    joined = xr.concat([t[group].dataset for t in trees.values()], dim="model", join="outer")
+    joined = xr.DataTree.from_dict({group: joined.assign_coords(model=list(trees))})
+    pc = plot_dist(
+        joined, var_names=var_names, filter_vars=filter_vars, group=group,
+        coords=coords, sample_dims=sample_dims, plot_collection=plot_collection, backend=backend,
+        labeller=labeller, aes_by_visuals=aes_by_visuals, visuals=visuals, stats=stats, **pc_kwargs,
+    )
+    if mode_values is not None and mode_visual is not False:
+        posterior_vars = set(next(iter(trees.values()))[group].dataset.data_vars)
+        marks = xr.Dataset({
+            k: (("mode",) + tuple(f"{k}_dim_{i}" for i in range(np.ndim(v) - 1)), np.asarray(v))
+            for k, v in mode_values.items() if k in posterior_vars and (var_names is None or k in var_names)
+        })
+        if coords:
+            marks = marks.sel({k: v for k, v in coords.items() if k in marks.dims})
+        pc.map(_vlines, "modes", data=marks, ignore_aes="all", store_artist=False,
+               **{"color": "black", "linestyle": ":", **(mode_visual or {})})
+    if plot_collection is None and legend_visual is not False:
+        pc.add_legend("model", **(legend_visual or {}))
+    return pc
