@@ -26,10 +26,13 @@ METHODS = {
 }
 
 
-def run_grid(num_steps, num_particles=200, seed=0):
+GRID = list(itertools.product((0.5, 0.1), (-2.0, 0.0, 2.0), (1.0, 5.0)))
+
+
+def run_grid(num_steps, num_particles=200, seed=0, cells=GRID):
     """{(pi1, mu0, sigma0): {method: particles (N,)}}."""
     results = {}
-    for pi1, mu0, sigma0 in itertools.product((0.5, 0.1), (-2.0, 0.0, 2.0), (1.0, 5.0)):
+    for pi1, mu0, sigma0 in cells:
         target = nsd.Target.from_model(two_mode_model, weight_left=pi1)
         init = mu0 + sigma0 * jax.random.normal(jax.random.PRNGKey(seed + 1), (num_particles, 1))
         results[pi1, mu0, sigma0] = {
@@ -50,7 +53,7 @@ def print_table(results):
 
 
 def plot(results, path):
-    fig, axes = plt.subplots(2, 6, figsize=(18, 5.5), sharex=True, sharey="row")
+    fig, axes = plt.subplots(2, 6, figsize=(18, 5.5), sharex=True, sharey="row", squeeze=False)
     grid = np.linspace(-9, 9, 400)
     for ax, ((pi1, mu0, sigma0), runs) in zip(axes.ravel(), results.items()):
         density = pi1 * stats.norm.pdf(grid, -4, 1) + (1 - pi1) * stats.norm.pdf(grid, 4, 1)
@@ -70,8 +73,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--out", default="paper_figure2.png")
+    parser.add_argument("--quick", action="store_true", help="two cells, for a smoke test")
     args = parser.parse_args(argv)
-    results = run_grid(args.steps)
+    results = run_grid(args.steps, cells=GRID[:: len(GRID) // 2] if args.quick else GRID)
     print_table(results)
     plot(results, args.out)
     print(f"saved {args.out}")
