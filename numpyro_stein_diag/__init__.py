@@ -6,6 +6,7 @@ from .kernels import IMQ, RBF
 from .ksd import KSDTest, ksd, ksd_test
 from .modes import Modes, assign_basins, find_modes, mode_masses
 from .nuts import nuts
+from .perturbed import perturbed_ksd_test
 from .report import Report
 from .runs import Run
 from .svgd import Schedule, annealed, chain, plain, svgd, tempered
@@ -14,6 +15,6 @@ from .target import Target
 __all__ = [
     "IMQ", "RBF", "Flag", "KSDTest", "Modes", "Report", "Run", "Schedule", "Target",
     "annealed", "assign_basins", "chain", "check_mode_mass", "diagnose", "find_modes",
-    "ksd", "ksd_test", "mode_masses", "nuts", "plain", "svgd", "tempered",
+    "ksd", "ksd_test", "mode_masses", "nuts", "perturbed_ksd_test", "plain", "svgd", "tempered",
 ]
 __version__ = "0.1.0"

@@ -30,7 +30,7 @@ from scipy.stats import norm
 
 from .modes import Modes
 
-__all__ = ["Flag", "ModeCheck", "check_mode_mass", "basin_ess", "draws_ess"]
+__all__ = ["Flag", "ModeCheck", "check_mode_mass", "basin_ess", "draws_ess", "ksd_flags"]
 
 FLAG_KINDS = ("missed_mode", "misweighted_mode", "unknown_region", "ksd_reject")
 
@@ -138,3 +138,24 @@ def draws_ess(draws) -> float:
     ess = np.asarray(array_stats.ess(np.moveaxis(draws, -1, 0), chain_axis=-2, draw_axis=-1, method="bulk"))
     ess = ess[np.isfinite(ess)]
     return float(np.clip(ess.min(), 1.0, draws.shape[0] * draws.shape[1])) if ess.size else float(draws.shape[0])
+
+
+def ksd_flags(method: str, plain, perturbed=None, alpha: float = 0.01) -> list[Flag]:
+    """``ksd_reject`` flags for a method whose plain or perturbed KSD test rejects at ``alpha``.
+
+    The plain test sees local misfit (wrong shape or scale of a mode); the perturbed test
+    (mode jumps, :mod:`numpyro_stein_diag.perturbed`) also sees wrong mixing proportions.
+    ``alpha`` is 0.01 by default: two tests per method at 0.05 would flag one correct sample
+    in ten.
+    """
+    flags = []
+    for test, what in ((plain, "local misfit: the draws' shape or spread differs from the posterior's"),
+                       (perturbed, "the mode weights are wrong: jumping between modes moves the draws "
+                                   "in a way the posterior does not")):
+        if test is not None and test.pvalue < alpha:
+            flags.append(Flag(method=method, kind="ksd_reject", mode=-1, expected=0.0, expected_se=0.0,
+                              observed=float(test.statistic), pvalue=float(test.pvalue), message=(
+                f"{method}: the {test.variant.split(' (')[0]} KSD test rejects (KSD^2 = {test.statistic:.3g}, "
+                f"p = {test.pvalue:.3g}): {what}."
+            )))
+    return flags

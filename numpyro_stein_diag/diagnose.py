@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from functools import partial
@@ -12,10 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .check import check_mode_mass, draws_ess
+from .check import check_mode_mass, draws_ess, ksd_flags
 from .ksd import ksd_test
 from .modes import assign_basins, find_modes, merge_modes, mode_masses
 from .nuts import nuts
+from .perturbed import perturbed_ksd_test
 from .report import Report
 from .runs import Run
 from .svgd import annealed, plain, svgd, tempered
@@ -23,7 +25,8 @@ from .target import Target
 
 __all__ = ["diagnose", "METHODS", "run_from_samples"]
 
-KSD_MAX_DRAWS = 1000  # draws per method the KSD test uses (thinned evenly within each chain)
+KSD_MAX_DRAWS = 1000  # draws per method the KSD tests use (thinned evenly within each chain)
+KSD_BOOTSTRAP = 500
 MODE_STARTS_PER_RUN = 32  # draws of each method used as extra starts for the mode search
 
 METHODS: dict[str, Callable[[Target, jax.Array, bool], Run]] = {
@@ -99,7 +102,8 @@ def diagnose(
         components; applied to every draw and mode, so label-switched modes count as one.
 
     The mode set is built once from prior draws and every method's draws, masses are
-    estimated once, and each method gets a KSD test and a mode-mass check.
+    estimated once, and each method gets a mode-mass check, a plain KSD test and, when
+    there are at least two modes, a perturbed KSD test (``ksd_reject`` flags at 0.01).
     """
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     if not isinstance(methods, Mapping):
@@ -138,14 +142,19 @@ def diagnose(
     timings["masses"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    checks, tests = {}, {}
+    checks, tests, perturbed = {}, {}, {}
     for (name, run), key in zip(runs.items(), jax.random.split(k_ksd, len(runs))):
         say(f"[diagnose] checking {name} ...")
         basins = assign_basins(target, modes, run.draws, canonicalize=canonicalize)
-        checks[name] = check_mode_mass(name, basins, modes, independent=run.independent,
-                                       draws_ess=None if run.independent else draws_ess(run.draws))
+        check = check_mode_mass(name, basins, modes, independent=run.independent,
+                                draws_ess=None if run.independent else draws_ess(run.draws))
         thinned = _thin(run.draws, KSD_MAX_DRAWS)
         x = thinned.reshape(-1, target.dim) if run.independent else thinned
-        tests[name] = ksd_test(target, x, key, num_bootstrap=500)
+        k_plain, k_perturbed = jax.random.split(key)
+        tests[name] = ksd_test(target, x, k_plain, num_bootstrap=KSD_BOOTSTRAP)
+        if len(modes) > 1:
+            perturbed[name] = perturbed_ksd_test(target, x, k_perturbed, modes=modes, num_bootstrap=KSD_BOOTSTRAP)
+        flags = ksd_flags(name, tests[name], perturbed.get(name))
+        checks[name] = dataclasses.replace(check, flags=check.flags + tuple(flags))
     timings["checks"] = time.perf_counter() - start
-    return Report.build(runs, modes, checks, tests, timings)
+    return Report.build(runs, modes, checks, tests, timings, perturbed)

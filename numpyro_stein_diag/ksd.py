@@ -33,7 +33,8 @@ import numpy as np
 from .kernels import IMQ, squared_distances
 from .target import Target
 
-__all__ = ["ksd", "ksd_test", "KSDTest", "stein_kernel_rows"]
+__all__ = ["ksd", "ksd_test", "KSDTest", "stein_kernel_rows", "quadratic_forms", "points_and_scores",
+           "bootstrap_weights", "check_bootstrap"]
 
 BLOCK_ELEMENTS = 2**22  # block_size * n kept near 4M entries (~32 MB per float64 temporary)
 
@@ -84,7 +85,7 @@ def stein_kernel_rows(xb, sb, x, s, kernel, lengthscale):
 
 
 @partial(jax.jit, static_argnames=("kernel", "block_size", "exclude_diagonal"))
-def _quadratic_forms(x, s, weights, lengthscale, kernel, block_size, exclude_diagonal):
+def quadratic_forms(x, s, weights, lengthscale, kernel, block_size, exclude_diagonal):
     """:math:`q_b = \\sum_{i, j} w_{ib} w_{jb} h(x_i, x_j)` for each column of ``weights (n, B)``.
 
     Rows are processed ``block_size`` at a time inside :func:`jax.lax.scan`; the
@@ -112,11 +113,11 @@ def _quadratic_forms(x, s, weights, lengthscale, kernel, block_size, exclude_dia
     return total
 
 
-def _default_block_size(n: int) -> int:
+def default_block_size(n: int) -> int:
     return int(min(n, max(1, BLOCK_ELEMENTS // n)))
 
 
-def _points_and_scores(target: Target, x):
+def points_and_scores(target: Target, x):
     """Flatten draws to ``(n, d)``, check them, and compute the scores once."""
     x = jnp.asarray(x)
     if x.ndim < 2 or x.shape[-1] != target.dim:
@@ -158,12 +159,12 @@ def ksd(target: Target, x, kernel=IMQ(), statistic: str = "v", block_size: int |
     about 4M kernel entries per block), so memory is ``O(n * block_size)``.
     """
     is_u = _check_statistic(statistic)
-    flat, s = _points_and_scores(target, x)
+    flat, s = points_and_scores(target, x)
     n = flat.shape[0]
     lengthscale = kernel.resolve_lengthscale(flat)
     ones = jnp.ones((n, 1), flat.dtype)
-    total = _quadratic_forms(
-        flat, s, ones, lengthscale, kernel, block_size or _default_block_size(n), is_u
+    total = quadratic_forms(
+        flat, s, ones, lengthscale, kernel, block_size or default_block_size(n), is_u
     )[0]
     return total / (float(n) * (n - 1) if is_u else float(n) * n)
 
@@ -187,6 +188,27 @@ def _wild_weights(rng_key, num_chains, num_draws, num_bootstrap, flip_prob, dtyp
     flips = flips.at[..., 0].set(False)
     signs = start * jnp.where(jnp.cumsum(flips, axis=-1) % 2 == 0, 1.0, -1.0)
     return signs.reshape(num_bootstrap, -1).T.astype(dtype)
+
+
+def check_bootstrap(x, bootstrap: str | None) -> str:
+    """The bootstrap to use: ``"wild"`` for ``(chain, draw, d)`` draws, else ``"multinomial"``."""
+    if bootstrap is None:
+        return "wild" if jnp.ndim(x) == 3 else "multinomial"
+    if bootstrap not in ("multinomial", "wild"):
+        raise ValueError(f"bootstrap must be 'multinomial' or 'wild', got {bootstrap!r}.")
+    return bootstrap
+
+
+def bootstrap_weights(rng_key, x, n, num_bootstrap, bootstrap, flip_prob, dtype):
+    """``(n, 1 + B)``: a column of ``1/n`` (the statistic) and the ``B`` bootstrap weight vectors."""
+    if num_bootstrap < 1:
+        raise ValueError(f"num_bootstrap must be positive, got {num_bootstrap}.")
+    if bootstrap == "multinomial":
+        boot = _multinomial_weights(rng_key, n, num_bootstrap, dtype)
+    else:
+        chains, draws = (x.shape[0], x.shape[1]) if jnp.ndim(x) == 3 else (1, n)
+        boot = _wild_weights(rng_key, chains, draws, num_bootstrap, flip_prob, dtype) / n
+    return jnp.concatenate([jnp.full((n, 1), 1.0 / n, dtype), boot], axis=1)
 
 
 def ksd_test(
@@ -214,24 +236,12 @@ def ksd_test(
     """
     is_u = _check_statistic(statistic)
     x = jnp.asarray(x)
-    if bootstrap is None:
-        bootstrap = "wild" if x.ndim == 3 else "multinomial"
-    if bootstrap not in ("multinomial", "wild"):
-        raise ValueError(f"bootstrap must be 'multinomial' or 'wild', got {bootstrap!r}.")
-    if num_bootstrap < 1:
-        raise ValueError(f"num_bootstrap must be positive, got {num_bootstrap}.")
-    flat, s = _points_and_scores(target, x)
+    bootstrap = check_bootstrap(x, bootstrap)
+    flat, s = points_and_scores(target, x)
     n = flat.shape[0]
-    if bootstrap == "multinomial":
-        boot_weights = _multinomial_weights(rng_key, n, num_bootstrap, flat.dtype)
-    else:
-        chains, draws = (x.shape[0], x.shape[1]) if x.ndim == 3 else (1, n)
-        boot_weights = _wild_weights(rng_key, chains, draws, num_bootstrap, flip_prob, flat.dtype) / n
-    weights = jnp.concatenate([jnp.full((n, 1), 1.0 / n, flat.dtype), boot_weights], axis=1)
+    weights = bootstrap_weights(rng_key, x, n, num_bootstrap, bootstrap, flip_prob, flat.dtype)
     lengthscale = kernel.resolve_lengthscale(flat)
-    forms = _quadratic_forms(
-        flat, s, weights, lengthscale, kernel, block_size or _default_block_size(n), is_u
-    )
+    forms = quadratic_forms(flat, s, weights, lengthscale, kernel, block_size or default_block_size(n), is_u)
     scale = n / (n - 1.0) if is_u else 1.0  # weights of 1/n give sum_{i != j} h / n^2
     stat, boot = np.asarray(forms[0]) * scale, np.asarray(forms[1:]) * scale
     pvalue = (1.0 + np.sum(boot >= stat)) / (num_bootstrap + 1.0)

@@ -9,7 +9,8 @@ Layout of the tree (ArviZ conventions, one child per method)::
     /<method>/posterior    (chain, draw, ...) constrained draws
     /<method>/sample_stats NUTS only (arviz_base.from_numpyro)
     /<method>/stein_diagnostics
-                           ksd, ksd_pvalue, expected_mass, expected_mass_se, observed_mass,
+                           ksd, ksd_pvalue, perturbed_ksd, perturbed_ksd_pvalue (two or more
+                           modes), expected_mass, expected_mass_se, observed_mass,
                            ess, mass_pvalue, missed, misweighted (mode), unconstrained draws,
                            SVGD history; attrs describe the KSD test
 """
@@ -38,8 +39,9 @@ MODE_VARS = ("location", "log_density", "hessian", "laplace_log_mass", "mass", "
 class Report:
     """The result of :func:`~numpyro_stein_diag.diagnose`.
 
-    Attributes: ``runs`` ({method: Run}), ``modes`` (:class:`Modes` with masses), ``ksd``
-    ({method: KSDTest}), ``checks`` ({method: ModeCheck}), ``flags`` (list of Flag), ``ok``.
+    Attributes: ``runs`` ({method: Run}), ``modes`` (:class:`Modes` with masses), ``ksd`` and
+    ``perturbed_ksd`` ({method: KSDTest}), ``checks`` ({method: ModeCheck}), ``flags`` (list
+    of Flag), ``ok``.
     """
 
     def __init__(self, tree: xr.DataTree, runs: dict[str, Run] | None = None, timings: dict | None = None):
@@ -50,7 +52,7 @@ class Report:
     # ------------------------------------------------------------------ build
     @classmethod
     def build(cls, runs: dict[str, Run], modes: Modes, checks: dict[str, ModeCheck], ksd: dict[str, KSDTest],
-              timings: dict | None = None):
+              timings: dict | None = None, perturbed_ksd: dict[str, KSDTest] | None = None):
         flags = [dataclasses.asdict(f) for c in checks.values() for f in c.flags]
         root = xr.Dataset(attrs={
             "package": "numpyro_stein_diag",
@@ -59,7 +61,7 @@ class Report:
         })
         children = {"modes": _modes_tree(modes)}
         for name, run in runs.items():
-            children[name] = _method_tree(run, checks[name], ksd[name])
+            children[name] = _method_tree(run, checks[name], ksd[name], (perturbed_ksd or {}).get(name))
         return cls(xr.DataTree(dataset=root, children=children), runs, timings)
 
     # ------------------------------------------------------------------ views
@@ -92,7 +94,17 @@ class Report:
 
     @property
     def ksd(self) -> dict[str, KSDTest]:
-        return {m: _ksd_from_dataset(self.tree[m]["stein_diagnostics"].dataset) for m in self.methods}
+        """Plain KSD test per method."""
+        return {m: _ksd_from_dataset(self.tree[m]["stein_diagnostics"].dataset, "ksd") for m in self.methods}
+
+    @property
+    def perturbed_ksd(self) -> dict[str, KSDTest]:
+        """Perturbed KSD test per method (only methods checked against two or more modes)."""
+        return {
+            m: _ksd_from_dataset(self.tree[m]["stein_diagnostics"].dataset, "perturbed_ksd")
+            for m in self.methods
+            if "perturbed_ksd" in self.tree[m]["stein_diagnostics"].dataset
+        }
 
     @property
     def checks(self) -> dict[str, ModeCheck]:
@@ -125,12 +137,16 @@ class Report:
             f"(Pareto k = {modes.pareto_k:.2f}, unknown mass {modes.unknown_mass:.1%})",
             "",
         ]
+        perturbed = self.perturbed_ksd
         for m, check in self.checks.items():
             test = self.ksd[m]
+            ksd_text = f"KSD p = {test.pvalue:.3f}"
+            if m in perturbed:
+                ksd_text += f", perturbed KSD p = {perturbed[m].pvalue:.3f}"
             lines.append(f"{m}: {self.runs[m].draws.shape[0]} chain(s) x {self.runs[m].draws.shape[1]} draws, "
-                         f"KSD^2 = {test.statistic:.3g} (p = {test.pvalue:.3f}, {test.bootstrap} bootstrap)")
+                         f"{ksd_text} ({test.bootstrap} bootstrap)")
             lines.append(f"  {'mode':>4} {'expected':>16} {'observed':>9} {'ESS':>7} {'p':>8}  flag")
-            kinds = {f.mode: f.kind for f in check.flags}
+            kinds = {f.mode: f.kind for f in check.flags if f.mode >= 0}
             for j in range(len(modes)):
                 lines.append(
                     f"  {j:>4} {check.expected[j]:9.1%} +- {check.expected_se[j]:4.1%} {check.observed[j]:9.1%} "
@@ -199,48 +215,60 @@ def _modes_tree(modes: Modes) -> xr.DataTree:
     return xr.DataTree(dataset=ds, children={"values": xr.DataTree(dataset=values)})
 
 
-def _method_tree(run: Run, check: ModeCheck, test: KSDTest) -> xr.DataTree:
+def _ksd_vars(test: KSDTest, prefix: str) -> tuple[dict, dict]:
+    """Variables and attrs that hold one KSD test under ``prefix`` (``ksd`` or ``perturbed_ksd``)."""
+    variables = {prefix: ((), test.statistic), f"{prefix}_pvalue": ((), test.pvalue)}
+    attrs = {
+        f"{prefix}_n": test.n, f"{prefix}_bootstrap": test.bootstrap,
+        f"{prefix}_num_bootstrap": test.num_bootstrap, f"{prefix}_kernel": type(test.kernel).__name__,
+        f"{prefix}_kernel_params": json.dumps(dataclasses.asdict(test.kernel)),
+        f"{prefix}_lengthscale": test.lengthscale, f"{prefix}_statistic_type": test.statistic_type,
+        f"{prefix}_variant": test.variant,
+    }
+    return variables, attrs
+
+
+def _method_tree(run: Run, check: ModeCheck, test: KSDTest, perturbed: KSDTest | None) -> xr.DataTree:
     if run.mcmc is not None:
         full = arviz_base.from_numpyro(run.mcmc)
         groups = {g: full[g].dataset for g in ("posterior", "sample_stats") if g in full.children}
     else:
-        groups = {"posterior": arviz_base.from_dict({"posterior": {k: np.asarray(v) for k, v in run.samples.items()}})["posterior"].dataset}
+        samples = {k: np.asarray(v) for k, v in run.samples.items()}
+        groups = {"posterior": arviz_base.from_dict({"posterior": samples})["posterior"].dataset}
     modes = np.arange(len(check.expected))
-    diag = {
-        "ksd": ((), test.statistic),
-        "ksd_pvalue": ((), test.pvalue),
+
+    def flagged(kind):
+        return np.array([any(f.kind == kind and f.mode == j for f in check.flags) for j in modes], np.int8)
+
+    diag, attrs = _ksd_vars(test, "ksd")
+    if perturbed is not None:
+        more, more_attrs = _ksd_vars(perturbed, "perturbed_ksd")
+        diag, attrs = {**diag, **more}, {**attrs, **more_attrs}
+    diag.update({
         "expected_mass": (("mode",), check.expected),
         "expected_mass_se": (("mode",), check.expected_se),
         "observed_mass": (("mode",), check.observed),
         "ess": (("mode",), check.ess),
         "mass_pvalue": (("mode",), check.pvalue),
-        "missed": (("mode",), np.array([any(f.kind == "missed_mode" and f.mode == j for f in check.flags) for j in modes], np.int8)),
-        "misweighted": (("mode",), np.array([any(f.kind == "misweighted_mode" and f.mode == j for f in check.flags) for j in modes], np.int8)),
+        "missed": (("mode",), flagged("missed_mode")),
+        "misweighted": (("mode",), flagged("misweighted_mode")),
         "unconstrained_draws": (("chain", "draw", "param"), np.asarray(run.draws)),
-    }
+    })
     for key, value in run.history.items():
         diag[f"history_{key}"] = (("checkpoint",) if key.startswith("ksd") else ("step",), np.asarray(value))
-    kernel = test.kernel
-    attrs = {
-        "ksd_n": test.n, "ksd_bootstrap": test.bootstrap, "ksd_num_bootstrap": test.num_bootstrap,
-        "ksd_kernel": type(kernel).__name__, "ksd_kernel_params": json.dumps(dataclasses.asdict(kernel)),
-        "ksd_lengthscale": test.lengthscale, "ksd_statistic_type": test.statistic_type,
-        "ksd_variant": test.variant, "independent": int(run.independent),
-        "unknown_share": float(check.unknown_share),
-    }
+    attrs.update({"independent": int(run.independent), "unknown_share": float(check.unknown_share)})
     groups["stein_diagnostics"] = xr.Dataset(diag, coords={"mode": modes}, attrs=attrs)
     return xr.DataTree(children={g: xr.DataTree(dataset=ds) for g, ds in groups.items()})
 
 
 # ---------------------------------------------------------------------- from the tree
-def _ksd_from_dataset(ds: xr.Dataset) -> KSDTest:
-    a = ds.attrs
-    kernel = KERNELS[a["ksd_kernel"]](**json.loads(a["ksd_kernel_params"]))
+def _ksd_from_dataset(ds: xr.Dataset, prefix: str) -> KSDTest:
+    a = {k.removeprefix(prefix + "_"): v for k, v in ds.attrs.items() if k.startswith(prefix + "_")}
+    kernel = KERNELS[a["kernel"]](**json.loads(a["kernel_params"]))
     return KSDTest(
-        statistic=float(ds["ksd"]), pvalue=float(ds["ksd_pvalue"]), n=int(a["ksd_n"]),
-        bootstrap=str(a["ksd_bootstrap"]), num_bootstrap=int(a["ksd_num_bootstrap"]), kernel=kernel,
-        lengthscale=float(a["ksd_lengthscale"]), statistic_type=str(a["ksd_statistic_type"]),
-        variant=str(a["ksd_variant"]),
+        statistic=float(ds[prefix]), pvalue=float(ds[f"{prefix}_pvalue"]), n=int(a["n"]),
+        bootstrap=str(a["bootstrap"]), num_bootstrap=int(a["num_bootstrap"]), kernel=kernel,
+        lengthscale=float(a["lengthscale"]), statistic_type=str(a["statistic_type"]), variant=str(a["variant"]),
     )
 
 

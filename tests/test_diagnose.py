@@ -41,10 +41,15 @@ def test_flags_on_known_truth(two_mode_report):
     assert "missed_mode" in kinds(r, "one_mode")
     missed = [f for f in r.flags if f.kind == "missed_mode"]
     assert [f.mode for f in missed] == [left] and "misses mode" in missed[0].message
-    assert kinds(r, "wrong_weights") == {"misweighted_mode"}
+    assert kinds(r, "wrong_weights") == {"misweighted_mode", "ksd_reject"}
     assert not r.ok
-    # and the KSD is blind to all of it (the reason the mode-mass check exists)
+    # the plain KSD is blind to all of it (the reason the mode-mass check exists) ...
     assert all(t.pvalue > 0.01 for t in r.ksd.values())
+    # ... the perturbed KSD sees the missing and misweighted modes, and passes exact draws
+    pk = r.perturbed_ksd
+    assert pk["exact"].pvalue > 0.05 and pk["one_mode"].pvalue < 0.01 and pk["wrong_weights"].pvalue < 0.01
+    reject = [f for f in r.flags if f.kind == "ksd_reject"]
+    assert {f.method for f in reject} == {"one_mode", "wrong_weights"} and "perturbed" in reject[0].message
 
 
 def test_summary_reads_as_a_table(two_mode_report):
@@ -63,6 +68,7 @@ def test_save_load_loses_nothing(two_mode_report, tmp_path):
         xr.testing.assert_identical(loaded.to_datatree(m), two_mode_report.to_datatree(m))
         np.testing.assert_array_equal(loaded.runs[m].draws, two_mode_report.runs[m].draws)
         assert loaded.ksd[m] == two_mode_report.ksd[m]
+        assert loaded.perturbed_ksd[m] == two_mode_report.perturbed_ksd[m]
     diag = loaded.to_datatree("one_mode")["stein_diagnostics"]
     assert int(diag["missed"].sum()) == 1 and float(diag["ksd_pvalue"]) == two_mode_report.ksd["one_mode"].pvalue
 
@@ -84,7 +90,7 @@ def test_label_switching_with_canonicalize():
     x = rng.multivariate_normal(modes.location[m], np.linalg.inv(modes.hessian[m]), size=(2, 300))
     samples = {"one_labelling": {"mu": x}}
     plain = nsd.diagnose(model, y, samples=samples, methods=(), progress_bar=False)
-    assert len(plain.modes) == 2 and kinds(plain, "one_labelling") == {"missed_mode", "misweighted_mode"}
+    assert len(plain.modes) == 2 and {"missed_mode", "misweighted_mode"} <= kinds(plain, "one_labelling")
     canon = nsd.diagnose(model, y, samples=samples, methods=(), progress_bar=False,
                          canonicalize=lambda v: {"mu": jnp.sort(v["mu"])})
     assert len(canon.modes) == 1 and canon.ok
@@ -145,5 +151,5 @@ def test_real_problem_nuts_chains_in_a_squared_parameter():
     # 2 sd of a share from ESS ~ 8 is ~0.23, so > 0.35 must be flagged and < 0.1 must not
     off = abs(share - truth_positive)
     assert off > 0.35 or off < 0.1, "seed gives an ambiguous split; pick one where the answer is clear"
-    flagged = bool(kinds(report, "nuts") & {"misweighted_mode", "missed_mode"})
+    flagged = bool(kinds(report, "nuts") & {"misweighted_mode", "missed_mode"})  # the mode-mass check's verdict
     assert flagged == (off > 0.35)
