@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from arviz_stats.base import array_stats
+from scipy.special import logsumexp
 
 from .target import Target
 
@@ -80,7 +81,7 @@ class Modes:
     @property
     def laplace_mass(self) -> np.ndarray:
         """Laplace masses as fractions of their sum."""
-        return np.exp(self.laplace_log_mass - jax.scipy.special.logsumexp(self.laplace_log_mass))
+        return np.exp(self.laplace_log_mass - logsumexp(self.laplace_log_mass))
 
 
 # ---------------------------------------------------------------------------- ascent
@@ -224,7 +225,7 @@ def merge_modes(target: Target, modes: Modes, canonicalize, merge_distance: floa
             groups.append([i])
     first = [g[0] for g in groups]
     merged = _make_modes(target, x[first], modes.log_density[first], hessian[first])
-    laplace = np.array([float(jax.scipy.special.logsumexp(modes.laplace_log_mass[g])) for g in groups])
+    laplace = np.array([logsumexp(modes.laplace_log_mass[g]) for g in groups])
     return replace(merged, laplace_log_mass=laplace)
 
 

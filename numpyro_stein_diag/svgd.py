@@ -249,6 +249,7 @@ def svgd(
     schedule: Schedule | None = None,
     kernel=RBF(),
     optimizer: optax.GradientTransformation | None = None,
+    step_size: float = DEFAULT_STEP_SIZE,
     init=None,
     progress_bar: bool = True,
     num_checkpoints: int = 5,
@@ -264,8 +265,11 @@ def svgd(
         ``RBF()`` uses the median heuristic on a 128-particle subsample, refreshed every
         10 steps (at every step it would cost as much as the update at N = 256).
     optimizer : optax.GradientTransformation
-        Default ``optax.adam(0.05)`` (Adam's per-coordinate scaling makes one step size
+        Default ``optax.adam(step_size)`` (Adam's per-coordinate scaling makes one step size
         work across models whose coordinates have different scales).
+    step_size : float
+        The default optimizer's learning rate, and the step the Langevin noise of a
+        tempered schedule is scaled by (:math:`\\sqrt{2 \\epsilon}`), also with your own optimizer.
     init : array (N, d) or None
         Starting particles; default ``target.initial_points`` (prior draws).
     num_checkpoints : int
@@ -281,7 +285,6 @@ def svgd(
         x = jnp.asarray(init)
         if x.ndim != 2 or x.shape[1] != target.dim:
             raise ValueError(f"init has shape {x.shape}; expected (num_particles, {target.dim}).")
-    step_size = DEFAULT_STEP_SIZE
     if optimizer is None:
         optimizer = optax.adam(step_size)
     state = SVGDState(x, optimizer.init(x), kernel.resolve_lengthscale(x))
