@@ -149,13 +149,12 @@ def ksd_flags(method: str, plain, perturbed=None, alpha: float = 0.01) -> list[F
     in ten.
     """
     flags = []
-    for test, what in ((plain, "local misfit: the draws' shape or spread differs from the posterior's"),
-                       (perturbed, "the mode weights are wrong: jumping between modes moves the draws "
-                                   "in a way the posterior does not")):
+    for test, what in ((plain, "the draws' local shape or spread differs from the posterior's"),
+                       (perturbed, "the mode weights look wrong once draws jump between modes")):
         if test is not None and test.pvalue < alpha:
+            name = test.variant.split(" (")[0]
             flags.append(Flag(method=method, kind="ksd_reject", mode=-1, expected=0.0, expected_se=0.0,
                               observed=float(test.statistic), pvalue=float(test.pvalue), message=(
-                f"{method}: the {test.variant.split(' (')[0]} KSD test rejects (KSD^2 = {test.statistic:.3g}, "
-                f"p = {test.pvalue:.3g}): {what}."
+                f"{method}: {what} ({name} KSD test, KSD^2 = {test.statistic:.3g}, p = {test.pvalue:.3g})."
             )))
     return flags

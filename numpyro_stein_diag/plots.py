@@ -107,6 +107,7 @@ def plot_mode_mass(
     if plot_collection is None:
         pc_kwargs.setdefault("cols", ["mode"])
         pc_kwargs.setdefault("aes", {"color": ["method"]})
+        pc_kwargs.setdefault("figure_kwargs", {"figsize": (1.2 + 1.1 * len(methods) * min(table.sizes["mode"], 4), 4.5)})
         plot_collection = PlotCollection.wrap(observed, backend=backend or rcParams["plot.backend"], **pc_kwargs)
     pc = plot_collection
     layers = {
@@ -128,7 +129,7 @@ def plot_mode_mass(
     if visuals.get("title", True) is not False:
         pc.map(_title_mode, "title", data=panel, ignore_aes="all", **(visuals.get("title") or {}))
     if visuals.get("xticks", True) is not False:
-        pc.map(_xticks, "xticks", data=panel, ignore_aes="all", store_artist=False, labels=methods, **(visuals.get("xticks") or {}))
+        pc.map(_xticks, "xticks", data=panel, ignore_aes="all", store_artist=False, labels=methods, **{"rotation": 20, **(visuals.get("xticks") or {})})
     return pc
 
 
@@ -161,7 +162,9 @@ def plot_ksd(
                          for name in table.data_vars})
     if plot_collection is None:
         pc_kwargs.setdefault("cols", ["__variable__"])
+        pc_kwargs.setdefault("col_wrap", 2)
         pc_kwargs.setdefault("aes", {"color": ["method"]})
+        pc_kwargs.setdefault("figure_kwargs", {"figsize": (2.5 + 2.2 * len(methods), 3.2 * len(table.data_vars) / 2)})
         plot_collection = PlotCollection.wrap(points, backend=backend or rcParams["plot.backend"], **pc_kwargs)
     pc = plot_collection
     if visuals.get("points", True) is not False:
@@ -175,7 +178,7 @@ def plot_ksd(
         pc.map(labelled_title, "title", data=panels, ignore_aes="all", subset_info=True,
                labeller=_VarLabeller(), **(visuals.get("title") or {}))
     if visuals.get("xticks", True) is not False:
-        pc.map(_xticks, "xticks", data=panels, ignore_aes="all", store_artist=False, labels=methods, **(visuals.get("xticks") or {}))
+        pc.map(_xticks, "xticks", data=panels, ignore_aes="all", store_artist=False, labels=methods, **{"rotation": 20, **(visuals.get("xticks") or {})})
     return pc
 
 

@@ -179,7 +179,7 @@ class Report:
 
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             for name, pc in collections.items():
-                pc.savefig(Path(out_dir) / f"{name}.png")
+                pc.savefig(Path(out_dir) / f"{name}.png", bbox_inches="tight")
         return collections
 
     # ------------------------------------------------------------------ files
