@@ -52,9 +52,11 @@ def test_mode_mass_plot_holds_the_reports_numbers(report):
 def test_ksd_plot_has_one_panel_per_quantity(report):
     pc = plot_ksd(report)
     points = pc.viz["points"]
-    assert set(points.data_vars) == {"ksd", "ksd_pvalue"}
+    assert set(points.data_vars) == {"ksd", "ksd_pvalue", "perturbed_ksd", "perturbed_ksd_pvalue"}
     for method, test in report.ksd.items():
         assert offsets(points["ksd_pvalue"].sel({"method": method}).item())[0, 1] == pytest.approx(test.pvalue)
+        perturbed = report.perturbed_ksd[method]
+        assert offsets(points["perturbed_ksd_pvalue"].sel({"method": method}).item())[0, 1] == pytest.approx(perturbed.pvalue)
 
 
 def test_methods_plot_keeps_every_methods_interval_with_unequal_sizes(report):
