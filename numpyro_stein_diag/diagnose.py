@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from functools import partial
 from collections.abc import Mapping
+from functools import partial
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import xarray as xr
+from numpyro.infer import MCMC
 
 from .check import check_mode_mass, draws_ess, ksd_flags
 from .ksd import ksd_test
@@ -41,9 +43,11 @@ def run_from_samples(target: Target, name: str, samples) -> Run:
     """A Run from what users have: an MCMC object, a DataTree with a posterior group, or a
     dict ``{site: (chain, draw, ...)}`` of constrained arrays."""
     mcmc = None
-    if hasattr(samples, "get_samples") and hasattr(samples, "sampler"):  # numpyro MCMC
+    if isinstance(samples, MCMC):
         mcmc, values = samples, samples.get_samples(group_by_chain=True)
-    elif hasattr(samples, "children") and "posterior" in getattr(samples, "children", {}):  # DataTree
+    elif isinstance(samples, xr.DataTree):
+        if "posterior" not in samples.children:
+            raise ValueError(f"samples[{name!r}] is a DataTree without a posterior group.")
         posterior = samples["posterior"].dataset
         values = {k: posterior[k].transpose("chain", "draw", ...).values for k in posterior.data_vars}
     elif isinstance(samples, dict):

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .kernels import IMQ
+from .modes import find_modes
 from .ksd import KSDTest, bootstrap_weights, check_bootstrap, default_block_size, ksd_test, points_and_scores, quadratic_forms
 from .target import Target
 
@@ -113,8 +114,6 @@ def perturbed_ksd_test(
     bootstrap = check_bootstrap(x, bootstrap)
     k_modes, k_split, k_perturb, k_boot = jax.random.split(rng_key, 4)
     if modes is None:
-        from .modes import find_modes  # modes builds on the target only; imported when needed
-
         modes = find_modes(target, x.reshape(-1, target.dim)[:: max(1, x.size // target.dim // 64)], k_modes)
     thetas = tuple(float(t) for t in thetas)
     if len(modes.location) < 2:
@@ -124,12 +123,13 @@ def perturbed_ksd_test(
         order = jax.random.permutation(k_split, x.shape[-2])
         half = x.shape[-2] // 2
         select, test = jnp.take(x, order[:half], axis=-2), jnp.take(x, order[half:], axis=-2)
-        ones = lambda z: jnp.full((z.reshape(-1, target.dim).shape[0], 1), 1.0 / z.reshape(-1, target.dim).shape[0])
-        scores = [float(_summed_forms(target, select, ones(select), kernel, block_size, (t,), modes, num_steps, k_perturb)[0])
-                  for t in thetas]
+        size = int(np.prod(select.shape[:-1]))
+        mean_weights = jnp.full((size, 1), 1.0 / size, select.dtype)  # w^T H w with w = 1/n: the V statistic
+        scores = [float(_summed_forms(target, select, mean_weights, kernel, block_size, (t,), modes, num_steps,
+                                      k_perturb)[0]) for t in thetas]
         thetas, x = (thetas[int(np.argmax(scores))],), test
     n = int(np.prod(x.shape[:-1]))
-    weights = bootstrap_weights(k_boot, x, n, num_bootstrap, bootstrap, flip_prob, jnp.float32)
+    weights = bootstrap_weights(k_boot, x, n, num_bootstrap, bootstrap, flip_prob, x.dtype)
     forms = _summed_forms(target, x, weights, kernel, block_size, thetas, modes, num_steps, k_perturb)
     stat, boot = forms[0], forms[1:]
     lengthscale = kernel.resolve_lengthscale(x.reshape(-1, target.dim))
