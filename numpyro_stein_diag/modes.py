@@ -50,7 +50,7 @@ class Modes:
     of the negative log density, ``laplace_log_mass (K,)``, ``values`` (``{site: (K, ...)}``,
     the locations in the model's space), and once :func:`mode_masses` ran ``mass``,
     ``mass_se``, ``pareto_k``, ``unknown_mass`` (the share of importance weight that
-    landed in no known basin) and ``method`` (``"importance"`` or ``"laplace"``).
+    landed in no known basin) and ``mass_method`` (``"importance"`` or ``"laplace"``).
     """
 
     location: np.ndarray
