@@ -107,3 +107,76 @@ def test_no_converged_start_is_a_clear_error():
     t = nsd.Target.from_potential(lambda z: -jnp.sum(z), jnp.zeros(1))  # improper: no mode
     with pytest.raises(ValueError, match="none of .* converged"):
         nsd.find_modes(t, jnp.zeros((3, 1)), num_iter=20)
+
+
+# ---------------------------------------------------------------- flags on known truth, several targets
+def mixture_3d():
+    weights, locs, scales = np.array([0.5, 0.3, 0.2]), np.array([[-5.0, 0, 0], [5, 0, 0], [0, 6, 0]]), np.array([1.0, 0.5, 2.0])
+
+    def model():
+        components = dist.Normal(jnp.asarray(locs), jnp.asarray(scales)[:, None]).to_event(1)
+        numpyro.sample("x", dist.MixtureSameFamily(dist.Categorical(jnp.asarray(weights)), components))
+
+    def draw(rng, w, n):
+        k = rng.choice(3, size=n, p=w)
+        return {"x": locs[k] + scales[k, None] * rng.normal(size=(n, 3))}
+
+    return model, weights, draw
+
+
+def gamma_mixture():
+    weights = np.array([0.3, 0.7])
+
+    def model():
+        mix = dist.MixtureGeneral(dist.Categorical(jnp.asarray(weights)), [dist.Gamma(2.0, 2.0), dist.Gamma(60.0, 6.0)])
+        numpyro.sample("scale", mix)
+
+    def draw(rng, w, n):
+        k = rng.choice(2, size=n, p=w)
+        return {"scale": np.where(k == 0, rng.gamma(2.0, 1 / 2.0, n), rng.gamma(60.0, 1 / 6.0, n))}
+
+    return model, weights, draw
+
+
+def heavy_tailed():
+    weights = np.array([0.4, 0.6])
+
+    def model():
+        mix = dist.MixtureGeneral(dist.Categorical(jnp.asarray(weights)), [dist.StudentT(3.0, -10.0, 1.0), dist.Normal(10.0, 1.0)])
+        numpyro.sample("x", mix)
+
+    def draw(rng, w, n):
+        k = rng.choice(2, size=n, p=w)
+        return {"x": np.where(k == 0, -10.0 + rng.standard_t(3.0, n), rng.normal(10.0, 1.0, n))}
+
+    return model, weights, draw
+
+
+@pytest.mark.parametrize("case", [mixture_3d, gamma_mixture, heavy_tailed], ids=["3d", "constrained", "heavy-tailed"])
+def test_flags_on_known_truth_for_several_targets(case):
+    model, weights, draw = case()
+    t = nsd.Target.from_model(model)
+    modes = nsd.mode_masses(t, nsd.find_modes(t, None, jax.random.PRNGKey(0), num_prior_starts=64), jax.random.PRNGKey(1))
+    assert len(modes) == len(weights)
+    # match each component to the mode its draws ascend to
+    rng = np.random.default_rng(0)
+    component_modes = []
+    for k in range(len(weights)):
+        one_hot = np.eye(len(weights))[k]
+        basins = nsd.assign_basins(t, modes, t.unconstrain(draw(rng, one_hot, 50)))
+        component_modes.append(int(np.bincount(basins[basins >= 0]).argmax()))
+    assert sorted(component_modes) == list(range(len(weights)))
+    # true basin masses are the weights up to tails beyond the basin boundaries (< 0.01 here)
+    for k, m in enumerate(component_modes):
+        assert abs(modes.mass[m] - weights[k]) < max(0.03, 3 * modes.mass_se[m])
+
+    def flags(w):
+        x = t.unconstrain({s: v[None] for s, v in draw(rng, w, 1000).items()})
+        return {f.kind for f in nsd.check_mode_mass("m", nsd.assign_basins(t, modes, x), modes, independent=True).flags}
+
+    missing = weights.copy()
+    missing[0] = 0.0
+    wrong = np.roll(weights, 1)
+    assert flags(weights) == set()
+    assert "missed_mode" in flags(missing / missing.sum())
+    assert "misweighted_mode" in flags(wrong)

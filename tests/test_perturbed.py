@@ -52,11 +52,20 @@ def test_theta_one_repairs_a_one_mode_sample():
     assert abs(np.mean(y < 0) - 0.5) < 0.05
 
 
-def test_level_on_exact_draws(unequal):
+def exact_equal(rng, n):
+    return (np.where(rng.random(n) < 0.5, -4.0, 4.0) + rng.normal(size=n))[:, None]
+
+
+@pytest.mark.parametrize("mixture", ["unequal", "equal"])
+def test_level_on_exact_draws(unequal, mixture):
     # 30 seeds at level 0.05: Binomial(30, 0.05) exceeds 5 with probability 0.016
-    t, modes = unequal
+    if mixture == "unequal":
+        (t, modes), draw = unequal, exact_unequal
+    else:
+        t = nsd.Target.from_model(two_mode_model)
+        modes, draw = nsd.find_modes(t, None, jax.random.PRNGKey(0)), exact_equal
     rejections = sum(
-        perturbed_ksd_test(t, exact_unequal(np.random.default_rng(s), 200), jax.random.PRNGKey(s), modes=modes,
+        perturbed_ksd_test(t, draw(np.random.default_rng(s), 200), jax.random.PRNGKey(s), modes=modes,
                            num_bootstrap=200).pvalue < 0.05
         for s in range(30)
     )
