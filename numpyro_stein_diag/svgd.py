@@ -271,7 +271,8 @@ def svgd(
         The default optimizer's learning rate, and the step the Langevin noise of a
         tempered schedule is scaled by (:math:`\\sqrt{2 \\epsilon}`), also with your own optimizer.
     init : array (N, d) or None
-        Starting particles; default ``target.initial_points`` (prior draws).
+        Starting particles (then ``num_particles`` is N); default ``target.initial_points``
+        (prior draws).
     num_checkpoints : int
         Number of points (evenly spaced, the last at the end) where the KSD of the
         particles against the target is recorded in ``history["ksd"]``.
@@ -306,7 +307,7 @@ def svgd(
     if not _finite(state.particles):
         raise FloatingPointError(
             f"SVGD ({schedule.name}) produced non-finite particles; lower the step size "
-            "(optimizer=optax.adam(0.01)) or check the model's log density for overflow."
+            "(step_size=0.01) or check the model's log density for overflow."
         )
     history = {k: np.concatenate([i[k] for i in infos]) for k in infos[0]}
     history["ksd_step"] = np.array([c[0] for c in checkpoints])
