@@ -60,16 +60,15 @@ def run_from_samples(target: Target, name: str, samples) -> Run:
     if not values:
         raise ValueError(f"samples[{name!r}] is empty: it holds no sites.")
     try:
-        batch = target.validate_samples(dict(values))
+        draws = target.unconstrain(dict(values))  # validates sites, shapes, NaN and emptiness
     except ValueError as err:
         raise ValueError(f"samples[{name!r}]: {err}") from None
-    if len(batch) != 2:
+    if draws.ndim != 3:
         raise ValueError(
-            f"samples[{name!r}] has sample axes {batch}; pass (chain, draw, ...) arrays "
+            f"samples[{name!r}] has sample axes {draws.shape[:-1]}; pass (chain, draw, ...) arrays "
             "(add a chain axis with x[None] for a single chain or for independent draws)."
         )
-    latent = {k: np.asarray(values[k]) for k in target.site_shapes}
-    return Run(method=name, draws=target.unconstrain(latent), samples={k: np.asarray(v) for k, v in values.items()},
+    return Run(method=name, draws=draws, samples={k: np.asarray(v) for k, v in values.items()},
                mcmc=mcmc, independent=False)
 
 
