@@ -16,6 +16,8 @@ from arviz_base import rcParams
 from arviz_plots import PlotCollection, plot_dist
 from arviz_plots.visuals import backend_from_object, ci_line_y, labelled_title, scatter_xy
 
+from .report import mode_values_dataset
+
 __all__ = ["plot_mode_mass", "plot_ksd", "plot_methods", "mode_mass_dataset", "ksd_dataset"]
 
 FLAG_COLOR = "#d62728"
@@ -41,6 +43,18 @@ def _with_axis(name, **parts) -> xr.Dataset:
     """One variable ``name`` stacking the DataArrays in ``parts`` along ``plot_axis``."""
     da = xr.concat(list(parts.values()), dim="plot_axis").assign_coords(plot_axis=list(parts))
     return da.to_dataset(name=name)
+
+
+def _method_positions(table) -> xr.DataArray:
+    """x position of each method: 0, 1, 2, ... along the ``method`` dim."""
+    methods = table["method"].values
+    return xr.DataArray(np.arange(len(methods), dtype=float), coords={"method": methods}, dims="method")
+
+
+def _map_visual(pc, visuals, name, func, data, defaults=None, **map_kwargs):
+    """``pc.map(func, name, ...)`` unless ``visuals[name]`` is False; user kwargs override defaults."""
+    if visuals.get(name, True) is not False:
+        pc.map(func, name, data=data, **map_kwargs, **{**(defaults or {}), **(visuals.get(name) or {})})
 
 
 def mode_mass_dataset(dt) -> xr.Dataset:
@@ -99,8 +113,7 @@ def plot_mode_mass(
     if coords:
         table = table.sel(coords)
     methods = list(table["method"].values)
-    x = xr.DataArray(np.arange(len(methods), dtype=float), coords={"method": methods}, dims="method")
-    x = x.broadcast_like(table["expected_mass"])
+    x = _method_positions(table).broadcast_like(table["expected_mass"])
     low = table["expected_mass"] - num_se * table["expected_mass_se"]
     high = table["expected_mass"] + num_se * table["expected_mass_se"]
     observed = _with_axis("mass", x=x, y=table["observed_mass"])
@@ -121,15 +134,12 @@ def plot_mode_mass(
         ),
     }
     for name, (func, data, defaults) in layers.items():
-        if visuals.get(name, True) is not False:
-            kwargs = {**defaults, **(visuals.get(name) or {})}
-            ignore = {"color"} if name == "flagged" else frozenset()
-            pc.map(func, name, data=data, ignore_aes=ignore, **kwargs)
+        ignore = {"color"} if name == "flagged" else frozenset()
+        _map_visual(pc, visuals, name, func, data, defaults, ignore_aes=ignore)
     panel = table["expected_mass"].isel(method=0).to_dataset(name="mass")
-    if visuals.get("title", True) is not False:
-        pc.map(_title_mode, "title", data=panel, ignore_aes="all", **(visuals.get("title") or {}))
-    if visuals.get("xticks", True) is not False:
-        pc.map(_xticks, "xticks", data=panel, ignore_aes="all", store_artist=False, labels=methods, **{"rotation": 20, **(visuals.get("xticks") or {})})
+    _map_visual(pc, visuals, "title", _title_mode, panel, ignore_aes="all")
+    _map_visual(pc, visuals, "xticks", _xticks, panel, {"rotation": 20}, ignore_aes="all", store_artist=False,
+                labels=methods)
     return pc
 
 
@@ -157,9 +167,8 @@ def plot_ksd(
     visuals = dict(visuals or {})
     table = ksd_dataset(dt)
     methods = list(table["method"].values)
-    x = xr.DataArray(np.arange(len(methods), dtype=float), coords={"method": methods}, dims="method")
-    points = xr.Dataset({name: xr.concat([x, table[name]], dim="plot_axis").assign_coords(plot_axis=["x", "y"])
-                         for name in table.data_vars})
+    x = _method_positions(table)
+    points = xr.merge([_with_axis(name, x=x, y=table[name]) for name in table.data_vars])
     if plot_collection is None:
         pc_kwargs.setdefault("cols", ["__variable__"])
         pc_kwargs.setdefault("col_wrap", 2)
@@ -167,18 +176,15 @@ def plot_ksd(
         pc_kwargs.setdefault("figure_kwargs", {"figsize": (2.5 + 2.2 * len(methods), 3.2 * len(table.data_vars) / 2)})
         plot_collection = PlotCollection.wrap(points, backend=backend or rcParams["plot.backend"], **pc_kwargs)
     pc = plot_collection
-    if visuals.get("points", True) is not False:
-        pc.map(scatter_xy, "points", data=points, **{"marker": "o", "size": 60, **(visuals.get("points") or {})})
+    _map_visual(pc, visuals, "points", scatter_xy, points, {"marker": "o", "size": 60})
     panels = xr.Dataset({name: table[name].isel(method=0) for name in table.data_vars})
-    if visuals.get("alpha_line", True) is not False:
-        pvalues = panels[[n for n in panels.data_vars if n.endswith("pvalue")]]
-        pc.map(_hline, "alpha_line", data=pvalues, ignore_aes="all", value=alpha,
-               **{"color": FLAG_COLOR, "linestyle": "--", **(visuals.get("alpha_line") or {})})
-    if visuals.get("title", True) is not False:
-        pc.map(labelled_title, "title", data=panels, ignore_aes="all", subset_info=True,
-               labeller=_VarLabeller(), **(visuals.get("title") or {}))
-    if visuals.get("xticks", True) is not False:
-        pc.map(_xticks, "xticks", data=panels, ignore_aes="all", store_artist=False, labels=methods, **{"rotation": 20, **(visuals.get("xticks") or {})})
+    pvalues = panels[[n for n in panels.data_vars if n.endswith("pvalue")]]
+    _map_visual(pc, visuals, "alpha_line", _hline, pvalues, {"color": FLAG_COLOR, "linestyle": "--"},
+                ignore_aes="all", value=alpha)
+    _map_visual(pc, visuals, "title", labelled_title, panels, ignore_aes="all", subset_info=True,
+                labeller=_VarLabeller())
+    _map_visual(pc, visuals, "xticks", _xticks, panels, {"rotation": 20}, ignore_aes="all", store_artist=False,
+                labels=methods)
     return pc
 
 
@@ -229,9 +235,8 @@ def plot_methods(
     )
     if mode_values is not None and mode_visual is not False:
         posterior_vars = set(next(iter(trees.values()))[group].dataset.data_vars)
-        marks = xr.Dataset({
-            k: (("mode",) + tuple(f"{k}_dim_{i}" for i in range(np.ndim(v) - 1)), np.asarray(v))
-            for k, v in mode_values.items() if k in posterior_vars and (var_names is None or k in var_names)
+        marks = mode_values_dataset({
+            k: v for k, v in mode_values.items() if k in posterior_vars and (var_names is None or k in var_names)
         })
         if coords:
             marks = marks.sel({k: v for k, v in coords.items() if k in marks.dims})

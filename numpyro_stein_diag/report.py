@@ -208,11 +208,16 @@ def _modes_tree(modes: Modes) -> xr.DataTree:
         attrs={"pareto_k": float(modes.pareto_k), "unknown_mass": float(modes.unknown_mass),
                "mass_method": str(modes.mass_method)},
     )
-    values = xr.Dataset({
+    return xr.DataTree(dataset=ds, children={"values": xr.DataTree(dataset=mode_values_dataset(modes.values))})
+
+
+def mode_values_dataset(values: dict) -> xr.Dataset:
+    """``{site: (K, ...)}`` mode locations as a Dataset on a ``mode`` dim, the site's other dims
+    named as ArviZ names them in a posterior (``<site>_dim_<i>``)."""
+    return xr.Dataset({
         k: (("mode",) + tuple(f"{k}_dim_{i}" for i in range(np.ndim(v) - 1)), np.asarray(v))
-        for k, v in modes.values.items()
+        for k, v in values.items()
     })
-    return xr.DataTree(dataset=ds, children={"values": xr.DataTree(dataset=values)})
 
 
 def _ksd_vars(test: KSDTest, prefix: str) -> tuple[dict, dict]:
