@@ -218,8 +218,13 @@ def _step(target, kernel, optimizer, schedule, step_size, num_steps, state, inpu
     )
     k_noise, k_langevin = jax.random.split(key)
     if schedule.num_noise:
-        noise = jax.random.normal(k_noise, (x.shape[0], schedule.num_noise, x.shape[1]), x.dtype)
-        scores = jnp.where(lv.sigma > 0, smoothed_score(target, x, lv.sigma, noise), target.score(x))
+        # lax.cond runs one branch: the num_noise-fold smoothed score is skipped once sigma is 0
+        scores = jax.lax.cond(
+            lv.sigma > 0,
+            lambda: smoothed_score(target, x, lv.sigma, jax.random.normal(
+                k_noise, (x.shape[0], schedule.num_noise, x.shape[1]), x.dtype)),
+            lambda: target.score(x),
+        )
     else:
         scores = target.score(x)
     phi = svgd_direction(x, lv.beta * scores, kernel, lengthscale)
