@@ -13,7 +13,27 @@ number of chains; ``n`` for independent draws or SVGD particles) and a two-sided
 p-value. When the indicator is the same in every draw (no chain ever visits the basin, or
 every draw is in it) its ESS is undefined; the sample's own ESS (smallest bulk ESS of
 the draws' coordinates, ``draws_ess``) stands in: it is the precision the sample claims
-for everything else, and a sample that claims it should not miss a basin of that mass. A flag needs both statistical significance and a practical size:
+for everything else, and a sample that claims it should not miss a basin of that mass.
+
+**Chains that do not move between modes.** The ESS above treats each chain as at least one
+effective draw, which holds only for chains started at exact posterior draws. Chains start
+from prior draws or init strategies, so a chain that stays in the basin it started in
+carries the weight of its start, not of the posterior. Chains *mix between modes* when
+
+- the rank-normalised split R-hat (Vehtari et al. 2021, arviz-stats) of every basin
+  indicator that varies is at most ``MIXING_RHAT = 1.01``: the chains (and the two halves
+  of each) agree on every basin's share; and
+- they move between basins at least ``MIN_TRANSITIONS_PER_CHAIN = 10`` times per chain on
+  average: for a two-state chain the indicator's ESS is about its number of transitions,
+  and with fewer than five sojourns per split half its autocorrelation (so its ESS) is
+  estimated from too few events to mean anything.
+
+A multi-mode target whose draws never leave one basin does not mix. Where chains do not mix
+the share is no evidence about the weights, so it is compared with the mass through the
+mass's own uncertainty alone, :math:`z_k = (o_k - M_k) / \\mathrm{se}_k`: the flag then says
+that the sample's weights are off, whatever the chains could or could not have seen.
+
+A flag needs both statistical significance and a practical size:
 
 - ``missed_mode``: :math:`M_k \\ge` ``mass_floor``, :math:`o_k < M_k / 4`, p < ``alpha``;
 - ``misweighted_mode``: :math:`|o_k - M_k| >` ``tolerance``, p < ``alpha``;
@@ -30,7 +50,10 @@ from scipy.stats import norm
 
 from .modes import Modes
 
-__all__ = ["Flag", "ModeCheck", "check_mode_mass", "basin_ess", "draws_ess", "ksd_flags"]
+__all__ = [
+    "Flag", "ModeCheck", "check_mode_mass", "basin_ess", "basin_rhat", "basin_transitions", "draws_ess",
+    "ksd_flags", "mixes_between_modes", "mixing_text",
+]
 
 FLAG_KINDS = ("missed_mode", "misweighted_mode", "unknown_region", "ksd_reject")
 
@@ -51,7 +74,13 @@ class Flag:
 
 @dataclass(frozen=True)
 class ModeCheck:
-    """Per-mode numbers of one method's check (arrays over modes)."""
+    """Per-mode numbers of one method's check (arrays over modes).
+
+    ``transitions`` (per chain) and ``basin_rhat`` (per mode) describe how the chains move
+    between modes; both are None for independent draws. ``mixing`` is False when the chains
+    do not mix between modes (see the module docstring), and the shares were then judged
+    against the masses' standard errors alone.
+    """
 
     method: str
     expected: np.ndarray
@@ -61,6 +90,13 @@ class ModeCheck:
     pvalue: np.ndarray
     unknown_share: float
     flags: tuple[Flag, ...]
+    transitions: np.ndarray | None = None
+    basin_rhat: np.ndarray | None = None
+    mixing: bool = True
+
+
+MIXING_RHAT = 1.01
+MIN_TRANSITIONS_PER_CHAIN = 10
 
 
 def basin_ess(basins: np.ndarray, num_modes: int, independent: bool, draws_ess: float | None = None) -> np.ndarray:
@@ -80,6 +116,66 @@ def basin_ess(basins: np.ndarray, num_modes: int, independent: bool, draws_ess: 
     return ess
 
 
+def basin_transitions(basins: np.ndarray) -> np.ndarray:
+    """Moves from one known basin to another in each chain of ``basins (chain, draw)``.
+
+    Draws in no known basin (``-1``) are skipped, so a passage through the region between
+    two modes counts once.
+    """
+    counts = []
+    for chain in np.asarray(basins):
+        known = chain[chain >= 0]
+        counts.append(int(np.count_nonzero(known[1:] != known[:-1])))
+    return np.array(counts)
+
+
+def basin_rhat(basins: np.ndarray, num_modes: int) -> np.ndarray:
+    """Rank-normalised split R-hat (arviz-stats) of each basin indicator over ``basins (chain, draw)``.
+
+    NaN where the indicator is the same in every draw (nothing to compare); ``inf`` where it
+    differs between chains or chain halves but is constant within each (no move at all).
+    """
+    basins = np.asarray(basins)
+    half = basins.shape[1] // 2
+    halves = np.concatenate([basins[:, :half], basins[:, half:]]) if half else basins
+    rhat = np.full(num_modes, np.nan)
+    for k in range(num_modes):
+        indicator = (basins == k).astype(float)
+        if indicator.min() == indicator.max():
+            continue
+        if all(len(set(h)) == 1 for h in halves == k):  # no chain half ever enters or leaves
+            rhat[k] = np.inf
+            continue
+        rhat[k] = float(array_stats.rhat(indicator, chain_axis=0, draw_axis=1, method="rank"))
+    return rhat
+
+
+def mixes_between_modes(transitions: np.ndarray, rhat: np.ndarray) -> bool:
+    """The rule of the module docstring: every varying indicator's R-hat at most
+    ``MIXING_RHAT`` and at least ``MIN_TRANSITIONS_PER_CHAIN`` transitions per chain on
+    average. With one mode there is nothing to mix and the answer is True."""
+    if len(rhat) < 2:
+        return True
+    varying = rhat[~np.isnan(rhat)]
+    if varying.size == 0:  # every draw in one basin (or none) while other modes exist
+        return False
+    return bool(np.all(varying <= MIXING_RHAT) and np.mean(transitions) >= MIN_TRANSITIONS_PER_CHAIN)
+
+
+def mixing_text(transitions: np.ndarray | None, rhat: np.ndarray | None) -> str:
+    """``"4 chains, 2 transitions between modes, basin R-hat inf"`` (empty for independent draws)."""
+    if transitions is None:
+        return ""
+    chains = len(transitions)
+    varying = rhat[~np.isnan(rhat)]
+    rhat_text = f", basin R-hat {_number(np.max(varying))}" if varying.size else ""
+    return f"{chains} chain{'s' * (chains != 1)}, {int(np.sum(transitions))} transitions between modes{rhat_text}"
+
+
+def _number(value: float) -> str:
+    return "inf" if np.isinf(value) else f"{value:.3g}"
+
+
 def check_mode_mass(
     method: str,
     basins: np.ndarray,
@@ -93,7 +189,9 @@ def check_mode_mass(
 ) -> ModeCheck:
     """Compare the share of ``basins (chain, draw)`` (from :func:`assign_basins`) in each mode with
     ``modes.mass``; return the numbers and the flags. ``draws_ess``: see the module docstring
-    (:func:`draws_ess` computes it)."""
+    (:func:`draws_ess` computes it). Draws with a chain axis (``independent=False``) are first
+    judged for mixing between modes; chains that do not mix are judged against the masses'
+    standard errors alone."""
     if modes.mass is None:
         raise ValueError("modes carry no masses yet: run mode_masses(target, modes, rng_key) first.")
     basins = np.asarray(basins)
@@ -103,22 +201,33 @@ def check_mode_mass(
     expected, se = np.asarray(modes.mass), np.asarray(modes.mass_se)
     observed = np.array([np.mean(basins == j) for j in range(k)])
     ess = basin_ess(basins, k, independent, draws_ess)
-    sd = np.sqrt(expected * (1 - expected) / ess + se**2)
+    transitions = rhat = None
+    mixing = True
+    if not independent:
+        transitions, rhat = basin_transitions(basins), basin_rhat(basins, k)
+        mixing = mixes_between_modes(transitions, rhat)
+    sd = np.sqrt(expected * (1 - expected) / ess + se**2) if mixing else se
     pvalue = 2 * norm.sf(np.abs(observed - expected) / np.maximum(sd, 1e-12))
+    why = "" if mixing else (
+        f" The chains do not mix between modes ({mixing_text(transitions, rhat)}): the share reflects "
+        "where they started more than the posterior, so it is judged against the mass's standard "
+        "error alone."
+    )
     flags = []
     for j in range(k):
         numbers = dict(method=method, mode=j, expected=float(expected[j]), expected_se=float(se[j]),
                        observed=float(observed[j]), pvalue=float(pvalue[j]))
         where = modes.describe(j)
+        precision = f"ESS {ess[j]:.0f}" if mixing else "mass se only"
         if expected[j] >= mass_floor and observed[j] < expected[j] / 4 and pvalue[j] < alpha:
             flags.append(Flag(kind="missed_mode", message=(
                 f"{method} misses {where}: it holds {expected[j]:.1%} +- {se[j]:.1%} of the posterior "
-                f"mass but {observed[j]:.1%} of the draws (ESS {ess[j]:.0f}, p = {pvalue[j]:.2g})."
+                f"mass but {observed[j]:.1%} of the draws ({precision}, p = {pvalue[j]:.2g}).{why}"
             ), **numbers))
         elif abs(observed[j] - expected[j]) > tolerance and pvalue[j] < alpha:
             flags.append(Flag(kind="misweighted_mode", message=(
                 f"{method} misweights {where}: {observed[j]:.1%} of the draws against an expected "
-                f"{expected[j]:.1%} +- {se[j]:.1%} of the mass (ESS {ess[j]:.0f}, p = {pvalue[j]:.2g})."
+                f"{expected[j]:.1%} +- {se[j]:.1%} of the mass ({precision}, p = {pvalue[j]:.2g}).{why}"
             ), **numbers))
     unknown = float(np.mean(basins < 0))
     if unknown > unknown_tolerance:
@@ -127,7 +236,7 @@ def check_mode_mass(
             f"{unknown:.1%} of the {method} draws lie in no known mode's basin: a mode the search "
             "did not find, or a region where the ascent did not converge."
         )))
-    return ModeCheck(method, expected, se, observed, ess, pvalue, unknown, tuple(flags))
+    return ModeCheck(method, expected, se, observed, ess, pvalue, unknown, tuple(flags), transitions, rhat, mixing)
 
 
 def draws_ess(draws) -> float:

@@ -57,7 +57,18 @@ def _check(args) -> int:
         report.save(out / "report.nc")
         report.plot(out)
         print(f"\nwrote {out / 'report.nc'} and the plots in {out}/")
+    if args.repaired:
+        _write_repaired(report, Path(args.repaired))
     return EXIT_OK if report.ok else EXIT_FLAGS
+
+
+def _write_repaired(report, folder: Path) -> None:
+    """One ArviZ netCDF file per method, ``<method>.nc``: the repaired posterior and its repair group."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for method in report.methods:
+        path = folder / f"{method.replace('/', '_')}.nc"
+        report.repaired(method).to_netcdf(path, engine="h5netcdf")
+        print(f"wrote the repaired posterior of {method} to {path}")
 
 
 def _show(args) -> int:
@@ -97,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--methods", nargs="*", default=None,
                        help="nuts svgd svgd_annealed svgd_tempered (default: none with --samples, else all)")
     check.add_argument("--out", help="folder for report.nc and the plots")
+    check.add_argument("--repaired", metavar="DIR",
+                       help="folder for one netCDF posterior per method, reweighted so each mode holds its mass")
     check.set_defaults(run=_check)
     show = commands.add_parser("show", help="print the summary and draw the plots of a saved report")
     show.add_argument("report", help="a report.nc written by Report.save or check --out")

@@ -20,6 +20,7 @@ from .ksd import ksd_test
 from .modes import assign_basins, find_modes, merge_modes, mode_masses
 from .nuts import nuts
 from .perturbed import perturbed_ksd_test
+from .repair import repair
 from .report import Report
 from .runs import Run
 from .svgd import annealed, plain, svgd, tempered
@@ -105,8 +106,10 @@ def diagnose(
         components; applied to every draw and mode, so label-switched modes count as one.
 
     The mode set is built once from prior draws and every method's draws, masses are
-    estimated once, and each method gets a mode-mass check, a plain KSD test and, when
-    there are at least two modes, a perturbed KSD test (``ksd_reject`` flags at 0.01).
+    estimated once, and each method gets a mode-mass check (chains are first judged for
+    mixing between modes), a plain KSD test and, when there are at least two modes, a
+    perturbed KSD test (``ksd_reject`` flags at 0.01). Each method's draws are also repaired
+    so every basin holds its mass (:meth:`Report.repaired`).
     """
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     if not isinstance(methods, Mapping):
@@ -121,7 +124,7 @@ def diagnose(
     if clash:
         raise ValueError(f"sample name(s) {clash} clash with methods; rename them.")
     target = Target.from_model(model, *model_args, **model_kwargs)
-    k_runs, k_modes, k_mass, k_ksd = jax.random.split(rng_key, 4)
+    k_runs, k_modes, k_mass, k_ksd, k_repair = jax.random.split(rng_key, 5)
     say = partial(print, file=sys.stderr) if progress_bar else (lambda *a, **k: None)
 
     runs = {name: run_from_samples(target, name, s) for name, s in samples.items()}
@@ -144,10 +147,12 @@ def diagnose(
     modes = mode_masses(target, modes, k_mass, canonicalize=canonicalize)
     timings["masses"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    checks, tests, perturbed = {}, {}, {}
-    for (name, run), key in zip(runs.items(), jax.random.split(k_ksd, len(runs))):
+    timings["checks"] = timings["repairs"] = 0.0
+    checks, tests, perturbed, repairs = {}, {}, {}, {}
+    keys = zip(jax.random.split(k_ksd, len(runs)), jax.random.split(k_repair, len(runs)))
+    for (name, run), (key, key_repair) in zip(runs.items(), keys):
         say(f"[diagnose] checking {name} ...")
+        start = time.perf_counter()
         basins = assign_basins(target, modes, run.draws, canonicalize=canonicalize)
         check = check_mode_mass(name, basins, modes, independent=run.independent,
                                 draws_ess=None if run.independent else draws_ess(run.draws))
@@ -159,5 +164,8 @@ def diagnose(
             perturbed[name] = perturbed_ksd_test(target, x, k_perturbed, modes=modes, num_bootstrap=KSD_BOOTSTRAP)
         flags = ksd_flags(name, tests[name], perturbed.get(name))
         checks[name] = dataclasses.replace(check, flags=check.flags + tuple(flags))
-    timings["checks"] = time.perf_counter() - start
-    return Report.build(runs, modes, checks, tests, timings, perturbed)
+        timings["checks"] += time.perf_counter() - start
+        start = time.perf_counter()
+        repairs[name] = repair(target, modes, run.draws, basins, key_repair, canonicalize=canonicalize)
+        timings["repairs"] += time.perf_counter() - start
+    return Report.build(runs, modes, checks, tests, timings, perturbed, repairs)

@@ -37,9 +37,11 @@ from scipy.special import logsumexp
 
 from .target import Target
 
-__all__ = ["Modes", "find_modes", "assign_basins", "mode_masses", "merge_modes"]
+__all__ = ["Modes", "find_modes", "assign_basins", "mode_masses", "merge_modes", "proposal_draws"]
 
 PARETO_K_LIMIT = 0.7
+PROPOSAL_DF = 5.0  # Student-t degrees of freedom of the importance proposal
+PROPOSAL_SCALE = 1.5  # its covariance is PROPOSAL_SCALE^2 H^{-1} at each mode
 
 
 @dataclass(frozen=True, eq=False)
@@ -275,13 +277,24 @@ def _importance_draws(target, rng_key, loc, hessian, weights, num_draws, df, sca
     return y, jnp.where(jnp.isfinite(log_p), log_p - log_q, -jnp.inf)
 
 
+def proposal_draws(target: Target, modes: Modes, rng_key, num_draws: int, weights,
+                   df: float = PROPOSAL_DF, scale: float = PROPOSAL_SCALE):
+    """``num_draws`` draws ``y (n, d)`` from the mode mixture
+    :math:`q = \\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})` (``weights`` = :math:`a`) and their log
+    importance weights :math:`\\log \\pi(y) - \\log q(y)` (``-inf`` where the target is not finite)."""
+    y, log_w = _importance_draws(target, rng_key, jnp.asarray(modes.location), jnp.asarray(modes.hessian),
+                                 jnp.asarray(weights, dtype=jnp.result_type(float)), int(num_draws),
+                                 float(df), float(scale))
+    return np.asarray(y), np.asarray(log_w)
+
+
 def mode_masses(
     target: Target,
     modes: Modes,
     rng_key,
     num_draws: int = 2000,
-    df: float = 5.0,
-    scale: float = 1.5,
+    df: float = PROPOSAL_DF,
+    scale: float = PROPOSAL_SCALE,
     basin_iter: int = 50,
     canonicalize=None,
 ) -> Modes:
@@ -298,9 +311,7 @@ def mode_masses(
     """
     k = len(modes)
     weights = 0.5 * modes.laplace_mass + 0.5 / k
-    y, log_w = _importance_draws(target, rng_key, jnp.asarray(modes.location), jnp.asarray(modes.hessian),
-                                 jnp.asarray(weights), num_draws * k, float(df), float(scale))
-    log_w = np.asarray(log_w)
+    y, log_w = proposal_draws(target, modes, rng_key, num_draws * k, weights, df, scale)
     basins = assign_basins(target, modes, y, num_iter=basin_iter, canonicalize=canonicalize)
     w = np.exp(log_w - np.max(log_w))
     total = w.sum()

@@ -104,8 +104,10 @@ def plot_mode_mass(
 
     One panel per mode; in each, methods along x: the expected mass as an interval with a
     tick at its centre, the observed share as a dot, and a red cross on flagged pairs
-    (missed or misweighted). Visuals: ``expected``, ``expected_point``, ``observed``,
-    ``flagged``, ``title``, ``xticks`` (each a mapping of kwargs, or False to skip).
+    (missed or misweighted). A method with chains is labelled with its moves between modes
+    and basin R-hat, and "not mixing" when its shares were judged against the masses' se
+    alone. Visuals: ``expected``, ``expected_point``, ``observed``, ``flagged``, ``title``,
+    ``xticks`` (each a mapping of kwargs, or False to skip).
     """
     del labeller, aes_by_visuals, stats  # accepted for arviz-plots' signature; nothing to label or compute
     visuals = dict(visuals or {})
@@ -138,9 +140,22 @@ def plot_mode_mass(
         _map_visual(pc, visuals, name, func, data, defaults, ignore_aes=ignore)
     panel = table["expected_mass"].isel(method=0).to_dataset(name="mass")
     _map_visual(pc, visuals, "title", _title_mode, panel, ignore_aes="all")
+    trees = _trees(dt)
     _map_visual(pc, visuals, "xticks", _xticks, panel, {"rotation": 20}, ignore_aes="all", store_artist=False,
-                labels=methods)
+                labels=[_mixing_label(m, trees[m]["stein_diagnostics"].dataset) for m in methods])
     return pc
+
+
+def _mixing_label(method: str, diag: xr.Dataset) -> str:
+    """``"nuts\n2 moves, R-hat inf\nnot mixing"`` for chains; the bare name for independent draws."""
+    if "transitions" not in diag:
+        return method
+    rhat = diag["basin_rhat"].values
+    rhat = rhat[~np.isnan(rhat)]
+    label = f"{method}\n{int(diag['transitions'].sum())} moves"
+    if rhat.size:
+        label += f", R-hat {'inf' if np.isinf(rhat.max()) else f'{rhat.max():.2f}'}"
+    return label + ("" if diag.attrs["mixing"] else "\nnot mixing")
 
 
 def _title_mode(da, target, **kwargs):

@@ -12,7 +12,12 @@ Layout of the tree (ArviZ conventions, one child per method)::
                            ksd, ksd_pvalue, perturbed_ksd, perturbed_ksd_pvalue (two or more
                            modes), expected_mass, expected_mass_se, observed_mass,
                            ess, mass_pvalue, missed, misweighted (mode), unconstrained draws,
-                           SVGD history; attrs describe the KSD test
+                           SVGD history; for chains: transitions (chain), basin_rhat (mode)
+                           and attr mixing; attrs describe the KSD test
+    /<method>/repaired_posterior
+                           (chain, draw, ...) the draws reweighted so each basin holds its mass
+    /<method>/repair       mass, share_before, draws_kept, draws_filled, fill_pareto_k,
+                           fill_ess (mode); attrs unknown_kept, fill_method, order
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ import arviz_base
 import numpy as np
 import xarray as xr
 
-from .check import Flag, ModeCheck
+from .check import Flag, ModeCheck, mixing_text
 from .kernels import IMQ, RBF
 from .ksd import KSDTest
 from .modes import Modes
+from .repair import Repair
 from .runs import Run
 
 __all__ = ["Report"]
@@ -52,7 +58,8 @@ class Report:
     # ------------------------------------------------------------------ build
     @classmethod
     def build(cls, runs: dict[str, Run], modes: Modes, checks: dict[str, ModeCheck], ksd: dict[str, KSDTest],
-              timings: dict | None = None, perturbed_ksd: dict[str, KSDTest] | None = None):
+              timings: dict | None = None, perturbed_ksd: dict[str, KSDTest] | None = None,
+              repairs: dict[str, Repair] | None = None):
         flags = [dataclasses.asdict(f) for c in checks.values() for f in c.flags]
         root = xr.Dataset(attrs={
             "package": "numpyro_stein_diag",
@@ -61,7 +68,8 @@ class Report:
         })
         children = {"modes": _modes_tree(modes)}
         for name, run in runs.items():
-            children[name] = _method_tree(run, checks[name], ksd[name], (perturbed_ksd or {}).get(name))
+            children[name] = _method_tree(run, checks[name], ksd[name], (perturbed_ksd or {}).get(name),
+                                          (repairs or {}).get(name))
         return cls(xr.DataTree(dataset=root, children=children), runs, timings)
 
     # ------------------------------------------------------------------ views
@@ -116,6 +124,9 @@ class Report:
                 m, ds["expected_mass"].values, ds["expected_mass_se"].values, ds["observed_mass"].values,
                 ds["ess"].values, ds["mass_pvalue"].values, float(ds.attrs["unknown_share"]),
                 tuple(f for f in flags if f.method == m),
+                transitions=ds["transitions"].values if "transitions" in ds else None,
+                basin_rhat=ds["basin_rhat"].values if "basin_rhat" in ds else None,
+                mixing=bool(ds.attrs["mixing"]),
             )
         return out
 
@@ -127,6 +138,24 @@ class Report:
 
     def to_datatrees(self) -> dict[str, xr.DataTree]:
         return {m: self.to_datatree(m) for m in self.methods}
+
+    def repaired(self, method: str) -> xr.DataTree:
+        """The method's draws reweighted so each basin holds its estimated mass.
+
+        A DataTree with a ``posterior`` group (equally weighted draws, dims ``(chain, draw,
+        ...)`` in the model's space, shuffled: no time order) and a ``repair`` group (per mode:
+        ``mass``, ``share_before``, ``draws_kept``, ``draws_filled`` and the fill-in's
+        ``fill_pareto_k`` and ``fill_ess``). See :mod:`numpyro_stein_diag.repair`.
+        """
+        if method not in self.methods:
+            raise KeyError(f"no method {method!r} in this report; it has {self.methods}.")
+        node = self.tree[method]
+        if "repair" not in node.children:
+            raise ValueError(f"this report holds no repaired draws for {method!r}; run diagnose() again.")
+        return xr.DataTree(children={
+            "posterior": xr.DataTree(dataset=node["repaired_posterior"].dataset.copy()),
+            "repair": xr.DataTree(dataset=node["repair"].dataset.copy()),
+        })
 
     # ------------------------------------------------------------------ text
     def summary(self) -> str:
@@ -145,6 +174,10 @@ class Report:
                 ksd_text += f", perturbed KSD p = {perturbed[m].pvalue:.3f}"
             lines.append(f"{m}: {self.runs[m].draws.shape[0]} chain(s) x {self.runs[m].draws.shape[1]} draws, "
                          f"{ksd_text} ({test.bootstrap} bootstrap)")
+            if check.transitions is not None:
+                verdict = ("mixing: shares judged with the basin indicators' ESS" if check.mixing else
+                           "NOT mixing: shares judged against the masses' se alone")
+                lines.append(f"  {mixing_text(check.transitions, check.basin_rhat)} -> {verdict}")
             lines.append(f"  {'mode':>4} {'expected':>16} {'observed':>9} {'ESS':>7} {'p':>8}  flag")
             kinds = {f.mode: f.kind for f in check.flags if f.mode >= 0}
             for j in range(len(modes)):
@@ -233,7 +266,8 @@ def _ksd_vars(test: KSDTest, prefix: str) -> tuple[dict, dict]:
     return variables, attrs
 
 
-def _method_tree(run: Run, check: ModeCheck, test: KSDTest, perturbed: KSDTest | None) -> xr.DataTree:
+def _method_tree(run: Run, check: ModeCheck, test: KSDTest, perturbed: KSDTest | None,
+                 repair: Repair | None) -> xr.DataTree:
     if run.mcmc is not None:
         full = arviz_base.from_numpyro(run.mcmc)
         groups = {g: full[g].dataset for g in ("posterior", "sample_stats") if g in full.children}
@@ -259,11 +293,43 @@ def _method_tree(run: Run, check: ModeCheck, test: KSDTest, perturbed: KSDTest |
         "misweighted": (("mode",), flagged("misweighted_mode")),
         "unconstrained_draws": (("chain", "draw", "param"), np.asarray(run.draws)),
     })
+    if check.transitions is not None:
+        diag["transitions"] = (("chain",), np.asarray(check.transitions))
+        diag["basin_rhat"] = (("mode",), np.asarray(check.basin_rhat))
     for key, value in run.history.items():
         diag[f"history_{key}"] = (("checkpoint",) if key.startswith("ksd") else ("step",), np.asarray(value))
-    attrs.update({"independent": int(run.independent), "unknown_share": float(check.unknown_share)})
+    attrs.update({"independent": int(run.independent), "unknown_share": float(check.unknown_share),
+                  "mixing": int(check.mixing)})
     groups["stein_diagnostics"] = xr.Dataset(diag, coords={"mode": modes}, attrs=attrs)
+    if repair is not None:
+        groups["repaired_posterior"] = _like_posterior(repair.samples, groups["posterior"])
+        groups["repair"] = _repair_dataset(repair)
     return xr.DataTree(children={g: xr.DataTree(dataset=ds) for g, ds in groups.items()})
+
+
+def _like_posterior(samples: dict, posterior: xr.Dataset) -> xr.Dataset:
+    """``{site: (chain, draw, ...)}`` as a posterior group with the variables, dimension names and
+    coordinates of ``posterior`` (sites it does not hold are left out)."""
+    samples = {k: np.asarray(v) for k, v in samples.items() if k in posterior.data_vars}
+    dims = {k: list(posterior[k].dims[2:]) for k in samples}
+    coords = {d: posterior[d].values for k in samples for d in dims[k] if d in posterior.coords}
+    return arviz_base.from_dict({"posterior": samples}, dims=dims, coords=coords)["posterior"].dataset
+
+
+def _repair_dataset(repair: Repair) -> xr.Dataset:
+    return xr.Dataset(
+        {
+            "mass": (("mode",), repair.mass),
+            "share_before": (("mode",), repair.share_before),
+            "draws_kept": (("mode",), repair.kept),
+            "draws_filled": (("mode",), repair.filled),
+            "fill_pareto_k": (("mode",), repair.fill_pareto_k),
+            "fill_ess": (("mode",), repair.fill_ess),
+        },
+        coords={"mode": np.arange(len(repair.mass))},
+        attrs={"unknown_kept": int(repair.unknown_kept), "fill_method": repair.fill_method,
+               "order": "shuffled: chain and draw carry no time order"},
+    )
 
 
 # ---------------------------------------------------------------------- from the tree

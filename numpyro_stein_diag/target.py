@@ -44,7 +44,7 @@ class Target:
     unravel: Callable[[jax.Array], Any]  # flat (d,) -> unconstrained pytree
     dim: int
     site_shapes: dict[str, tuple[int, ...]]
-    constrain_sites: Callable[[dict], dict]  # unconstrained {site: value} -> constrained
+    constrain_sites: Callable[..., dict]  # unconstrained {site: value}, deterministic -> constrained
     unconstrain_sites: Callable[[dict], dict]  # constrained {site: value} -> unconstrained
     sample_prior: Callable[[jax.Array, int], dict] | None  # key, n -> constrained {site: (n, ...)}
     init_params: Any  # an unconstrained pytree where the log density is finite
@@ -93,8 +93,8 @@ class Target:
             name for name, site in trace.items() if site["type"] in ("sample", "deterministic")
         ) - set(latent)
 
-        def constrain_sites(params):
-            return constrain_fn(model, model_args, model_kwargs, params)
+        def constrain_sites(params, deterministic=False):
+            return constrain_fn(model, model_args, model_kwargs, params, return_deterministic=deterministic)
 
         def unconstrain_sites(values):
             return unconstrain_fn(model, model_args, model_kwargs, values)
@@ -150,7 +150,7 @@ class Target:
                 "example_params. Pass a point inside the support."
             )
 
-        def to_sites(p):
+        def to_sites(p, deterministic=False):  # a potential has no deterministic sites
             return dict(p) if as_sites else {"x": p}
 
         def from_sites(values):
@@ -182,11 +182,12 @@ class Target:
         return -self.potential_fn(self.unravel(x))
 
     # ------------------------------------------------------------------ spaces
-    def constrain(self, x: jax.Array) -> dict[str, jax.Array]:
-        """Flat unconstrained ``x`` of shape ``(..., d)`` -> ``{site: (..., *shape)}`` in the model's space."""
+    def constrain(self, x: jax.Array, deterministic: bool = False) -> dict[str, jax.Array]:
+        """Flat unconstrained ``x`` of shape ``(..., d)`` -> ``{site: (..., *shape)}`` in the model's space;
+        with ``deterministic`` also the model's deterministic sites."""
         x = jnp.asarray(x)
         flat = x.reshape(-1, self.dim)
-        values = jax.vmap(lambda z: self.constrain_sites(self.unravel(z)))(flat)
+        values = jax.vmap(lambda z: self.constrain_sites(self.unravel(z), deterministic))(flat)
         return {k: v.reshape(x.shape[:-1] + v.shape[1:]) for k, v in values.items()}
 
     def unconstrain(self, samples: dict) -> jax.Array:

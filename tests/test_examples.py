@@ -39,3 +39,15 @@ def test_squared_parameter(tmp_path):
     report = load("squared_parameter").main(["--chains", "4", "--draws", "200", "--out", str(tmp_path)])
     assert len(report.modes) == 2
     assert (tmp_path / "methods.png").exists()
+
+
+def test_stuck_chains(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # the example imports its sibling examples, as a script does
+    results = load("stuck_chains").main(["--draws", "100", "--out", str(tmp_path)])
+    before, after = results["label_switching"]
+    assert {f.kind for f in before.flags} >= {"misweighted_mode"}
+    assert not {f.kind for f in after.flags if f.method == "repaired"} & {"missed_mode", "misweighted_mode"}
+    missed, repaired = results["missed_mode"]
+    assert "missed_mode" in {f.kind for f in missed.flags}
+    assert not {f.kind for f in repaired.flags if f.method == "repaired"} & {"missed_mode", "misweighted_mode"}
+    assert (tmp_path / "label_switching_mode_mass.png").exists()

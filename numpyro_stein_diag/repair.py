@@ -1,0 +1,158 @@
+"""The repaired posterior: a method's draws with each basin holding its estimated mass.
+
+Within a basin, a chain that stays there is a fine sample of the posterior restricted to that
+basin; what a stuck chain lacks is the right weight. The repaired posterior keeps each basin's
+own draws and sets the basin counts from the masses. Of the method's ``N`` draws, those in no
+known basin keep ``n_none = min(c_none, round(N u))`` of theirs (``u`` the unknown mass of
+:func:`~numpyro_stein_diag.modes.mode_masses`), and basin ``k`` gets
+
+.. math::
+
+    n_k = \\mathrm{round}\\Big((N - n_\\text{none}) \\frac{M_k}{\\sum_j M_j}\\Big)
+    \\quad\\text{(largest remainder, so } \\textstyle\\sum_k n_k = N - n_\\text{none}).
+
+A basin with ``c_k >= n_k`` own draws gives a uniform subsample of ``n_k`` of them (without
+replacement); a basin with fewer keeps all ``c_k`` and is topped up with ``n_k - c_k`` draws
+that follow the posterior restricted to the basin, made by **importance resampling**: draws
+:math:`y \\sim t_\\nu(m_k, s^2 H_k^{-1})` (mode ``k``'s own component of the mass
+proposal), weights :math:`w = \\pi(y) / t(y) \\cdot 1[y \\in B_k]` (basin by ascent, as in the
+check), systematic resampling from a pool of at least ``FILL_POOL_FACTOR`` times the draws
+needed. The Pareto :math:`\\hat k` of the pool's log weights (PSIS, arviz-stats) says whether the
+fill-in can be trusted (:math:`\\hat k \\le 0.7`) and the weights' ESS
+:math:`(\\sum w)^2 / \\sum w^2` how many distinct draws it rests on.
+
+Why importance resampling rather than short NUTS runs from the mode: the proposal is already
+fitted to each mode (heavy-tailed, so the weights stay bounded for lighter-tailed basins),
+it stays in the basin by construction (draws that ascend elsewhere get weight 0, which a
+chain started at the mode does not guarantee), it needs no tuning, and it carries its own
+reliability diagnostic.
+
+The selected draws are shuffled into the method's ``(chain, draw)`` shape, so every chain
+holds every basin in proportion. Chain and draw then carry no time order: R-hat and ESS
+computed on the repaired draws describe the resampled set, not the sampler that made them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+from arviz_stats.base import array_stats
+
+from .modes import PARETO_K_LIMIT, Modes, assign_basins, proposal_draws
+from .target import Target
+
+__all__ = ["Repair", "repair", "basin_counts", "restricted_draws"]
+
+FILL_POOL_FACTOR = 4  # pool draws in the basin per fill-in draw needed
+POOL_BATCH = 2048  # proposal draws per batch (one compilation)
+MAX_POOL_BATCHES = 32
+
+
+@dataclass(frozen=True, eq=False)
+class Repair:
+    """A method's repaired draws and what was done per mode.
+
+    Attributes: ``draws (chain, draw, d)`` unconstrained and ``samples`` (``{site: (chain, draw,
+    ...)}`` in the model's space, deterministic sites included), ``mass`` and ``share_before`` (K,),
+    ``kept`` and ``filled`` (K,) draw counts, ``fill_pareto_k`` and ``fill_ess`` (K,; NaN
+    where nothing was filled), ``unknown_kept`` (draws in no known basin kept) and
+    ``fill_method`` (one sentence).
+    """
+
+    draws: np.ndarray
+    samples: dict
+    mass: np.ndarray
+    share_before: np.ndarray
+    kept: np.ndarray
+    filled: np.ndarray
+    fill_pareto_k: np.ndarray
+    fill_ess: np.ndarray
+    unknown_kept: int
+    fill_method: str
+
+
+def basin_counts(mass, unknown_mass: float, unknown_draws: int, total: int) -> tuple[np.ndarray, int]:
+    """Draws per basin ``n_k`` and draws kept in no basin, for ``total`` draws (module docstring)."""
+    mass = np.asarray(mass, dtype=float)
+    if not (np.all(np.isfinite(mass)) and mass.sum() > 0):
+        raise ValueError(f"the mode masses {mass} are not finite and positive: there is nothing to repair against.")
+    none = min(int(unknown_draws), int(round(total * float(unknown_mass))))
+    share = mass / mass.sum() * (total - none)
+    counts = np.floor(share).astype(int)
+    remainder = total - none - counts.sum()
+    counts[np.argsort(-(share - counts), kind="stable")[:remainder]] += 1
+    return counts, none
+
+
+def restricted_draws(target: Target, modes: Modes, k: int, rng_key, num: int, canonicalize=None):
+    """``num`` draws following the posterior restricted to mode ``k``'s basin, by importance
+    resampling (module docstring); returns ``(draws (num, d), pareto_k, weights_ess)``."""
+    one_hot = np.eye(len(modes))[k]
+    pool, log_w = [], []
+    in_basin = 0
+    for batch, key in enumerate(jax.random.split(rng_key, MAX_POOL_BATCHES)):
+        y, lw = proposal_draws(target, modes, key, POOL_BATCH, one_hot)
+        basins = assign_basins(target, modes, y, canonicalize=canonicalize)
+        lw = np.where(basins == k, lw, -np.inf)
+        pool.append(y)
+        log_w.append(lw)
+        in_basin += int(np.sum(np.isfinite(lw)))
+        if in_basin >= FILL_POOL_FACTOR * num:
+            break
+    y, log_w = np.concatenate(pool), np.concatenate(log_w)
+    finite = np.isfinite(log_w)
+    if not finite.any():
+        raise ValueError(
+            f"no proposal draw around {modes.describe(k)} ascends into its basin: the basin cannot be "
+            "filled by importance resampling."
+        )
+    w = np.exp(log_w - log_w[finite].max())
+    w = np.where(finite, w, 0.0)
+    ess = float(w.sum() ** 2 / np.sum(w**2))
+    khat = float(array_stats.pareto_khat(log_w[finite], chain_axis=None, draw_axis=-1, tail="right",
+                                         log_weights=True))
+    u = float(jax.random.uniform(jax.random.fold_in(rng_key, MAX_POOL_BATCHES)))
+    positions = (u + np.arange(num)) / num  # systematic resampling
+    index = np.minimum(np.searchsorted(np.cumsum(w) / w.sum(), positions), len(w) - 1)
+    return y[index], khat, ess
+
+
+def repair(target: Target, modes: Modes, draws, basins, rng_key, canonicalize=None) -> Repair:
+    """Repair ``draws (chain, draw, d)`` whose basins are ``basins (chain, draw)`` (from
+    :func:`assign_basins`) so each basin holds its mass (``modes.mass``); see the module docstring."""
+    draws, basins = np.asarray(draws), np.asarray(basins)
+    shape = draws.shape
+    flat, labels = draws.reshape(-1, shape[-1]), basins.reshape(-1)
+    total, k = len(labels), len(modes)
+    counts, none = basin_counts(modes.mass, modes.unknown_mass or 0.0, int(np.sum(labels < 0)), total)
+    k_pick, k_fill, k_shuffle = jax.random.split(rng_key, 3)
+    rng = np.random.default_rng(np.asarray(jax.random.randint(k_pick, (4,), 0, 2**31 - 1)))
+    chosen = [rng.choice(np.flatnonzero(labels < 0), none, replace=False)] if none else []
+    kept, filled = np.zeros(k, int), np.zeros(k, int)
+    fill_khat, fill_ess = np.full(k, np.nan), np.full(k, np.nan)
+    fill = []
+    for j, key in zip(range(k), jax.random.split(k_fill, k)):
+        own = np.flatnonzero(labels == j)
+        kept[j] = min(len(own), counts[j])
+        chosen.append(rng.choice(own, kept[j], replace=False))
+        filled[j] = counts[j] - kept[j]
+        if filled[j]:
+            x, fill_khat[j], fill_ess[j] = restricted_draws(target, modes, j, key, filled[j], canonicalize)
+            fill.append(x)
+    repaired = np.concatenate([flat[np.concatenate(chosen).astype(int)]] + fill)
+    order = np.asarray(jax.random.permutation(k_shuffle, total))
+    share_before = np.array([np.mean(labels == j) for j in range(k)])
+    unreliable = np.flatnonzero(fill_khat > PARETO_K_LIMIT)
+    fill_method = (
+        "kept each basin's own draws (a uniform subsample where it had more than its mass); "
+        "topped up basins with too few by importance resampling of draws from the mode's "
+        "Student-t proposal restricted to the basin"
+        + (f"; Pareto k above {PARETO_K_LIMIT} for mode(s) {unreliable.tolist()}: that fill-in is unreliable"
+           if unreliable.size else "")
+    )
+    repaired = repaired[order].reshape(shape)
+    samples = {name: np.asarray(v) for name, v in target.constrain(repaired, deterministic=True).items()}
+    return Repair(repaired, samples, np.asarray(modes.mass, float), share_before, kept, filled,
+                  fill_khat, fill_ess, none, fill_method)
