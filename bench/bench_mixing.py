@@ -42,7 +42,7 @@ def one_seed(model, seed):
     check = report.checks["nuts"]
     left = int(np.argmin(report.modes.location[:, 0]))
     repaired = report.repaired("nuts")["posterior"]["x"].values
-    boundary = 0.5 * (report.modes.location[0, 0] + report.modes.location[1, 0])  # symmetric components
+    basins = nsd.assign_basins(nsd.Target.from_model(model), report.modes, repaired[..., None])
     return dict(
         modes=len(report.modes),
         mixing=check.mixing,
@@ -51,7 +51,7 @@ def one_seed(model, seed):
         off=abs(check.observed[left] - check.expected[left]) if len(report.modes) == 2 else np.nan,
         share=check.observed[left] if len(report.modes) == 2 else np.nan,
         mass=check.expected[left] if len(report.modes) == 2 else np.nan,
-        repaired=float(np.mean(repaired < boundary)),
+        repaired=float(np.mean(basins == left)),
     )
 
 

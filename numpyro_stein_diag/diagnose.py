@@ -166,6 +166,9 @@ def diagnose(
         checks[name] = dataclasses.replace(check, flags=check.flags + tuple(flags))
         timings["checks"] += time.perf_counter() - start
         start = time.perf_counter()
-        repairs[name] = repair(target, modes, run.draws, basins, key_repair, canonicalize=canonicalize)
+        try:
+            repairs[name] = repair(target, modes, run.draws, basins, key_repair, canonicalize=canonicalize)
+        except ValueError as err:  # the audit stands without a repaired posterior; the report says why
+            repairs[name] = str(err)
         timings["repairs"] += time.perf_counter() - start
     return Report.build(runs, modes, checks, tests, timings, perturbed, repairs)

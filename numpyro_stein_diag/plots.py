@@ -106,8 +106,9 @@ def plot_mode_mass(
     tick at its centre, the observed share as a dot, and a red cross on flagged pairs
     (missed or misweighted). A method with chains is labelled with its moves between modes
     and basin R-hat, and "not mixing" when its shares were judged against the masses' se
-    alone. Visuals: ``expected``, ``expected_point``, ``observed``, ``flagged``, ``title``,
-    ``xticks`` (each a mapping of kwargs, or False to skip).
+    alone. The mass axis runs from 0 to 1. Visuals: ``expected``, ``expected_point``,
+    ``observed``, ``flagged``, ``title``, ``xticks``, ``limits`` (each a mapping of kwargs, or
+    False to skip).
     """
     del labeller, aes_by_visuals, stats  # accepted for arviz-plots' signature; nothing to label or compute
     visuals = dict(visuals or {})
@@ -122,7 +123,7 @@ def plot_mode_mass(
     if plot_collection is None:
         pc_kwargs.setdefault("cols", ["mode"])
         pc_kwargs.setdefault("aes", {"color": ["method"]})
-        pc_kwargs.setdefault("figure_kwargs", {"figsize": (1.2 + 1.1 * len(methods) * min(table.sizes["mode"], 4), 4.5)})
+        pc_kwargs.setdefault("figure_kwargs", {"figsize": (1.2 + 1.6 * len(methods) * min(table.sizes["mode"], 4), 4.5)})
         plot_collection = PlotCollection.wrap(observed, backend=backend or rcParams["plot.backend"], **pc_kwargs)
     pc = plot_collection
     layers = {
@@ -141,20 +142,28 @@ def plot_mode_mass(
     panel = table["expected_mass"].isel(method=0).to_dataset(name="mass")
     _map_visual(pc, visuals, "title", _title_mode, panel, ignore_aes="all")
     trees = _trees(dt)
-    _map_visual(pc, visuals, "xticks", _xticks, panel, {"rotation": 20}, ignore_aes="all", store_artist=False,
+    _map_visual(pc, visuals, "xticks", _xticks, panel, ignore_aes="all", store_artist=False,
                 labels=[_mixing_label(m, trees[m]["stein_diagnostics"].dataset) for m in methods])
+    _map_visual(pc, visuals, "limits", _limits, panel, ignore_aes="all", store_artist=False,
+                xlims=(-0.5, len(methods) - 0.5), ylims=(-0.03, 1.03))
     return pc
 
 
+def _limits(da, target, xlims, ylims, **kwargs):
+    plot_backend = backend_from_object(target)
+    plot_backend.xlim(xlims, target, **kwargs)
+    return plot_backend.ylim(ylims, target, **kwargs)
+
+
 def _mixing_label(method: str, diag: xr.Dataset) -> str:
-    """``"nuts\n2 moves, R-hat inf\nnot mixing"`` for chains; the bare name for independent draws."""
+    """``"nuts\n2 moves\nR-hat inf\nnot mixing"`` for chains; the bare name for independent draws."""
     if "transitions" not in diag:
         return method
     rhat = diag["basin_rhat"].values
     rhat = rhat[~np.isnan(rhat)]
     label = f"{method}\n{int(diag['transitions'].sum())} moves"
     if rhat.size:
-        label += f", R-hat {'inf' if np.isinf(rhat.max()) else f'{rhat.max():.2f}'}"
+        label += f"\nR-hat {'inf' if np.isinf(rhat.max()) else f'{rhat.max():.2f}'}"
     return label + ("" if diag.attrs["mixing"] else "\nnot mixing")
 
 

@@ -59,7 +59,8 @@ class Report:
     @classmethod
     def build(cls, runs: dict[str, Run], modes: Modes, checks: dict[str, ModeCheck], ksd: dict[str, KSDTest],
               timings: dict | None = None, perturbed_ksd: dict[str, KSDTest] | None = None,
-              repairs: dict[str, Repair] | None = None):
+              repairs: dict[str, Repair | str] | None = None):
+        """``repairs``: per method a :class:`Repair`, or the reason none could be made."""
         flags = [dataclasses.asdict(f) for c in checks.values() for f in c.flags]
         root = xr.Dataset(attrs={
             "package": "numpyro_stein_diag",
@@ -151,7 +152,8 @@ class Report:
             raise KeyError(f"no method {method!r} in this report; it has {self.methods}.")
         node = self.tree[method]
         if "repair" not in node.children:
-            raise ValueError(f"this report holds no repaired draws for {method!r}; run diagnose() again.")
+            reason = node["stein_diagnostics"].attrs.get("repair_failed", "the report was saved without them")
+            raise ValueError(f"this report holds no repaired draws for {method!r}: {reason}")
         return xr.DataTree(children={
             "posterior": xr.DataTree(dataset=node["repaired_posterior"].dataset.copy()),
             "repair": xr.DataTree(dataset=node["repair"].dataset.copy()),
@@ -267,7 +269,7 @@ def _ksd_vars(test: KSDTest, prefix: str) -> tuple[dict, dict]:
 
 
 def _method_tree(run: Run, check: ModeCheck, test: KSDTest, perturbed: KSDTest | None,
-                 repair: Repair | None) -> xr.DataTree:
+                 repair: Repair | str | None) -> xr.DataTree:
     if run.mcmc is not None:
         full = arviz_base.from_numpyro(run.mcmc)
         groups = {g: full[g].dataset for g in ("posterior", "sample_stats") if g in full.children}
@@ -300,8 +302,10 @@ def _method_tree(run: Run, check: ModeCheck, test: KSDTest, perturbed: KSDTest |
         diag[f"history_{key}"] = (("checkpoint",) if key.startswith("ksd") else ("step",), np.asarray(value))
     attrs.update({"independent": int(run.independent), "unknown_share": float(check.unknown_share),
                   "mixing": int(check.mixing)})
+    if isinstance(repair, str):
+        attrs["repair_failed"] = repair
     groups["stein_diagnostics"] = xr.Dataset(diag, coords={"mode": modes}, attrs=attrs)
-    if repair is not None:
+    if isinstance(repair, Repair):
         groups["repaired_posterior"] = _like_posterior(repair.samples, groups["posterior"])
         groups["repair"] = _repair_dataset(repair)
     return xr.DataTree(children={g: xr.DataTree(dataset=ds) for g, ds in groups.items()})

@@ -326,3 +326,21 @@ def test_cli_writes_repaired_posteriors_arviz_opens(equal_mass_report, tmp_path)
     x = tree["posterior"]["x"]
     assert x.dims == ("chain", "draw") and x.shape == (4, 500)
     assert abs(float((x < 0).mean()) - float(tree["repair"]["mass"].sel(mode=int(np.argmin(equal_mass_report.modes.location[:, 0]))))) <= 1 / 2000
+
+
+def test_a_repair_that_cannot_be_made_leaves_the_audit_and_says_why(monkeypatch, tmp_path):
+    import importlib
+
+    diagnose_module = importlib.import_module("numpyro_stein_diag.diagnose")  # the module, not the function
+
+    def fails(*args, **kwargs):
+        raise ValueError("no proposal draw ascends into the basin")
+
+    monkeypatch.setattr(diagnose_module, "repair", fails)
+    x = ar1(np.random.default_rng(5), 4.0, (2, 200))
+    report = nsd.diagnose(two_mode_model, samples={"one": {"x": x}}, methods=(), progress_bar=False)
+    assert "missed_mode" in mode_kinds(report, "one")  # the check stands
+    report.save(tmp_path / "r.nc")
+    for r in (report, nsd.Report.load(tmp_path / "r.nc")):
+        with pytest.raises(ValueError, match="no repaired draws for 'one': no proposal draw ascends"):
+            r.repaired("one")
