@@ -156,8 +156,8 @@ def _limits(da, target, xlims, ylims, **kwargs):
 
 
 def _mixing_label(method: str, diag: xr.Dataset) -> str:
-    """``"nuts\n2 moves\nR-hat inf\nnot mixing"`` for chains; the bare name for independent draws."""
-    if "transitions" not in diag:
+    """``"nuts\n2 moves\nR-hat inf\nnot mixing"`` for chains between two or more modes; else the name."""
+    if "transitions" not in diag or diag.sizes["mode"] < 2:
         return method
     rhat = diag["basin_rhat"].values
     rhat = rhat[~np.isnan(rhat)]

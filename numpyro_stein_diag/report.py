@@ -176,7 +176,7 @@ class Report:
                 ksd_text += f", perturbed KSD p = {perturbed[m].pvalue:.3f}"
             lines.append(f"{m}: {self.runs[m].draws.shape[0]} chain(s) x {self.runs[m].draws.shape[1]} draws, "
                          f"{ksd_text} ({test.bootstrap} bootstrap)")
-            if check.transitions is not None:
+            if check.transitions is not None and len(modes) > 1:
                 verdict = ("mixing: shares judged with the basin indicators' ESS" if check.mixing else
                            "NOT mixing: shares judged against the masses' se alone")
                 lines.append(f"  {mixing_text(check.transitions, check.basin_rhat)} -> {verdict}")
@@ -193,7 +193,25 @@ class Report:
         flags = self.flags
         lines.append("Flags:" if flags else "No flags: every method's draws match the mode masses.")
         lines += [f"  [{f.kind}] {f.message}" for f in flags]
+        lines += self._repair_lines()
         return "\n".join(lines)
+
+    def _repair_lines(self) -> list[str]:
+        """Per method: own draws kept, draws filled in, and the fill-in's worst Pareto k."""
+        lines = ["", "Repaired posteriors, each basin at its mass (report.repaired(method)):"]
+        for m in self.methods:
+            node = self.tree[m]
+            if "repair" not in node.children:
+                lines.append(f"  {m}: none ({node['stein_diagnostics'].attrs.get('repair_failed', 'not saved')})")
+                continue
+            ds = node["repair"].dataset
+            filled = int(ds["draws_filled"].sum())
+            text = f"  {m}: kept {int(ds['draws_kept'].sum()) + int(ds.attrs['unknown_kept'])} own draws"
+            if filled:
+                text += (f", filled {filled} by importance resampling (Pareto k up to "
+                         f"{float(ds['fill_pareto_k'].max()):.2f})")
+            lines.append(text)
+        return lines
 
     def __repr__(self) -> str:
         return self.summary()
