@@ -20,7 +20,7 @@ from .report import mode_values_dataset
 
 __all__ = ["plot_mode_mass", "plot_ksd", "plot_methods", "mode_mass_dataset", "ksd_dataset"]
 
-FLAG_COLOR = "#d62728"
+FLAG_COLOR = "black"  # not a colour of the default method cycle, so a flag never reads as a method
 
 
 def _trees(dt) -> dict[str, xr.DataTree]:
@@ -103,7 +103,7 @@ def plot_mode_mass(
     """Expected mass (``+- num_se`` standard errors) against the observed share, per mode and method.
 
     One panel per mode; in each, methods along x: the expected mass as an interval with a
-    tick at its centre, the observed share as a dot, and a red cross on flagged pairs
+    tick at its centre, the observed share as a dot, and a black cross on flagged pairs
     (missed or misweighted). A method with chains is labelled with its moves between modes
     and basin R-hat, and "not mixing" when its shares were judged against the masses' se
     alone. The mass axis runs from 0 to 1. Visuals: ``expected``, ``expected_point``,
