@@ -16,7 +16,7 @@ import optax
 
 from numpyro_stein_diag import RBF, Target, plain
 from numpyro_stein_diag.kernels import squared_distances
-from numpyro_stein_diag.svgd import SVGDState, _run_chunk
+from numpyro_stein_diag.svgd import SVGDState, _run_chunk, _step_inputs
 
 STEPS = 20
 
@@ -38,11 +38,11 @@ def gaussian_target(dim):
 
 def ours(x):
     target, opt = gaussian_target(x.shape[1]), optax.adam(0.05)
-    state, schedule, kernel = SVGDState(x, opt.init(x), RBF().resolve_lengthscale(x)), plain(), RBF()
-    keys = jax.random.split(jax.random.PRNGKey(0), STEPS)
+    state, kernel = SVGDState(x, opt.init(x), RBF().resolve_lengthscale(x)), RBF()
+    inputs = _step_inputs(plain(), jax.random.PRNGKey(0), STEPS, STEPS, 0.05)
 
     def run(steps):
-        return _run_chunk(target, kernel, opt, schedule, 0.05, STEPS, state, jnp.arange(steps), keys[:steps])[0]
+        return _run_chunk(target, kernel, opt, 0, False, state, inputs)[0]
 
     return per_step(run, STEPS)
 

@@ -9,8 +9,12 @@ For mode ``k`` with estimated mass :math:`M_k \\pm \\mathrm{se}_k` and observed 
 
 with :math:`\\mathrm{ESS}_k` the effective sample size of the basin indicator
 :math:`1[x \\in B_k]` (``arviz_stats`` "mean" ESS over chains for MCMC draws, at least the
-number of chains; ``n`` for independent draws or SVGD particles) and a two-sided normal
-p-value. When the indicator is the same in every draw (no chain ever visits the basin, or
+number of chains; ``n`` for independent draws or SVGD particles). The p-value is not the
+normal one, which is far too small at the small ESS of a few chains, but the exact two-sided
+tail of the effective count :math:`c = o_k\\, \\mathrm{ESS}_k` under a beta-binomial law: ``ESS``
+trials whose success probability is Beta-distributed with mean :math:`M_k` and sd
+:math:`\\mathrm{se}_k` (the binomial when :math:`\\mathrm{se}_k = 0`); it has the variance in the
+denominator of :math:`z_k` above and tends to the normal p-value as the ESS grows. When the indicator is the same in every draw (no chain ever visits the basin, or
 every draw is in it) its ESS is undefined; the sample's own ESS (smallest bulk ESS of
 the draws' coordinates, ``draws_ess``) stands in: it is the precision the sample claims
 for everything else, and a sample that claims it should not miss a basin of that mass.
@@ -33,10 +37,15 @@ the share is no evidence about the weights, so it is compared with the mass thro
 mass's own uncertainty alone, :math:`z_k = (o_k - M_k) / \\mathrm{se}_k`: the flag then says
 that the sample's weights are off, whatever the chains could or could not have seen.
 
-A flag needs both statistical significance and a practical size:
+A flag needs both statistical significance and a practical size. Significance is judged on
+Holm-adjusted p-values over the family of one method's tests (every mode's test and the
+method's KSD tests, ``family``), so a correct sample raises a flag with probability at most
+``alpha`` however many modes and tests there are (Holm 1979: valid under any dependence):
 
 - ``missed_mode``: :math:`M_k \\ge` ``mass_floor``, :math:`o_k < M_k / 4`, p < ``alpha``;
 - ``misweighted_mode``: :math:`|o_k - M_k| >` ``tolerance``, p < ``alpha``;
+- ``unverified_mode``: the mode's mass or its standard error is not a finite number, so the
+  share cannot be judged (the check fails closed: a NaN never silences a flag);
 - ``unknown_region``: more than ``unknown_tolerance`` of the draws ascend to no known mode.
 """
 
@@ -46,16 +55,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from arviz_stats.base import array_stats
-from scipy.stats import norm
+from scipy.stats import betabinom, binom, norm
 
 from .modes import Modes
 
 __all__ = [
     "Flag", "ModeCheck", "check_mode_mass", "basin_ess", "basin_rhat", "basin_transitions", "draws_ess",
-    "ksd_flags", "mixes_between_modes", "mixing_text",
+    "holm", "ksd_flags", "mixes_between_modes", "mixing_text", "share_pvalue",
 ]
 
-FLAG_KINDS = ("missed_mode", "misweighted_mode", "unknown_region", "ksd_reject")
+FLAG_KINDS = ("missed_mode", "misweighted_mode", "unverified_mode", "unknown_region", "ksd_reject")
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,32 @@ def basin_ess(basins: np.ndarray, num_modes: int, independent: bool, draws_ess: 
         value = float(array_stats.ess(indicator, chain_axis=0, draw_axis=1, method="mean"))
         ess[k] = np.clip(value if np.isfinite(value) else basins.shape[0], basins.shape[0], n)
     return ess
+
+
+def share_pvalue(observed: float, ess: float, mass: float, se: float) -> float:
+    """Two-sided p-value of a share ``observed`` at effective size ``ess`` against a mass
+    ``mass +- se`` (module docstring): the beta-binomial tails of the effective count, doubled."""
+    trials = max(int(round(ess)), 1)
+    count = int(round(observed * trials))
+    if mass <= 0.0 or mass >= 1.0:
+        return 1.0 if count == round(mass * trials) else 0.0
+    spread = mass * (1.0 - mass) / se**2 - 1.0 if se > 0 else np.inf  # a + b of the Beta law
+    if spread <= 0:  # the mass is too uncertain to contradict any share
+        return 1.0
+    law = binom(trials, mass) if np.isinf(spread) else betabinom(trials, mass * spread, (1.0 - mass) * spread)
+    return float(min(1.0, 2.0 * min(law.cdf(count), law.sf(count - 1))))
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values: :math:`\\tilde p_{(i)} = \\max_{j \\le i} \\min(1, (m - j + 1) p_{(j)})`.
+
+    NaN p-values count as 0 (not checked is not evidence of a correct sample)."""
+    p = np.nan_to_num(np.asarray(pvalues, dtype=float), nan=0.0)
+    order = np.argsort(p)
+    adjusted = np.maximum.accumulate(np.minimum(1.0, (len(p) - np.arange(len(p))) * p[order]))
+    out = np.empty_like(p)
+    out[order] = adjusted
+    return out
 
 
 def basin_transitions(basins: np.ndarray) -> np.ndarray:
@@ -186,12 +221,14 @@ def check_mode_mass(
     mass_floor: float = 0.05,
     tolerance: float = 0.05,
     unknown_tolerance: float = 0.01,
+    family=(),
 ) -> ModeCheck:
     """Compare the share of ``basins (chain, draw)`` (from :func:`assign_basins`) in each mode with
     ``modes.mass``; return the numbers and the flags. ``draws_ess``: see the module docstring
     (:func:`draws_ess` computes it). Draws with a chain axis (``independent=False``) are first
     judged for mixing between modes; chains that do not mix are judged against the masses'
-    standard errors alone."""
+    standard errors alone. ``family``: the p-values of the method's other tests (its KSD tests)
+    that share the Holm correction; ``ModeCheck.pvalue`` holds the unadjusted ones."""
     if modes.mass is None:
         raise ValueError("modes carry no masses yet: run mode_masses(target, modes, rng_key) first.")
     basins = np.asarray(basins)
@@ -206,8 +243,8 @@ def check_mode_mass(
     if not independent:
         transitions, rhat = basin_transitions(basins), basin_rhat(basins, k)
         mixing = mixes_between_modes(transitions, rhat)
-    sd = np.sqrt(expected * (1 - expected) / ess + se**2) if mixing else se
-    pvalue = 2 * norm.sf(np.abs(observed - expected) / np.maximum(sd, 1e-12))
+    pvalue = _share_pvalues(observed, ess, expected, se, mixing)
+    adjusted = holm(np.concatenate([pvalue, np.asarray(family, dtype=float)]))[:k]
     why = "" if mixing else (
         f" The chains do not mix between modes ({mixing_text(transitions, rhat)}): the share reflects "
         "where they started more than the posterior, so it is judged against the mass's standard "
@@ -216,18 +253,24 @@ def check_mode_mass(
     flags = []
     for j in range(k):
         numbers = dict(method=method, mode=j, expected=float(expected[j]), expected_se=float(se[j]),
-                       observed=float(observed[j]), pvalue=float(pvalue[j]))
+                       observed=float(observed[j]), pvalue=float(adjusted[j]))
         where = modes.describe(j)
         precision = f"ESS {ess[j]:.0f}" if mixing else "mass se only"
-        if expected[j] >= mass_floor and observed[j] < expected[j] / 4 and pvalue[j] < alpha:
+        p_text = f"Holm-adjusted p = {adjusted[j]:.2g}"
+        if not (np.isfinite(expected[j]) and np.isfinite(se[j])):
+            flags.append(Flag(kind="unverified_mode", message=(
+                f"{method}: the mass of {where} is not a finite number ({expected[j]:.3g} +- {se[j]:.3g}), "
+                f"so its share of the draws ({observed[j]:.1%}) cannot be verified."
+            ), **numbers))
+        elif expected[j] >= mass_floor and observed[j] < expected[j] / 4 and adjusted[j] < alpha:
             flags.append(Flag(kind="missed_mode", message=(
                 f"{method} misses {where}: it holds {expected[j]:.1%} +- {se[j]:.1%} of the posterior "
-                f"mass but {observed[j]:.1%} of the draws ({precision}, p = {pvalue[j]:.2g}).{why}"
+                f"mass but {observed[j]:.1%} of the draws ({precision}, {p_text}).{why}"
             ), **numbers))
-        elif abs(observed[j] - expected[j]) > tolerance and pvalue[j] < alpha:
+        elif abs(observed[j] - expected[j]) > tolerance and adjusted[j] < alpha:
             flags.append(Flag(kind="misweighted_mode", message=(
                 f"{method} misweights {where}: {observed[j]:.1%} of the draws against an expected "
-                f"{expected[j]:.1%} +- {se[j]:.1%} of the mass ({precision}, p = {pvalue[j]:.2g}).{why}"
+                f"{expected[j]:.1%} +- {se[j]:.1%} of the mass ({precision}, {p_text}).{why}"
             ), **numbers))
     unknown = float(np.mean(basins < 0))
     if unknown > unknown_tolerance:
@@ -237,6 +280,21 @@ def check_mode_mass(
             "did not find, or a region where the ascent did not converge."
         )))
     return ModeCheck(method, expected, se, observed, ess, pvalue, unknown, tuple(flags), transitions, rhat, mixing)
+
+
+def _share_pvalues(observed, ess, expected, se, mixing: bool) -> np.ndarray:
+    """Per-mode p-values: beta-binomial for chains that mix (or independent draws); against the
+    mass's standard error alone, ``z = (o - M) / se``, for chains that do not. NaN where the
+    mass or its se is not finite."""
+    pvalues = np.full(len(expected), np.nan)
+    for j in range(len(expected)):
+        if not (np.isfinite(expected[j]) and np.isfinite(se[j])):
+            continue
+        if mixing:
+            pvalues[j] = share_pvalue(observed[j], ess[j], expected[j], se[j])
+        else:
+            pvalues[j] = 2 * norm.sf(abs(observed[j] - expected[j]) / max(se[j], 1e-12))
+    return pvalues
 
 
 def draws_ess(draws) -> float:
@@ -249,21 +307,25 @@ def draws_ess(draws) -> float:
     return float(np.clip(ess.min(), 1.0, draws.shape[0] * draws.shape[1])) if ess.size else float(draws.shape[0])
 
 
-def ksd_flags(method: str, plain, perturbed=None, alpha: float = 0.01) -> list[Flag]:
-    """``ksd_reject`` flags for a method whose plain or perturbed KSD test rejects at ``alpha``.
+def ksd_flags(method: str, plain, perturbed=None, alpha: float = 0.05, family=()) -> list[Flag]:
+    """``ksd_reject`` flags for a method whose plain or perturbed KSD test rejects.
 
     The plain test sees local misfit (wrong shape or scale of a mode); the perturbed test
     (mode jumps, :mod:`numpyro_stein_diag.perturbed`) also sees wrong mixing proportions.
-    ``alpha`` is 0.01 by default: two tests per method at 0.05 would flag one correct sample
-    in ten.
+    A test rejects when its Holm-adjusted p-value, over these tests and ``family`` (the
+    method's mode-mass p-values, :attr:`ModeCheck.pvalue`), is below ``alpha``.
     """
+    tests = [(t, what) for t, what in ((plain, "the draws' local shape or spread differs from the posterior's"),
+                                       (perturbed, "the mode weights look wrong once draws jump between modes"))
+             if t is not None]
+    adjusted = holm([t.pvalue for t, _ in tests] + list(family))[:len(tests)]
     flags = []
-    for test, what in ((plain, "the draws' local shape or spread differs from the posterior's"),
-                       (perturbed, "the mode weights look wrong once draws jump between modes")):
-        if test is not None and test.pvalue < alpha:
+    for (test, what), p in zip(tests, adjusted):
+        if p < alpha:
             name = test.variant.split(" (")[0]
             flags.append(Flag(method=method, kind="ksd_reject", mode=-1, expected=0.0, expected_se=0.0,
-                              observed=float(test.statistic), pvalue=float(test.pvalue), message=(
-                f"{method}: {what} ({name} KSD test, KSD^2 = {test.statistic:.3g}, p = {test.pvalue:.3g})."
+                              observed=float(test.statistic), pvalue=float(p), message=(
+                f"{method}: {what} ({name} KSD test, KSD^2 = {test.statistic:.3g}, "
+                f"p = {test.pvalue:.3g}, Holm-adjusted {p:.3g})."
             )))
     return flags

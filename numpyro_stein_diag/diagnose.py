@@ -108,7 +108,8 @@ def diagnose(
     The mode set is built once from prior draws and every method's draws, masses are
     estimated once, and each method gets a mode-mass check (chains are first judged for
     mixing between modes), a plain KSD test and, when there are at least two modes, a
-    perturbed KSD test (``ksd_reject`` flags at 0.01). Each method's draws are also repaired
+    perturbed KSD test; flags are judged at 0.05 on Holm-adjusted p-values over the method's
+    tests (``ksd_reject`` for the KSD tests). Each method's draws are also repaired
     so every basin holds its mass (:meth:`Report.repaired`).
     """
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
@@ -154,15 +155,16 @@ def diagnose(
         say(f"[diagnose] checking {name} ...")
         start = time.perf_counter()
         basins = assign_basins(target, modes, run.draws, canonicalize=canonicalize)
-        check = check_mode_mass(name, basins, modes, independent=run.independent,
-                                draws_ess=None if run.independent else draws_ess(run.draws))
         thinned = _thin(run.draws, KSD_MAX_DRAWS)
         x = thinned.reshape(-1, target.dim) if run.independent else thinned
         k_plain, k_perturbed = jax.random.split(key)
         tests[name] = ksd_test(target, x, k_plain, num_bootstrap=KSD_BOOTSTRAP)
         if len(modes) > 1:
             perturbed[name] = perturbed_ksd_test(target, x, k_perturbed, modes=modes, num_bootstrap=KSD_BOOTSTRAP)
-        flags = ksd_flags(name, tests[name], perturbed.get(name))
+        ksd_pvalues = [t.pvalue for t in (tests[name], perturbed.get(name)) if t is not None]
+        check = check_mode_mass(name, basins, modes, independent=run.independent, family=ksd_pvalues,
+                                draws_ess=None if run.independent else draws_ess(run.draws))
+        flags = ksd_flags(name, tests[name], perturbed.get(name), family=check.pvalue)
         checks[name] = dataclasses.replace(check, flags=check.flags + tuple(flags))
         timings["checks"] += time.perf_counter() - start
         start = time.perf_counter()

@@ -19,8 +19,9 @@ it ascends into:
     \\widehat{\\mathrm{se}}_k^2 = \\frac{\\sum_i w_i^2 (1[y_i \\in B_k] - \\hat M_k)^2}{(\\sum_i w_i)^2}.
 
 Because :math:`\\pi` includes the log-Jacobian, these are the masses in the model's space.
-The Pareto :math:`\\hat k` of the weights (PSIS, from arviz-stats) says when not to trust them
-(:math:`\\hat k > 0.7`); the Laplace masses are then the fallback and always a cross-check.
+The weights are Pareto-smoothed (PSIS, from arviz-stats) before they enter these sums, and
+their Pareto :math:`\\hat k` says when not to trust them (:math:`\\hat k > 0.7`); the Laplace
+masses are then the fallback and always a cross-check.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from scipy.special import logsumexp
 
 from .target import Target
 
-__all__ = ["Modes", "find_modes", "assign_basins", "mode_masses", "merge_modes", "proposal_draws"]
+__all__ = ["Modes", "find_modes", "assign_basins", "mode_masses", "merge_modes", "proposal_draws", "psis_weights"]
 
 PARETO_K_LIMIT = 0.7
 PROPOSAL_DF = 5.0  # Student-t degrees of freedom of the importance proposal
@@ -277,6 +278,25 @@ def _importance_draws(target, rng_key, loc, hessian, weights, num_draws, df, sca
     return y, jnp.where(jnp.isfinite(log_p), log_p - log_q, -jnp.inf)
 
 
+def psis_weights(log_w):
+    """Pareto-smoothed importance weights (Vehtari et al. 2024) and their :math:`\\hat k`, from arviz-stats.
+
+    ``log_w`` may hold ``-inf`` (weight 0: the target is not finite there); the largest
+    finite weights are replaced by quantiles of the generalised Pareto fit to their tail,
+    which bounds the variance a few huge weights would add. Returns weights normalised to
+    sum 1 (the zero weights stay 0) and :math:`\\hat k` (above 0.7: do not trust them).
+    """
+    log_w = np.asarray(log_w, dtype=float)
+    finite = np.isfinite(log_w)
+    w = np.zeros_like(log_w)
+    if not finite.any():
+        return w, np.inf
+    # arviz-stats' psislw smooths the log weights -ary (it is built for LOO's -log likelihood)
+    smoothed, khat = array_stats.psislw(-log_w[finite])
+    w[finite] = np.exp(smoothed - logsumexp(smoothed))
+    return w, float(khat)
+
+
 def proposal_draws(target: Target, modes: Modes, rng_key, num_draws: int, weights,
                    df: float = PROPOSAL_DF, scale: float = PROPOSAL_SCALE):
     """``num_draws`` draws ``y (n, d)`` from the mode mixture
@@ -313,13 +333,11 @@ def mode_masses(
     weights = 0.5 * modes.laplace_mass + 0.5 / k
     y, log_w = proposal_draws(target, modes, rng_key, num_draws * k, weights, df, scale)
     basins = assign_basins(target, modes, y, num_iter=basin_iter, canonicalize=canonicalize)
-    w = np.exp(log_w - np.max(log_w))
+    w, khat = psis_weights(log_w)
     total = w.sum()
     mass = np.array([w[basins == j].sum() / total for j in range(k)])
     indicator = basins[None, :] == np.arange(k)[:, None]
     se = np.sqrt(np.sum(w[None, :] ** 2 * (indicator - mass[:, None]) ** 2, axis=1)) / total
-    finite = np.isfinite(log_w)
-    khat = float(array_stats.pareto_khat(log_w[finite], chain_axis=None, draw_axis=-1, tail="right", log_weights=True))
     unknown = float(w[basins < 0].sum() / total)
     if not np.isfinite(khat) or khat > PARETO_K_LIMIT:
         laplace = modes.laplace_mass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from numpyro.infer import MCMC, NUTS
 
 from .runs import Run
@@ -56,14 +57,7 @@ def nuts(
         chain_method=chain_method,
         progress_bar=progress_bar,
     )
-    init_params = None
-    if init_spread:
-        starts = target.initial_points(k_init, num_chains)
-        init_params = jax.vmap(target.unravel)(starts)
-        if num_chains == 1:
-            init_params = jax.tree_util.tree_map(lambda v: v[0], init_params)
-    elif target.model is None:
-        init_params = target.init_params
+    init_params = _chain_starts(target, k_init, num_chains, init_spread)
     mcmc.run(
         k_run, *target.model_args, init_params=init_params, extra_fields=NUTS_EXTRA_FIELDS,
         **target.model_kwargs,
@@ -76,3 +70,17 @@ def nuts(
         draws = flat(mcmc.get_samples(group_by_chain=True))
         samples = target.constrain(draws)
     return Run(method="nuts", draws=draws, samples=samples, mcmc=mcmc, independent=False)
+
+
+def _chain_starts(target: Target, rng_key, num_chains: int, spread: bool):
+    """One unconstrained start per chain (a batch axis only when ``num_chains > 1``, as MCMC wants):
+    over-dispersed ``target.initial_points`` when ``spread``, else the target's own initial point
+    for a potential (a model's chains then start from numpyro's init strategy, ``None``)."""
+    if spread:
+        starts = jax.vmap(target.unravel)(target.initial_points(rng_key, num_chains))
+    elif target.model is None:
+        starts = jax.tree_util.tree_map(lambda v: jnp.broadcast_to(v, (num_chains,) + jnp.shape(v)),
+                                        target.init_params)
+    else:
+        return None
+    return starts if num_chains > 1 else jax.tree_util.tree_map(lambda v: v[0], starts)

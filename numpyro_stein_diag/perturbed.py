@@ -28,9 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .kernels import IMQ
 from .modes import find_modes
-from .ksd import KSDTest, bootstrap_weights, check_bootstrap, default_block_size, ksd_test, points_and_scores, quadratic_forms
+from .ksd import (TEST_KERNEL, KSDTest, bootstrap_weights, check_bootstrap, default_block_size, ksd_test, points_and_scores,
+                  quadratic_forms, standard_units, standardized)
 from .target import Target
 
 __all__ = ["perturbed_ksd_test", "mode_jump"]
@@ -75,16 +75,33 @@ def mode_jump(target: Target, x, rng_key, modes, theta: float, num_steps: int = 
     return out.reshape(x.shape)
 
 
-def _summed_forms(target, draws, weights, kernel, block_size, thetas, modes, num_steps, key):
-    """Sum over ``thetas`` of the quadratic forms ``w^T H_theta w`` of each perturbed sample."""
+def _summed_forms(target, draws, weights, kernel, block_size, thetas, modes, num_steps, key, units):
+    """Sum over ``thetas`` of the quadratic forms ``w^T H_theta w`` of each perturbed sample.
+
+    ``units``: the :func:`~numpyro_stein_diag.ksd.standard_units` of the unperturbed draws,
+    applied to every perturbed sample (one kernel for all of them), or None for raw coordinates.
+    """
     total = 0.0
     for theta, k in zip(thetas, jax.random.split(key, len(thetas))):
         flat, s = points_and_scores(target, mode_jump(target, draws, k, modes, theta, num_steps))
+        if units is not None:
+            flat, s = standardized(flat, s, units)
         n = flat.shape[0]
         lengthscale = kernel.resolve_lengthscale(flat)
         total = total + np.asarray(quadratic_forms(flat, s, weights, lengthscale, kernel,
                                                    block_size or default_block_size(n), False))
     return total
+
+
+def _split_halves(x, rng_key):
+    """Two halves of the draws: for chains ``(chain, draw, d)`` the first and the second half of
+    every chain (time order kept, as the wild bootstrap needs); for independent draws
+    ``(n, d)`` a random half and the rest."""
+    half = x.shape[-2] // 2
+    if x.ndim == 3:
+        return x[:, :half], x[:, half:]
+    order = jax.random.permutation(rng_key, x.shape[0])
+    return x[order[:half]], x[order[half:]]
 
 
 def perturbed_ksd_test(
@@ -95,11 +112,12 @@ def perturbed_ksd_test(
     thetas=DEFAULT_THETAS,
     variant: str = "sum",
     num_steps: int = 10,
-    kernel=IMQ(),
+    kernel=TEST_KERNEL,
     num_bootstrap: int = 1000,
     bootstrap: str | None = None,
     block_size: int | None = None,
     flip_prob: float = 0.02,
+    standardize: bool = True,
 ) -> KSDTest:
     """KSD test of ``x`` (``(n, d)`` or ``(chain, draw, d)``) after the mode-jump perturbation.
 
@@ -117,22 +135,29 @@ def perturbed_ksd_test(
         modes = find_modes(target, x.reshape(-1, target.dim)[:: max(1, x.size // target.dim // 64)], k_modes)
     thetas = tuple(float(t) for t in thetas)
     if len(modes.location) < 2:
-        plain = ksd_test(target, x, rng_key, kernel, num_bootstrap, bootstrap, "v", block_size, flip_prob)
+        plain = ksd_test(target, x, rng_key, kernel, num_bootstrap, bootstrap, "v", block_size, flip_prob,
+                         standardize)
         return dataclasses.replace(plain, variant="plain (fewer than two modes: nothing to perturb)")
+
+    def forms(draws, weights, thetas):
+        units = standard_units(draws.reshape(-1, target.dim)) if standardize else None
+        return _summed_forms(target, draws, weights, kernel, block_size, thetas, modes, num_steps, k_perturb, units)
+
     if variant == "split":
-        order = jax.random.permutation(k_split, x.shape[-2])
-        half = x.shape[-2] // 2
-        select, test = jnp.take(x, order[:half], axis=-2), jnp.take(x, order[half:], axis=-2)
+        select, x = _split_halves(x, k_split)
         size = int(np.prod(select.shape[:-1]))
         mean_weights = jnp.full((size, 1), 1.0 / size, select.dtype)  # w^T H w with w = 1/n: the V statistic
-        scores = [float(_summed_forms(target, select, mean_weights, kernel, block_size, (t,), modes, num_steps,
-                                      k_perturb)[0]) for t in thetas]
-        thetas, x = (thetas[int(np.argmax(scores))],), test
+        scores = [float(forms(select, mean_weights, (t,))[0]) for t in thetas]
+        thetas = (thetas[int(np.argmax(scores))],)
     n = int(np.prod(x.shape[:-1]))
     weights = bootstrap_weights(k_boot, x, n, num_bootstrap, bootstrap, flip_prob, x.dtype)
-    forms = _summed_forms(target, x, weights, kernel, block_size, thetas, modes, num_steps, k_perturb)
-    stat, boot = forms[0], forms[1:]
-    lengthscale = kernel.resolve_lengthscale(x.reshape(-1, target.dim))
+    summed = forms(x, weights, thetas)
+    stat, boot = summed[0], summed[1:]
+    flat = x.reshape(-1, target.dim)
+    if standardize:
+        mean, sd = standard_units(flat)
+        flat = (flat - mean) / sd
+    lengthscale = kernel.resolve_lengthscale(flat)
     return KSDTest(
         statistic=float(stat),
         pvalue=float((1.0 + np.sum(boot >= stat)) / (num_bootstrap + 1.0)),
@@ -142,6 +167,7 @@ def perturbed_ksd_test(
         kernel=kernel,
         lengthscale=float(lengthscale),
         statistic_type="V",
+        standardized=standardize,
         variant=f"perturbed ({'spKSD' if variant == 'sum' else 'ospKSD'}, theta = {', '.join(f'{t:g}' for t in thetas)}, "
                 f"{num_steps} steps, {len(modes.location)} modes)",
     )

@@ -38,9 +38,8 @@ from dataclasses import dataclass
 
 import jax
 import numpy as np
-from arviz_stats.base import array_stats
 
-from .modes import PARETO_K_LIMIT, Modes, assign_basins, proposal_draws
+from .modes import PARETO_K_LIMIT, Modes, assign_basins, proposal_draws, psis_weights
 from .target import Target
 
 __all__ = ["Repair", "repair", "basin_counts", "restricted_draws"]
@@ -108,11 +107,8 @@ def restricted_draws(target: Target, modes: Modes, k: int, rng_key, num: int, ca
             f"no proposal draw around {modes.describe(k)} ascends into its basin: the basin cannot be "
             "filled by importance resampling."
         )
-    w = np.exp(log_w - log_w[finite].max())
-    w = np.where(finite, w, 0.0)
-    ess = float(w.sum() ** 2 / np.sum(w**2))
-    khat = float(array_stats.pareto_khat(log_w[finite], chain_axis=None, draw_axis=-1, tail="right",
-                                         log_weights=True))
+    w, khat = psis_weights(log_w)
+    ess = float(1.0 / np.sum(w**2))
     u = float(jax.random.uniform(jax.random.fold_in(rng_key, MAX_POOL_BATCHES)))
     positions = (u + np.arange(num)) / num  # systematic resampling
     index = np.minimum(np.searchsorted(np.cumsum(w) / w.sum(), positions), len(w) - 1)

@@ -281,7 +281,7 @@ def _ksd_vars(test: KSDTest, prefix: str) -> tuple[dict, dict]:
         f"{prefix}_num_bootstrap": test.num_bootstrap, f"{prefix}_kernel": type(test.kernel).__name__,
         f"{prefix}_kernel_params": json.dumps(dataclasses.asdict(test.kernel)),
         f"{prefix}_lengthscale": test.lengthscale, f"{prefix}_statistic_type": test.statistic_type,
-        f"{prefix}_variant": test.variant,
+        f"{prefix}_variant": test.variant, f"{prefix}_standardized": int(test.standardized),
     }
     return variables, attrs
 
@@ -362,6 +362,7 @@ def _ksd_from_dataset(ds: xr.Dataset, prefix: str) -> KSDTest:
         statistic=float(ds[prefix]), pvalue=float(ds[f"{prefix}_pvalue"]), n=int(a["n"]),
         bootstrap=str(a["bootstrap"]), num_bootstrap=int(a["num_bootstrap"]), kernel=kernel,
         lengthscale=float(a["lengthscale"]), statistic_type=str(a["statistic_type"]), variant=str(a["variant"]),
+        standardized=bool(a["standardized"]),
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Callable, NamedTuple
 
 import jax
@@ -52,8 +52,9 @@ class Level(NamedTuple):
 class Schedule:
     """A map from progress ``u = t / (T - 1)`` in [0, 1] to a :class:`Level`, with a name.
 
-    Schedules compose with :func:`chain`. ``num_noise`` is the number of Gaussian
-    perturbations per particle used to estimate the smoothed score (0: no smoothing).
+    Schedules compose with :func:`chain` (whose ``parts`` are kept). ``num_noise`` is the
+    number of Gaussian perturbations per particle used to estimate the smoothed score
+    (0: no smoothing).
     """
 
     name: str
@@ -61,9 +62,15 @@ class Schedule:
     num_noise: int = 0
     sigma_max: float | None = None  # None: resolved from the target by svgd()
     stochastic: bool = False  # True when some level adds Langevin noise
+    parts: tuple["Schedule", ...] = ()  # the schedules a chain() was built from
 
     def resolve(self, target: Target, rng_key) -> "Schedule":
-        """Fill a ``sigma_max`` left to the target: twice the largest std of 512 initial points."""
+        """Fill a ``sigma_max`` left to the target: twice the largest std of 512 initial points.
+
+        A chain resolves each part on its own, so a part whose ``sigma_max`` was given keeps it.
+        """
+        if self.parts:
+            return chain(*(part.resolve(target, rng_key) for part in self.parts))
         if self.num_noise == 0 or self.sigma_max is not None:
             return self
         spread = float(2.0 * jnp.max(jnp.std(target.initial_points(rng_key, 512), axis=0)))
@@ -182,22 +189,29 @@ def chain(*schedules: Schedule) -> Schedule:
         max(s.num_noise for s in schedules),
         None if any(v is None for v in sigmas) else (math.sqrt(sum(v * v for v in sigmas)) if sigmas else None),
         any(s.stochastic for s in schedules),
+        tuple(schedules),
     )
 
 
 # ---------------------------------------------------------------------------- the update
 def smoothed_score(target: Target, x, sigma, noise):
-    """SNIS estimate of the score of :math:`p * N(0, \\sigma^2 I)` at ``x (N, d)``; ``noise (N, K, d)``."""
+    """SNIS estimate of the score of :math:`p * N(0, \\sigma^2 I)` at ``x (N, d)``; ``noise (N, K, d)``.
+
+    A noisy point whose log density or score is not finite (outside the support) gets weight 0;
+    a particle none of whose noisy points is finite keeps its own score.
+    """
     y = x[:, None, :] + sigma * noise
-    log_p = target.log_density(y)
-    log_p = jnp.where(jnp.isfinite(log_p), log_p, -jnp.inf)
-    weights = jax.nn.softmax(log_p, axis=1)
-    return jnp.einsum("nk,nkd->nd", weights, target.score(y))
+    log_p, scores = target.log_density(y), target.score(y)
+    finite = jnp.isfinite(log_p) & jnp.all(jnp.isfinite(scores), axis=-1)
+    weights = jax.nn.softmax(jnp.where(finite, log_p, -jnp.inf), axis=1)
+    smoothed = jnp.einsum("nk,nkd->nd", jnp.where(finite, weights, 0.0), jnp.where(finite[..., None], scores, 0.0))
+    return jnp.where(jnp.any(finite, axis=1, keepdims=True), smoothed, target.score(x))
 
 
 def svgd_direction(x, scores, kernel, lengthscale):
     """:math:`\\phi(x_i)` for all particles as matrix products, ``(N, d)``."""
     l2 = lengthscale**2
+    x = x - jnp.mean(x, axis=0)  # phi depends on differences x_j - x_i only; centring keeps float32 exact
     f, f1, _ = kernel.profile(squared_distances(x, x) / l2)
     repulsion = (2.0 / l2) * (f1 @ x - jnp.sum(f1, axis=1, keepdims=True) * x)
     return (f @ scores + repulsion) / x.shape[0]
@@ -209,41 +223,67 @@ class SVGDState(NamedTuple):
     lengthscale: jax.Array  # the kernel's, refreshed every BANDWIDTH_EVERY steps
 
 
-def _step(target, kernel, optimizer, schedule, step_size, num_steps, state, inputs):
-    t, key = inputs
-    lv = schedule.level(t / max(num_steps - 1, 1))
+class StepInputs(NamedTuple):
+    """What one step reads besides the state; the schedule is evaluated ahead, for every step."""
+
+    t: jax.Array  # step index
+    key: jax.Array
+    beta: jax.Array
+    sigma: jax.Array
+    noise: jax.Array  # Langevin noise scale, sqrt(2 step_size) * the schedule's level
+    active: jax.Array  # False on the padding that makes every chunk the same length
+
+
+def _scores(target, x, sigma, num_noise, key):
+    """The score followed at one step: the smoothed one while ``sigma > 0`` (lax.cond runs one
+    branch, so the num_noise-fold estimate is skipped once sigma reaches 0), else the plain one."""
+    if not num_noise:
+        return target.score(x)
+    return jax.lax.cond(
+        sigma > 0,
+        lambda: smoothed_score(target, x, sigma, jax.random.normal(key, (x.shape[0], num_noise, x.shape[1]), x.dtype)),
+        lambda: target.score(x),
+    )
+
+
+def _step(target, kernel, optimizer, num_noise, stochastic, state, inputs):
     x = state.particles
     lengthscale = jax.lax.cond(
-        t % BANDWIDTH_EVERY == 0, kernel.resolve_lengthscale, lambda _: state.lengthscale, x
+        inputs.t % BANDWIDTH_EVERY == 0, kernel.resolve_lengthscale, lambda _: state.lengthscale, x
     )
-    k_noise, k_langevin = jax.random.split(key)
-    if schedule.num_noise:
-        # lax.cond runs one branch: the num_noise-fold smoothed score is skipped once sigma is 0
-        scores = jax.lax.cond(
-            lv.sigma > 0,
-            lambda: smoothed_score(target, x, lv.sigma, jax.random.normal(
-                k_noise, (x.shape[0], schedule.num_noise, x.shape[1]), x.dtype)),
-            lambda: target.score(x),
-        )
-    else:
-        scores = target.score(x)
-    phi = svgd_direction(x, lv.beta * scores, kernel, lengthscale)
+    k_noise, k_langevin = jax.random.split(inputs.key)
+    phi = svgd_direction(x, inputs.beta * _scores(target, x, inputs.sigma, num_noise, k_noise), kernel, lengthscale)
     updates, opt_state = optimizer.update(-phi, state.opt_state, x)
-    x = optax.apply_updates(x, updates)
-    if schedule.stochastic:
-        x = x + jnp.sqrt(2.0 * step_size) * lv.noise * jax.random.normal(k_langevin, x.shape, x.dtype)
-    info = {
-        "beta": lv.beta,
-        "sigma": lv.sigma,
-        "step_norm": jnp.sqrt(jnp.mean(jnp.sum(phi**2, -1))),
-    }
-    return SVGDState(x, opt_state, lengthscale), info
+    moved = optax.apply_updates(x, updates)
+    if stochastic:
+        moved = moved + inputs.noise * jax.random.normal(k_langevin, x.shape, x.dtype)
+    new = SVGDState(moved, opt_state, lengthscale)
+    new = jax.tree.map(lambda a, b: jnp.where(inputs.active, a, b), new, state)
+    info = {"beta": inputs.beta, "sigma": inputs.sigma, "step_norm": jnp.sqrt(jnp.mean(jnp.sum(phi**2, -1)))}
+    return new, info
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
-def _run_chunk(target, kernel, optimizer, schedule, step_size, num_steps, state, steps, keys):
-    body = partial(_step, target, kernel, optimizer, schedule, step_size, num_steps)
-    return jax.lax.scan(body, state, (steps, keys))
+@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _run_chunk(target, kernel, optimizer, num_noise, stochastic, state, inputs):
+    """``len(inputs.t)`` steps in one :func:`jax.lax.scan`; compiled once per target, kernel,
+    optimizer and chunk shape (the schedule enters as data)."""
+    return jax.lax.scan(partial(_step, target, kernel, optimizer, num_noise, stochastic), state, inputs)
+
+
+@cache
+def _adam(step_size: float) -> optax.GradientTransformation:
+    """The default optimizer, one object per step size so that repeated runs hit the jit cache."""
+    return optax.adam(step_size)
+
+
+def _step_inputs(schedule: Schedule, rng_key, num_steps: int, chunk: int, step_size: float) -> StepInputs:
+    """Every step's inputs, padded with inactive steps to a whole number of chunks."""
+    padded = -(-num_steps // chunk) * chunk
+    t = jnp.arange(padded)
+    level = schedule.level(jnp.minimum(t / max(num_steps - 1, 1), 1.0))
+    keys = jax.random.split(rng_key, num_steps)
+    keys = jnp.concatenate([keys, jnp.broadcast_to(keys[-1:], (padded - num_steps,) + keys.shape[1:])])
+    return StepInputs(t, keys, level.beta, level.sigma, math.sqrt(2.0 * step_size) * level.noise, t < num_steps)
 
 
 def svgd(
@@ -292,29 +332,27 @@ def svgd(
         if x.ndim != 2 or x.shape[1] != target.dim:
             raise ValueError(f"init has shape {x.shape}; expected (num_particles, {target.dim}).")
     if optimizer is None:
-        optimizer = optax.adam(step_size)
+        optimizer = _adam(float(step_size))
     state = SVGDState(x, optimizer.init(x), kernel.resolve_lengthscale(x))
-    keys = jax.random.split(k_run, num_steps)
-    bounds = np.linspace(0, num_steps, num_checkpoints + 1).astype(int)
+    chunk = -(-num_steps // max(1, min(num_checkpoints, num_steps)))  # equal chunks: one compilation
+    inputs = _step_inputs(schedule, k_run, num_steps, chunk, step_size)
     infos, checkpoints = [], []
     bar = tqdm(total=num_steps, desc=f"SVGD ({schedule.name})", disable=not progress_bar, leave=False)
-    for start, stop in zip(bounds[:-1], bounds[1:]):
-        if stop == start:
-            continue
-        state, info = _run_chunk(
-            target, kernel, optimizer, schedule, step_size, num_steps, state,
-            jnp.arange(start, stop), keys[start:stop],
-        )
+    for start in range(0, num_steps, chunk):
+        state, info = _run_chunk(target, kernel, optimizer, schedule.num_noise, schedule.stochastic, state,
+                                 jax.tree.map(lambda v: v[start:start + chunk], inputs))
+        stop = min(start + chunk, num_steps)
+        if not _finite(state.particles):
+            bar.close()
+            raise FloatingPointError(
+                f"SVGD ({schedule.name}) produced non-finite particles by step {stop} of {num_steps}; "
+                "lower the step size (step_size=0.01) or check the model's log density for overflow."
+            )
         infos.append(jax.device_get(info))
-        checkpoints.append((stop, float(ksd(target, state.particles)) if _finite(state.particles) else np.nan))
-        bar.update(int(stop - start))
+        checkpoints.append((stop, float(ksd(target, state.particles))))
+        bar.update(stop - start)
     bar.close()
-    if not _finite(state.particles):
-        raise FloatingPointError(
-            f"SVGD ({schedule.name}) produced non-finite particles; lower the step size "
-            "(step_size=0.01) or check the model's log density for overflow."
-        )
-    history = {k: np.concatenate([i[k] for i in infos]) for k in infos[0]}
+    history = {k: np.concatenate([i[k] for i in infos])[:num_steps] for k in infos[0]}
     history["ksd_step"] = np.array([c[0] for c in checkpoints])
     history["ksd"] = np.array([c[1] for c in checkpoints])
     return Run(

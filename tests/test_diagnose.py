@@ -152,3 +152,25 @@ def test_real_problem_nuts_chains_in_a_squared_parameter():
     assert not check.mixing and int(np.sum(check.transitions)) == 0
     flagged = bool(kinds(report, "nuts") & {"misweighted_mode", "missed_mode"})
     assert flagged == (abs(share - report.modes.mass[positive]) > 0.05)
+
+
+def test_own_methods_are_checked_and_their_histories_round_trip(tmp_path):
+    """diagnose() running the package's own SVGD (small settings), not only user samples."""
+    methods = {
+        "svgd": lambda t, key, bar: nsd.svgd(t, key, 64, 300, progress_bar=bar),
+        "svgd_annealed": lambda t, key, bar: nsd.svgd(t, key, 64, 300, schedule=nsd.annealed(num_noise=8),
+                                                      progress_bar=bar),
+    }
+    report = nsd.diagnose(two_mode_model, methods=methods, rng_key=jax.random.PRNGKey(3), progress_bar=False)
+    assert set(report.runs) == set(methods) and len(report.modes) == 2
+    for m in methods:
+        history = report.runs[m].history
+        assert len(history["step_norm"]) == 300 and np.all(np.isfinite(history["ksd"]))
+    path = tmp_path / "own.nc"
+    report.save(path)
+    loaded = nsd.Report.load(path)
+    assert loaded == report and loaded.flags == report.flags
+    for m in methods:
+        for key, value in report.runs[m].history.items():
+            np.testing.assert_array_equal(loaded.runs[m].history[key], value)
+        assert loaded.ksd[m] == report.ksd[m]
