@@ -165,18 +165,19 @@ def standard_units(x):
     return jnp.mean(x, axis=0), jnp.where(sd > 0, sd, 1.0)
 
 
-def standardized(x, s, units):
+def standardized(x, s=None, units=None):
     """Draws and scores in standard units ``(mean, sd)``: ``z = (x - mean) / sd``, ``s_z = sd * s``.
 
     ``z`` is an affine image of ``x`` and its density's score is, by the chain rule,
     :math:`\\nabla_z \\log p(\\text{mean} + \\text{sd} \\odot z) = \\text{sd} \\odot s(x)`. The KSD of
     ``z`` against that density is therefore a KSD of ``x`` against ``p`` with a diagonal
     preconditioner (zero iff ``q = p``), and with ``units`` taken from the draws
-    (:func:`standard_units`), shifting or rescaling a coordinate of the model leaves
-    ``(z, s_z)``, and every verdict computed from them, unchanged.
+    (:func:`standard_units` of ``x``, the default), shifting or rescaling a coordinate of the
+    model leaves ``(z, s_z)``, and every verdict computed from them, unchanged. ``s_z`` is None
+    when ``s`` is.
     """
-    mean, sd = units
-    return (x - mean) / sd, s * sd
+    mean, sd = standard_units(x) if units is None else units
+    return (x - mean) / sd, None if s is None else s * sd
 
 
 def _check_statistic(statistic: str) -> bool:
@@ -279,7 +280,7 @@ def ksd_test(
     bootstrap = check_bootstrap(x, bootstrap)
     flat, s = points_and_scores(target, x)
     if standardize:
-        flat, s = standardized(flat, s, standard_units(flat))
+        flat, s = standardized(flat, s)
     n = flat.shape[0]
     weights = bootstrap_weights(rng_key, x, n, num_bootstrap, bootstrap, flip_prob, flat.dtype)
     lengthscale = kernel.resolve_lengthscale(flat)

@@ -333,12 +333,11 @@ def mode_masses(
     weights = 0.5 * modes.laplace_mass + 0.5 / k
     y, log_w = proposal_draws(target, modes, rng_key, num_draws * k, weights, df, scale)
     basins = assign_basins(target, modes, y, num_iter=basin_iter, canonicalize=canonicalize)
-    w, khat = psis_weights(log_w)
-    total = w.sum()
-    mass = np.array([w[basins == j].sum() / total for j in range(k)])
+    w, khat = psis_weights(log_w)  # normalised: sum w = 1
+    mass = np.array([w[basins == j].sum() for j in range(k)])
     indicator = basins[None, :] == np.arange(k)[:, None]
-    se = np.sqrt(np.sum(w[None, :] ** 2 * (indicator - mass[:, None]) ** 2, axis=1)) / total
-    unknown = float(w[basins < 0].sum() / total)
+    se = np.sqrt(np.sum(w[None, :] ** 2 * (indicator - mass[:, None]) ** 2, axis=1))
+    unknown = float(w[basins < 0].sum())
     if not np.isfinite(khat) or khat > PARETO_K_LIMIT:
         laplace = modes.laplace_mass
         return replace(modes, mass=laplace, mass_se=np.abs(laplace - mass), pareto_k=khat,

@@ -79,7 +79,8 @@ def _summed_forms(target, draws, weights, kernel, block_size, thetas, modes, num
     """Sum over ``thetas`` of the quadratic forms ``w^T H_theta w`` of each perturbed sample.
 
     ``units``: the :func:`~numpyro_stein_diag.ksd.standard_units` of the unperturbed draws,
-    applied to every perturbed sample (one kernel for all of them), or None for raw coordinates.
+    applied to every perturbed sample (the same coordinates for all of them), or None for raw
+    coordinates. A kernel without a fixed lengthscale resolves it on each perturbed sample.
     """
     total = 0.0
     for theta, k in zip(thetas, jax.random.split(key, len(thetas))):
@@ -154,10 +155,7 @@ def perturbed_ksd_test(
     summed = forms(x, weights, thetas)
     stat, boot = summed[0], summed[1:]
     flat = x.reshape(-1, target.dim)
-    if standardize:
-        mean, sd = standard_units(flat)
-        flat = (flat - mean) / sd
-    lengthscale = kernel.resolve_lengthscale(flat)
+    lengthscale = kernel.resolve_lengthscale(standardized(flat)[0] if standardize else flat)
     return KSDTest(
         statistic=float(stat),
         pvalue=float((1.0 + np.sum(boot >= stat)) / (num_bootstrap + 1.0)),

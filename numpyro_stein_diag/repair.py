@@ -111,7 +111,7 @@ def restricted_draws(target: Target, modes: Modes, k: int, rng_key, num: int, ca
     ess = float(1.0 / np.sum(w**2))
     u = float(jax.random.uniform(jax.random.fold_in(rng_key, MAX_POOL_BATCHES)))
     positions = (u + np.arange(num)) / num  # systematic resampling
-    index = np.minimum(np.searchsorted(np.cumsum(w) / w.sum(), positions), len(w) - 1)
+    index = np.minimum(np.searchsorted(np.cumsum(w), positions), len(w) - 1)  # psis_weights sum to 1
     return y[index], khat, ess
 
 

@@ -204,7 +204,7 @@ def smoothed_score(target: Target, x, sigma, noise):
     log_p, scores = target.log_density(y), target.score(y)
     finite = jnp.isfinite(log_p) & jnp.all(jnp.isfinite(scores), axis=-1)
     weights = jax.nn.softmax(jnp.where(finite, log_p, -jnp.inf), axis=1)
-    smoothed = jnp.einsum("nk,nkd->nd", jnp.where(finite, weights, 0.0), jnp.where(finite[..., None], scores, 0.0))
+    smoothed = jnp.einsum("nk,nkd->nd", weights, jnp.where(finite[..., None], scores, 0.0))
     return jnp.where(jnp.any(finite, axis=1, keepdims=True), smoothed, target.score(x))
 
 
@@ -234,7 +234,7 @@ class StepInputs(NamedTuple):
     active: jax.Array  # False on the padding that makes every chunk the same length
 
 
-def _scores(target, x, sigma, num_noise, key):
+def _followed_score(target, x, sigma, num_noise, key):
     """The score followed at one step: the smoothed one while ``sigma > 0`` (lax.cond runs one
     branch, so the num_noise-fold estimate is skipped once sigma reaches 0), else the plain one."""
     if not num_noise:
@@ -252,7 +252,7 @@ def _step(target, kernel, optimizer, num_noise, stochastic, state, inputs):
         inputs.t % BANDWIDTH_EVERY == 0, kernel.resolve_lengthscale, lambda _: state.lengthscale, x
     )
     k_noise, k_langevin = jax.random.split(inputs.key)
-    phi = svgd_direction(x, inputs.beta * _scores(target, x, inputs.sigma, num_noise, k_noise), kernel, lengthscale)
+    phi = svgd_direction(x, inputs.beta * _followed_score(target, x, inputs.sigma, num_noise, k_noise), kernel, lengthscale)
     updates, opt_state = optimizer.update(-phi, state.opt_state, x)
     moved = optax.apply_updates(x, updates)
     if stochastic:
