@@ -8,7 +8,7 @@ import numpyro.distributions as dist
 import pytest
 
 import numpyro_stein_diag as nsd
-from numpyro_stein_diag.kernels import median_lengthscale, squared_distances
+from numpyro_stein_diag.kernels import kth_smallest, median_lengthscale, squared_distances
 from numpyro_stein_diag.ksd import _scores
 from numpyro_stein_diag.svgd import _run_chunk, smoothed_score
 
@@ -41,6 +41,16 @@ def test_median_lengthscale_is_exact_with_an_outlier():
     pairs = np.sqrt(np.sum((x[:, None] - x[None]) ** 2, -1))[np.triu_indices(31, 1)]
     # float32 with one point 1000 away: ~1e-5 relative round-off; bisection was off by a factor of 6
     assert float(median_lengthscale(jnp.asarray(x))) == pytest.approx(np.median(pairs), rel=1e-4)
+
+
+def test_kth_smallest_is_exact():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7, 8128):
+        values = (rng.random(n) ** 3 * 1e4).astype(np.float32)  # skewed, many near 0
+        values[: n // 3] = values[n // 3 : 2 * (n // 3)]  # ties
+        for k in sorted({1, (n + 1) // 2, n}):
+            assert float(kth_smallest(jnp.asarray(values), k)) == np.sort(values)[k - 1]
+    assert float(kth_smallest(jnp.zeros(5), 3)) == 0.0
 
 
 @pytest.mark.parametrize("c, s", [(1e3, 1.0), (0.0, 1e-2), (0.0, 1e2), (1e3, 1e-2)])
