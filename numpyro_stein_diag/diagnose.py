@@ -43,14 +43,17 @@ METHODS: dict[str, Callable[[Target, jax.Array, bool], Run]] = {
 def run_from_samples(target: Target, name: str, samples) -> Run:
     """A Run from what users have: an MCMC object, a DataTree with a posterior group, or a
     dict ``{site: (chain, draw, ...)}`` of constrained arrays."""
-    mcmc = None
+    mcmc, groups = None, {}
     if isinstance(samples, MCMC):
         mcmc, values = samples, samples.get_samples(group_by_chain=True)
     elif isinstance(samples, xr.DataTree):
         if "posterior" not in samples.children:
             raise ValueError(f"samples[{name!r}] is a DataTree without a posterior group.")
-        posterior = samples["posterior"].dataset
-        values = {k: posterior[k].transpose("chain", "draw", ...).values for k in posterior.data_vars}
+        groups = {
+            g: samples[g].dataset.transpose("chain", "draw", ..., missing_dims="ignore")
+            for g in ("posterior", "sample_stats") if g in samples.children
+        }
+        values = {k: v.values for k, v in groups["posterior"].data_vars.items()}
     elif isinstance(samples, dict):
         values = samples
     else:
@@ -70,7 +73,7 @@ def run_from_samples(target: Target, name: str, samples) -> Run:
             "(add a chain axis with x[None] for a single chain or for independent draws)."
         )
     return Run(method=name, draws=draws, samples={k: np.asarray(v) for k, v in values.items()},
-               mcmc=mcmc, independent=False)
+               mcmc=mcmc, groups=groups, independent=False)
 
 
 def _thin(draws, max_draws):

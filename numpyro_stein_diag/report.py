@@ -291,6 +291,8 @@ def _method_tree(run: Run, check: ModeCheck, test: KSDTest, perturbed: KSDTest |
     if run.mcmc is not None:
         full = arviz_base.from_numpyro(run.mcmc)
         groups = {g: full[g].dataset for g in ("posterior", "sample_stats") if g in full.children}
+    elif run.groups:
+        groups = dict(run.groups)
     else:
         samples = {k: np.asarray(v) for k, v in run.samples.items()}
         groups = {"posterior": arviz_base.from_dict({"posterior": samples})["posterior"].dataset}

@@ -28,6 +28,9 @@ class Run:
         ``ksd`` at checkpoints); empty for samples the user brought.
     mcmc : numpyro.infer.MCMC or None
         The MCMC object of a NUTS run (for ``arviz_base.from_numpyro``).
+    groups : dict
+        ``{group: xarray.Dataset}`` the user brought in a DataTree (``posterior``,
+        ``sample_stats``), kept with their dimension names and coordinates for the report.
     independent : bool
         True when draws are independent or interacting particles (no autocorrelation to
         correct for), False for Markov chains.
@@ -38,6 +41,7 @@ class Run:
     samples: dict[str, Any]
     history: dict[str, np.ndarray] = field(default_factory=dict)
     mcmc: Any = None
+    groups: dict[str, Any] = field(default_factory=dict)
     independent: bool = False
 
     @property

@@ -126,9 +126,11 @@ class Target:
     ) -> "Target":
         """A target given by its potential ``U(params) = -log p(params)`` on an unconstrained pytree.
 
-        ``example_params`` fixes the structure (a dict becomes one site per key; any
-        other pytree is the single site ``"x"``) and is the centre of
-        :meth:`initial_points`, which adds ``N(0, init_scale^2 I)`` jitter.
+        ``example_params`` fixes the structure and is the centre of :meth:`initial_points`,
+        which adds ``N(0, init_scale^2 I)`` jitter. Each array leaf is one site, named by
+        its path: a dict ``{"a": ..., "b": ...}`` gives sites ``a`` and ``b`` (nested keys
+        joined by dots), a single array is the site ``x``, and any other pytree's leaves are
+        ``x.0``, ``x.1``, ... (a tuple ``(mu, {"s": ...})`` gives ``x.0`` and ``x.1.s``).
         """
         leaves = jax.tree_util.tree_leaves_with_path(example_params)
         if not leaves:
@@ -140,8 +142,9 @@ class Target:
                     f"{jnp.result_type(leaf)}; a log density needs float parameters. "
                     "Cast it, e.g. jnp.asarray(value, dtype=float)."
                 )
-        as_sites = isinstance(example_params, dict)
         params = jax.tree_util.tree_map(jnp.asarray, example_params)
+        names = _site_names(params)
+        treedef = jax.tree_util.tree_structure(params)
         flat, unravel = ravel_pytree(params)
         value = potential_fn(params)
         if not jnp.isfinite(value):
@@ -151,10 +154,10 @@ class Target:
             )
 
         def to_sites(p, deterministic=False):  # a potential has no deterministic sites
-            return dict(p) if as_sites else {"x": p}
+            return dict(zip(names, jax.tree_util.tree_leaves(p)))
 
         def from_sites(values):
-            return dict(values) if as_sites else values["x"]
+            return jax.tree_util.tree_unflatten(treedef, [values[name] for name in names])
 
         site_shapes = {k: tuple(jnp.shape(v)) for k, v in to_sites(params).items()}
         return cls(
@@ -253,6 +256,17 @@ class Target:
             x0 = ravel_pytree(self.init_params)[0]
             return x0 + self.init_scale * jax.random.normal(rng_key, (n, self.dim), x0.dtype)
         return self.unconstrain(self.sample_prior(rng_key, n))
+
+
+def _site_names(params) -> list[str]:
+    """One site name per leaf of a potential's parameter pytree (see :meth:`Target.from_potential`)."""
+    paths = [
+        jax.tree_util.keystr(path, simple=True, separator=".")
+        for path, _ in jax.tree_util.tree_leaves_with_path(params)
+    ]
+    if isinstance(params, dict):
+        return paths
+    return [f"x.{p}" if p else "x" for p in paths]
 
 
 def _reject_discrete_sites(trace) -> None:

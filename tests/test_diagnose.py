@@ -105,6 +105,28 @@ def test_samples_from_a_datatree_and_an_mcmc_object():
     assert "sample_stats" in report.to_datatree("mcmc").children
 
 
+def test_a_users_datatree_keeps_its_dimension_names_and_coordinates(tmp_path):
+    def model():
+        numpyro.sample("theta", dist.Normal(0.0, 1.0).expand([3]))
+
+    rng = np.random.default_rng(0)
+    schools = ["Choate", "Deerfield", "Exeter"]
+    posterior = xr.Dataset(
+        {"theta": (("chain", "draw", "school"), rng.normal(size=(2, 100, 3)))},
+        coords={"chain": [0, 1], "draw": np.arange(100), "school": schools},
+    )
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((2, 100), bool))})
+    tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
+    report = nsd.diagnose(model, samples={"mine": tree}, methods=(), progress_bar=False)
+    out = report.to_datatree("mine")
+    xr.testing.assert_identical(out["posterior"].to_dataset(), posterior)
+    xr.testing.assert_identical(out["sample_stats"].to_dataset(), stats)
+    assert out["repaired_posterior"]["theta"].dims == ("chain", "draw", "school")
+    assert list(out["repaired_posterior"]["school"].values) == schools
+    report.save(tmp_path / "r.nc")
+    xr.testing.assert_identical(nsd.Report.load(tmp_path / "r.nc").to_datatree("mine"), out)
+
+
 @pytest.mark.parametrize(
     "samples, methods, message",
     [

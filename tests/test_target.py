@@ -80,6 +80,20 @@ def test_from_potential_on_a_dict_and_on_an_array():
     assert t1.initial_points(jax.random.PRNGKey(0), 3).shape == (3, 2)
 
 
+def test_from_potential_on_a_tuple_pytree():
+    def potential(p):
+        mu, rest = p
+        return 0.5 * jnp.sum(mu**2) + 0.5 * jnp.sum((rest["s"] - 1.0) ** 2)
+
+    t = Target.from_potential(potential, (jnp.zeros(2), {"s": jnp.zeros(3)}))
+    assert t.dim == 5 and t.site_shapes == {"x.0": (2,), "x.1.s": (3,)}
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, 5))
+    samples = t.constrain(x)
+    np.testing.assert_allclose(samples["x.1.s"], x[:, 2:])
+    np.testing.assert_allclose(t.unconstrain(samples), x)
+    np.testing.assert_allclose(t.score(x), -(x - jnp.array([0, 0, 1, 1, 1.0])), rtol=1e-6)
+
+
 # ---------------------------------------------------------------- bad inputs
 def test_discrete_latent_site_is_named():
     def model():
