@@ -1,7 +1,7 @@
 """Find out whether posterior samples missed an isolated mode or got its weight wrong."""
 
 from .check import Flag, check_mode_mass
-from .diagnose import diagnose
+from .diagnose import diagnose, make_method
 from .kernels import IMQ, RBF
 from .ksd import KSDTest, ksd, ksd_test
 from .modes import Modes, assign_basins, find_modes, mode_masses
@@ -9,12 +9,13 @@ from .nuts import nuts
 from .perturbed import perturbed_ksd_test
 from .report import Report
 from .runs import Run
+from .stages import Stage
 from .svgd import Schedule, annealed, chain, plain, svgd, tempered
 from .target import Target
 
 __all__ = [
-    "IMQ", "RBF", "Flag", "KSDTest", "Modes", "Report", "Run", "Schedule", "Target",
+    "IMQ", "RBF", "Flag", "KSDTest", "Modes", "Report", "Run", "Schedule", "Stage", "Target",
     "annealed", "assign_basins", "chain", "check_mode_mass", "diagnose", "find_modes",
-    "ksd", "ksd_test", "mode_masses", "nuts", "perturbed_ksd_test", "plain", "svgd", "tempered",
+    "ksd", "ksd_test", "make_method", "mode_masses", "nuts", "perturbed_ksd_test", "plain", "svgd", "tempered",
 ]
 __version__ = "0.1.0"

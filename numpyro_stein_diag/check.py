@@ -1,7 +1,7 @@
 """The mode-mass check: the share of a method's draws in each basin against the basin's mass.
 
-For mode ``k`` with estimated mass :math:`M_k \\pm \\mathrm{se}_k` and observed share
-:math:`o_k` of a method's draws, under "the sample is a correct posterior sample"
+For mode ``k`` with estimated mass :math:`M_k \\pm \\mathrm{se}_k` (as a fraction of the mass the
+modes hold) and observed share :math:`o_k` of a method's draws (of those in some mode's basin), under "the sample is a correct posterior sample"
 
 .. math::
 
@@ -224,7 +224,10 @@ def check_mode_mass(
     family=(),
 ) -> ModeCheck:
     """Compare the share of ``basins (chain, draw)`` (from :func:`assign_basins`) in each mode with
-    ``modes.mass``; return the numbers and the flags. ``draws_ess``: see the module docstring
+    ``modes.mass``; return the numbers and the flags. Both are taken over the known basins:
+    the share of the draws that lie in some mode's basin, against the mass as a fraction of
+    the mass the modes hold (draws and mass in no basin are judged by ``unknown_region``).
+    Masses that were not estimated (``mass_method = "none"``) raise no flag. ``draws_ess``: see the module docstring
     (:func:`draws_ess` computes it). Draws with a chain axis (``independent=False``) are first
     judged for mixing between modes; chains that do not mix are judged against the masses'
     standard errors alone. ``family``: the p-values of the method's other tests (its KSD tests)
@@ -235,8 +238,11 @@ def check_mode_mass(
     if basins.ndim == 1:
         basins = basins[None]
     k = len(modes)
-    expected, se = np.asarray(modes.mass), np.asarray(modes.mass_se)
-    observed = np.array([np.mean(basins == j) for j in range(k)])
+    unknown_mass = modes.unknown_mass if modes.unknown_mass is not None and np.isfinite(modes.unknown_mass) else 0.0
+    known_mass = 1.0 - unknown_mass if unknown_mass < 1.0 else 1.0  # the masses sum to it
+    expected, se = np.asarray(modes.mass) / known_mass, np.asarray(modes.mass_se) / known_mass
+    counts = np.array([np.sum(basins == j) for j in range(k)])
+    observed = counts / max(int(np.sum(counts)), 1)
     ess = basin_ess(basins, k, independent, draws_ess)
     transitions = rhat = None
     mixing = True
@@ -251,6 +257,9 @@ def check_mode_mass(
         "error alone."
     )
     flags = []
+    unknown = float(np.mean(basins < 0))
+    if modes.mass_method == "none":  # nothing to judge the shares against (Modes.runaway says why)
+        return ModeCheck(method, expected, se, observed, ess, pvalue, unknown, (), transitions, rhat, mixing)
     for j in range(k):
         numbers = dict(method=method, mode=j, expected=float(expected[j]), expected_se=float(se[j]),
                        observed=float(observed[j]), pvalue=float(adjusted[j]))
@@ -272,7 +281,6 @@ def check_mode_mass(
                 f"{method} misweights {where}: {observed[j]:.1%} of the draws against an expected "
                 f"{expected[j]:.1%} +- {se[j]:.1%} of the mass ({precision}, {p_text}).{why}"
             ), **numbers))
-    unknown = float(np.mean(basins < 0))
     if unknown > unknown_tolerance:
         flags.append(Flag(method=method, kind="unknown_region", mode=-1, expected=0.0, expected_se=0.0,
                           observed=unknown, pvalue=float("nan"), message=(

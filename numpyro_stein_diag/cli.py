@@ -1,16 +1,24 @@
 """The ``numpyro-stein-diag`` command (also ``python -m numpyro_stein_diag``).
 
-Exit codes: 0 no flags, 1 the check raised flags, 2 bad arguments or input.
+Exit codes: 0 no flags, 1 the check raised flags, 2 bad arguments or input, 3 no flags but
+a stage could not run (the summary's "Stages" lines say which and why).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FLAGS, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_FLAGS, EXIT_ERROR, EXIT_INCOMPLETE = 0, 1, 2, 3
+
+
+def _exit_code(report) -> int:
+    if not report.ok:
+        return EXIT_FLAGS
+    return EXIT_OK if report.complete else EXIT_INCOMPLETE
 
 
 def _load_model(spec: str):
@@ -43,12 +51,40 @@ def _load_posterior(path: str):
     return tree
 
 
+def _named_samples(specs: list[str]) -> dict:
+    """``[NAME=]PATH`` arguments as ``{name: DataTree}``; the name defaults to the file's stem."""
+    named = [spec.split("=", 1) if "=" in spec else (Path(spec).stem, spec) for spec in specs]
+    names = [name for name, _ in named]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"two samples files are named {twice[0]!r}; name them apart with NAME=PATH.")
+    return {name: _load_posterior(path) for name, path in named}
+
+
+def _method_settings(methods: tuple[str, ...], settings: list[str]) -> dict:
+    """``METHOD.SETTING=VALUE`` arguments as ``{method: {setting: value}}`` (values read as Python literals)."""
+    out = {m: {} for m in methods}
+    for spec in settings:
+        key, sep, text = spec.partition("=")
+        method, dot, setting = key.partition(".")
+        if not sep or not dot:
+            raise ValueError(f"expected METHOD.SETTING=VALUE, got {spec!r} (e.g. svgd_annealed.sigma_max=2.0).")
+        if method not in out:
+            raise ValueError(f"--set {spec!r}: method {method!r} is not run; run it with --methods {method}.")
+        try:
+            out[method][setting] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[method][setting] = text
+    return out
+
+
 def _check(args) -> int:
     from .diagnose import METHODS, diagnose
 
     model, model_args, model_kwargs = _load_model(args.model)
-    samples = {Path(p).stem: _load_posterior(p) for p in args.samples}
+    samples = _named_samples(args.samples)
     methods = tuple(args.methods) if args.methods is not None else (() if samples else tuple(METHODS))
+    methods = _method_settings(methods, args.set)
     report = diagnose(model, *model_args, samples=samples, methods=methods, **model_kwargs)
     print(report.summary())
     if args.out:
@@ -59,15 +95,20 @@ def _check(args) -> int:
         print(f"\nwrote {out / 'report.nc'} and the plots in {out}/")
     if args.repaired:
         _write_repaired(report, Path(args.repaired))
-    return EXIT_OK if report.ok else EXIT_FLAGS
+    return _exit_code(report)
 
 
 def _write_repaired(report, folder: Path) -> None:
     """One ArviZ netCDF file per method, ``<method>.nc``: the repaired posterior and its repair group."""
     folder.mkdir(parents=True, exist_ok=True)
     for method in report.methods:
+        try:
+            repaired = report.repaired(method)
+        except ValueError as err:  # no masses, so no repair: said, not fatal
+            print(f"no repaired posterior for {method}: {err}")
+            continue
         path = folder / f"{method.replace('/', '_')}.nc"
-        report.repaired(method).to_netcdf(path, engine="h5netcdf")
+        repaired.to_netcdf(path, engine="h5netcdf")
         print(f"wrote the repaired posterior of {method} to {path}")
 
 
@@ -81,7 +122,7 @@ def _show(args) -> int:
     out = Path(args.out) if args.out else Path(args.report).with_suffix("").with_name(Path(args.report).stem + "_plots")
     report.plot(out)
     print(f"\nplots in {out}/")
-    return EXIT_OK if report.ok else EXIT_FLAGS
+    return _exit_code(report)
 
 
 def _demo(args) -> int:
@@ -95,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="numpyro-stein-diag",
         description="Check posterior samples for missed and misweighted modes. "
-        "Exit codes: 0 no flags, 1 flags raised, 2 bad input.",
+        "Exit codes: 0 no flags, 1 flags raised, 2 bad input, 3 no flags but a stage could not run.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="the KSD's blindness, then diagnose() on a two-mode mixture")
@@ -104,9 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(run=_demo)
     check = commands.add_parser("check", help="audit a model against saved samples or the package's runs")
     check.add_argument("model", help="MODEL_FILE:FUNCTION; the file's model_args / model_kwargs are passed")
-    check.add_argument("--samples", nargs="*", default=[], help="ArviZ netCDF files with a posterior group")
+    check.add_argument("--samples", nargs="*", default=[], metavar="[NAME=]PATH",
+                       help="ArviZ netCDF files with a posterior group, each named in the report by NAME "
+                       "(default: the file's stem)")
     check.add_argument("--methods", nargs="*", default=None,
                        help="nuts svgd svgd_annealed svgd_tempered (default: none with --samples, else all)")
+    check.add_argument("--set", action="append", default=[], metavar="METHOD.SETTING=VALUE",
+                       help="a setting of a method run, e.g. svgd_annealed.step_size=0.01 (repeatable)")
     check.add_argument("--out", help="folder for report.nc and the plots")
     check.add_argument("--repaired", metavar="DIR",
                        help="folder for one netCDF posterior per method, reweighted so each mode holds its mass")

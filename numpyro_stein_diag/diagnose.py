@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
 import time
 from collections.abc import Mapping
@@ -17,27 +18,80 @@ from numpyro.infer import MCMC
 
 from .check import check_mode_mass, draws_ess, ksd_flags
 from .ksd import ksd_test
-from .modes import assign_basins, find_modes, merge_modes, mode_masses
+from .modes import Modes, assign_basins, find_modes, merge_modes, mode_masses, no_modes
 from .nuts import nuts
 from .perturbed import perturbed_ksd_test
-from .repair import repair
+from .repair import Repair, repair
 from .report import Report
 from .runs import Run
+from .stages import Stage, attempt
 from .svgd import annealed, plain, svgd, tempered
 from .target import Target
 
-__all__ = ["diagnose", "METHODS", "run_from_samples"]
+__all__ = ["diagnose", "make_method", "METHODS", "METHOD_DEFAULTS", "run_from_samples"]
 
 KSD_MAX_DRAWS = 1000  # draws per method the KSD tests use (thinned evenly within each chain)
 KSD_BOOTSTRAP = 500
 MODE_STARTS_PER_RUN = 32  # draws of each method used as extra starts for the mode search
 
-METHODS: dict[str, Callable[[Target, jax.Array, bool], Run]] = {
-    "nuts": lambda t, key, bar: nuts(t, key, num_chains=4, num_warmup=1000, num_samples=1000, progress_bar=bar),
-    "svgd": lambda t, key, bar: svgd(t, key, 512, 2000, schedule=plain(), progress_bar=bar),
-    "svgd_annealed": lambda t, key, bar: svgd(t, key, 512, 2000, schedule=annealed(), progress_bar=bar),
-    "svgd_tempered": lambda t, key, bar: svgd(t, key, 512, 2000, schedule=tempered(langevin=1.0), progress_bar=bar),
+METHOD_DEFAULTS = {  # the package's own methods and their default settings
+    "nuts": {"num_chains": 4, "num_warmup": 1000, "num_samples": 1000},
+    "svgd": {"num_particles": 512, "num_steps": 2000},
+    "svgd_annealed": {"num_particles": 512, "num_steps": 2000},
+    "svgd_tempered": {"num_particles": 512, "num_steps": 2000, "langevin": 1.0},
 }
+NUTS_SETTINGS = ("num_chains", "num_warmup", "num_samples", "chain_method", "init_spread")
+SVGD_SETTINGS = ("num_particles", "num_steps", "step_size", "kernel", "optimizer", "num_checkpoints")
+SCHEDULES = {"svgd": plain, "svgd_annealed": annealed, "svgd_tempered": tempered}
+
+Method = Callable[[Target, jax.Array, bool], Run]  # (target, rng_key, progress_bar) -> Run
+
+
+def make_method(name: str, **settings) -> Method:
+    """The package's method ``name`` with ``settings`` over its defaults (:data:`METHOD_DEFAULTS`).
+
+    ``"nuts"`` takes :func:`~numpyro_stein_diag.nuts.nuts`'s settings (``num_chains``,
+    ``num_warmup``, ``num_samples``, ``chain_method``, ``init_spread``); the SVGD methods take
+    :func:`~numpyro_stein_diag.svgd.svgd`'s (``num_particles``, ``num_steps``, ``step_size``,
+    ``kernel``, ``optimizer``, ``num_checkpoints``) and their schedule's (``sigma_max``,
+    ``num_noise``, ... of :func:`annealed`; ``beta_min``, ``langevin``, ... of :func:`tempered`).
+    E.g. ``make_method("svgd_annealed", step_size=0.01, sigma_max=2.0)``.
+    """
+    if name not in METHOD_DEFAULTS:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHOD_DEFAULTS)}.")
+    settings = {**METHOD_DEFAULTS[name], **settings}
+    schedule_settings = () if name == "nuts" else tuple(inspect.signature(SCHEDULES[name]).parameters)
+    allowed = NUTS_SETTINGS if name == "nuts" else SVGD_SETTINGS + schedule_settings
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown:
+        raise ValueError(f"method {name!r} has no setting(s) {unknown}; it takes {sorted(allowed)}.")
+    if name == "nuts":
+        return lambda target, key, bar: nuts(target, key, progress_bar=bar, **settings)
+    schedule = SCHEDULES[name](**{k: v for k, v in settings.items() if k in schedule_settings})
+    run_settings = {k: v for k, v in settings.items() if k in SVGD_SETTINGS}
+    return lambda target, key, bar: svgd(target, key, schedule=schedule, progress_bar=bar, method=name, **run_settings)
+
+
+METHODS: dict[str, Method] = {name: make_method(name) for name in METHOD_DEFAULTS}
+
+
+def _methods(methods) -> dict[str, Method]:
+    """``diagnose(methods=...)`` as ``{name: Method}``: names, or a dict of Methods or of settings."""
+    if not isinstance(methods, Mapping):
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}.")
+        return {m: METHODS[m] for m in methods}
+    out = {}
+    for name, value in methods.items():
+        if isinstance(value, Mapping):
+            out[name] = make_method(name, **value)
+        elif callable(value):
+            out[name] = value
+        else:
+            raise TypeError(f"methods[{name!r}] is a {type(value).__name__}; pass a dict of settings for a "
+                            "method of the package, or fn(target, rng_key, progress_bar) -> Run.")
+    return out
 
 
 def run_from_samples(target: Target, name: str, samples) -> Run:
@@ -102,8 +156,10 @@ def diagnose(
         each name becomes a method in the report.
     methods : tuple of str, or dict
         The package's own runs to add: any of ``"nuts"``, ``"svgd"``, ``"svgd_annealed"``,
-        ``"svgd_tempered"`` (settings in :data:`METHODS`); ``()`` runs none. A dict
-        ``{name: fn(target, rng_key, progress_bar) -> Run}`` runs methods with your settings.
+        ``"svgd_tempered"`` (default settings in :data:`METHOD_DEFAULTS`); ``()`` runs none.
+        A dict sets them: ``{"svgd_annealed": {"step_size": 0.01, "sigma_max": 2.0}}`` (see
+        :func:`make_method`), or ``{name: fn(target, rng_key, progress_bar) -> Run}`` for your own.
+        A method that fails is reported as a failed stage; the others are still checked.
     canonicalize : callable, optional
         ``fn(one draw's constrained {site: value}) -> same structure``, e.g. sort mixture
         components; applied to every draw and mode, so label-switched modes count as one.
@@ -116,12 +172,13 @@ def diagnose(
     so every basin holds its mass (:meth:`Report.repaired`).
     """
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
-    if not isinstance(methods, Mapping):
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}.")
-        methods = {m: METHODS[m] for m in methods}
-    samples = samples or {}
+    methods = _methods(methods)
+    samples = {} if samples is None else samples
+    if not isinstance(samples, Mapping):
+        raise TypeError(
+            f"samples is a {type(samples).__name__}; pass a dict that names it, e.g. "
+            f"samples={{'nuts': {'mcmc' if isinstance(samples, MCMC) else 'my_samples'}}}."
+        )
     if not methods and not samples:
         raise ValueError("nothing to check: pass samples={name: ...} or methods=(...).")
     clash = sorted(set(samples) & set(methods))
@@ -132,48 +189,102 @@ def diagnose(
     say = partial(print, file=sys.stderr) if progress_bar else (lambda *a, **k: None)
 
     runs = {name: run_from_samples(target, name, s) for name, s in samples.items()}
+    stages = []
     for (name, method), key in zip(methods.items(), jax.random.split(k_runs, max(len(methods), 1))):
         say(f"[diagnose] running {name} ...")
-        runs[name] = method(target, key, progress_bar)
+        run, stage = attempt(f"run {name}", method, target, key, progress_bar)
+        stages.append(stage)
+        if run is not None:
+            runs[name] = run
 
     timings = {}
     start = time.perf_counter()
     say("[diagnose] searching for modes ...")
-    starts = jnp.concatenate([
-        _thin(run.draws, MODE_STARTS_PER_RUN).reshape(-1, target.dim) for run in runs.values()
-    ])
-    modes = find_modes(target, starts, k_modes)
-    if canonicalize is not None:
-        modes = merge_modes(target, modes, canonicalize)
+    modes, stage = _search_modes(target, runs, k_modes, canonicalize)
+    stages.append(stage)
     timings["modes"] = time.perf_counter() - start
     say(f"[diagnose] {len(modes)} mode(s); estimating their masses ...")
     start = time.perf_counter()
-    modes = mode_masses(target, modes, k_mass, canonicalize=canonicalize)
+    modes, stage = _estimate_masses(target, modes, k_mass, canonicalize)
+    stages.append(stage)
     timings["masses"] = time.perf_counter() - start
 
     timings["checks"] = timings["repairs"] = 0.0
     checks, tests, perturbed, repairs = {}, {}, {}, {}
-    keys = zip(jax.random.split(k_ksd, len(runs)), jax.random.split(k_repair, len(runs)))
-    for (name, run), (key, key_repair) in zip(runs.items(), keys):
+    keys = zip(jax.random.split(k_ksd, max(len(runs), 1)), jax.random.split(k_repair, max(len(runs), 1)))
+    for (name, run), (key, key_repair) in zip(list(runs.items()), keys):
         say(f"[diagnose] checking {name} ...")
         start = time.perf_counter()
-        basins = assign_basins(target, modes, run.draws, canonicalize=canonicalize)
-        thinned = _thin(run.draws, KSD_MAX_DRAWS)
-        x = thinned.reshape(-1, target.dim) if run.independent else thinned
-        k_plain, k_perturbed = jax.random.split(key)
-        tests[name] = ksd_test(target, x, k_plain, num_bootstrap=KSD_BOOTSTRAP)
-        if len(modes) > 1:
-            perturbed[name] = perturbed_ksd_test(target, x, k_perturbed, modes=modes, num_bootstrap=KSD_BOOTSTRAP)
-        ksd_pvalues = [t.pvalue for t in (tests[name], perturbed.get(name)) if t is not None]
-        check = check_mode_mass(name, basins, modes, independent=run.independent, family=ksd_pvalues,
-                                draws_ess=None if run.independent else draws_ess(run.draws))
-        flags = ksd_flags(name, tests[name], perturbed.get(name), family=check.pvalue)
-        checks[name] = dataclasses.replace(check, flags=check.flags + tuple(flags))
+        result, stage = attempt(f"check {name}", _check_method, target, modes, run, key, canonicalize)
+        stages.append(stage)
         timings["checks"] += time.perf_counter() - start
+        if result is None:  # the report keeps the methods it could check; the stage says why not this one
+            del runs[name]
+            continue
+        checks[name], tests[name], basins, maybe_perturbed = result
+        if maybe_perturbed is not None:
+            perturbed[name] = maybe_perturbed
         start = time.perf_counter()
-        try:
-            repairs[name] = repair(target, modes, run.draws, basins, key_repair, canonicalize=canonicalize)
-        except ValueError as err:  # the audit stands without a repaired posterior; the report says why
-            repairs[name] = str(err)
+        repairs[name] = _repair(target, modes, run, basins, key_repair, canonicalize)
         timings["repairs"] += time.perf_counter() - start
-    return Report.build(runs, modes, checks, tests, timings, perturbed, repairs)
+    return Report.build(runs, modes, checks, tests, timings, perturbed, repairs, stages)
+
+
+def _search_modes(target: Target, runs: dict[str, Run], rng_key, canonicalize) -> tuple[Modes, Stage]:
+    """Modes from prior draws and every run's draws; with no mode, the empty set and the reason."""
+    starts = [_thin(run.draws, MODE_STARTS_PER_RUN).reshape(-1, target.dim) for run in runs.values()]
+    modes, stage = attempt("modes", find_modes, target, jnp.concatenate(starts) if starts else None, rng_key)
+    if modes is None:
+        return no_modes(target, stage.reason), stage
+    if canonicalize is not None:
+        merged, stage = attempt("modes", merge_modes, target, modes, canonicalize)
+        if merged is None:
+            return no_modes(target, stage.reason), stage
+        modes = dataclasses.replace(merged, runaway=modes.runaway)
+    return modes, Stage("modes", "warning", modes.runaway) if modes.runaway else stage
+
+
+def _estimate_masses(target: Target, modes: Modes, rng_key, canonicalize) -> tuple[Modes, Stage]:
+    """Masses of the modes, and how far to trust them: importance (ok), Laplace (warning), none (failed)."""
+    estimated, stage = attempt("masses", mode_masses, target, modes, rng_key, canonicalize=canonicalize)
+    if estimated is None:
+        nan = np.full(len(modes), np.nan)
+        return dataclasses.replace(modes, mass=nan, mass_se=nan, pareto_k=np.nan, unknown_mass=np.nan, mass_method="none"), stage
+    if estimated.mass_method == "none":
+        why = ("no mode was found" if len(modes) == 0 else "the log density grows above every mode found "
+               "(see modes), so each basin's share of the draws is reported but not judged")
+        return estimated, Stage("masses", "failed", f"not estimated: {why}")
+    if estimated.mass_method == "laplace":
+        return estimated, Stage("masses", "warning", (
+            f"the importance weights are not reliable (Pareto k = {estimated.pareto_k:.2f} > 0.7), so the "
+            "masses are the Laplace approximation's, with the gap to the importance estimate as their se"
+        ))
+    return estimated, stage
+
+
+def _check_method(target: Target, modes: Modes, run: Run, rng_key, canonicalize):
+    """One method's checks: basins, the plain and perturbed KSD tests and the mode-mass check, with
+    flags judged on Holm-adjusted p-values over the method's tests."""
+    basins = assign_basins(target, modes, run.draws, canonicalize=canonicalize)
+    thinned = _thin(run.draws, KSD_MAX_DRAWS)
+    x = thinned.reshape(-1, target.dim) if run.independent else thinned
+    k_plain, k_perturbed = jax.random.split(rng_key)
+    test = ksd_test(target, x, k_plain, num_bootstrap=KSD_BOOTSTRAP)
+    perturbed = None
+    if len(modes) > 1:
+        perturbed = perturbed_ksd_test(target, x, k_perturbed, modes=modes, num_bootstrap=KSD_BOOTSTRAP)
+    ksd_pvalues = [t.pvalue for t in (test, perturbed) if t is not None]
+    check = check_mode_mass(run.method, basins, modes, independent=run.independent, family=ksd_pvalues,
+                            draws_ess=None if run.independent else draws_ess(run.draws))
+    flags = ksd_flags(run.method, test, perturbed, family=check.pvalue)
+    return dataclasses.replace(check, flags=check.flags + tuple(flags)), test, basins, perturbed
+
+
+def _repair(target: Target, modes: Modes, run: Run, basins, rng_key, canonicalize) -> Repair | str:
+    """The repaired posterior, or the reason there is none (the audit stands without it)."""
+    if modes.mass_method == "none" or len(modes) == 0:
+        return "no repair: the modes' masses were not estimated"
+    try:
+        return repair(target, modes, run.draws, basins, rng_key, canonicalize=canonicalize)
+    except ValueError as err:
+        return str(err)

@@ -38,7 +38,9 @@ from scipy.special import logsumexp
 
 from .target import Target
 
-__all__ = ["Modes", "find_modes", "assign_basins", "mode_masses", "merge_modes", "proposal_draws", "psis_weights"]
+__all__ = [
+    "Modes", "find_modes", "assign_basins", "mode_masses", "merge_modes", "no_modes", "proposal_draws", "psis_weights",
+]
 
 PARETO_K_LIMIT = 0.7
 PROPOSAL_DF = 5.0  # Student-t degrees of freedom of the importance proposal
@@ -51,9 +53,11 @@ class Modes:
 
     Attributes: ``location (K, d)`` unconstrained, ``log_density (K,)``, ``hessian (K, d, d)``
     of the negative log density, ``laplace_log_mass (K,)``, ``values`` (``{site: (K, ...)}``,
-    the locations in the model's space), and once :func:`mode_masses` ran ``mass``,
-    ``mass_se``, ``pareto_k``, ``unknown_mass`` (the share of importance weight that
-    landed in no known basin) and ``mass_method`` (``"importance"`` or ``"laplace"``).
+    the locations in the model's space), ``runaway`` (ascents that did not converge and
+    ended above every mode: see :func:`find_modes`), and once :func:`mode_masses` ran
+    ``mass``, ``mass_se``, ``pareto_k``, ``unknown_mass`` (the share of importance weight that
+    landed in no known basin) and ``mass_method`` (``"importance"``, ``"laplace"``, or
+    ``"none"`` when the masses could not be estimated and are NaN).
     """
 
     location: np.ndarray
@@ -66,6 +70,7 @@ class Modes:
     pareto_k: float | None = None
     unknown_mass: float | None = None
     mass_method: str | None = None
+    runaway: str = ""  # find_modes: ascents that ran off above every mode, in words ("" if none)
 
     def __len__(self) -> int:
         return int(self.location.shape[0])
@@ -162,6 +167,15 @@ def find_modes(
     posterior standard deviations) is below ``grad_tol``. End points within Mahalanobis
     distance ``merge_distance`` (in a kept mode's Hessian metric) of a higher mode are
     that mode.
+
+    Ascents that end without converging at a log density above every mode's ("runaways":
+    the density keeps growing along some direction, as in a funnel's neck or an improper
+    posterior) are described in ``Modes.runaway``, naming the coordinate they ran along.
+
+    Raises
+    ------
+    ValueError
+        When no ascent converged, saying what the ascents did instead.
     """
     starts = jnp.asarray(starts).reshape(-1, target.dim) if starts is not None else jnp.zeros((0, target.dim))
     if rng_key is not None and num_prior_starts:
@@ -178,12 +192,12 @@ def find_modes(
         if eig[0] > 0:
             newton_decrement = np.sqrt(np.sum((vec.T @ grad[i]) ** 2 / eig))
             converged[i] = newton_decrement < grad_tol
+    runaway = describe_runaways(target, np.asarray(starts), ends, log_p, converged)
     if not converged.any():
-        raise ValueError(
-            f"none of {len(starts)} L-BFGS runs converged to a mode (gradient small, Hessian "
-            "negative definite); raise num_iter, pass better starts, or check that the "
-            "posterior is proper."
-        )
+        raise ValueError(f"no mode found: {runaway}" if runaway else (
+            f"no mode found: none of {len(starts)} L-BFGS runs converged (gradient small, Hessian "
+            "negative definite); raise num_iter, pass better starts, or check that the posterior is proper."
+        ))
     order = np.argsort(-log_p[converged])
     cand_x, cand_lp, cand_h = ends[converged][order], log_p[converged][order], hessian[converged][order]
     keep: list[int] = []
@@ -193,7 +207,59 @@ def find_modes(
             if np.min(d2) < merge_distance**2:
                 continue
         keep.append(i)
-    return _make_modes(target, cand_x[keep], cand_lp[keep], cand_h[keep])
+    return replace(_make_modes(target, cand_x[keep], cand_lp[keep], cand_h[keep]), runaway=runaway)
+
+
+RUNAWAY_MARGIN = 1.0  # nats above the highest mode that an unconverged ascent must reach to count
+
+
+def describe_runaways(target: Target, starts, ends, log_p, converged) -> str:
+    """In words, the ascents that did not converge and ended more than ``RUNAWAY_MARGIN`` above every
+    converged one and above their start, and the coordinate they moved along most (``""`` when
+    there are none)::
+
+        "12 of 64 ascents did not converge: the log density kept growing as tau -> 0 (it reached
+        85.5 at tau = 1.1e-07, above every mode found) ..."
+    """
+    best = np.max(log_p[converged]) if converged.any() else -np.inf
+    rose = log_p > np.asarray(jax.vmap(target._log_density_1d)(jnp.asarray(starts))) + RUNAWAY_MARGIN
+    runaway = np.flatnonzero(np.isfinite(log_p) & ~converged & rose & (log_p > best + RUNAWAY_MARGIN))
+    if runaway.size == 0:
+        return ""
+    moved = np.abs(ends[runaway] - starts[runaway])
+    coordinate = int(np.bincount(np.argmax(moved, axis=1), minlength=target.dim).argmax())
+    top = runaway[np.argmax(log_p[runaway])]
+    site, index = target.coordinates[coordinate]
+    direction = np.sign(ends[top, coordinate] - starts[top, coordinate]) or 1.0
+    far = np.array(ends[top], dtype=float)
+    far[coordinate] = direction * 1e4  # far enough along the coordinate to read the site's limit
+    reached, limit = (target.constrain(jnp.asarray(p, dtype=ends.dtype)[None])[site][0] for p in (ends[top], far))
+    name = target.coordinate_names[coordinate]
+    if np.shape(reached) == target.site_shapes.get(site, None) and np.size(reached) > 0:
+        reached, limit = float(np.asarray(reached)[index]), float(np.asarray(limit)[index])
+        where = f"{name} -> {_limit_text(limit)} (it reached {log_p[top]:.4g} at {name} = {reached:.3g}"
+    else:  # a site whose unconstrained shape differs (simplex, Cholesky factor): name the coordinate
+        where = (f"the unconstrained coordinate {name} -> {'inf' if direction > 0 else '-inf'} "
+                 f"(it reached {log_p[top]:.4g}")
+    found = converged.any()
+    return (
+        f"{runaway.size} of {len(log_p)} ascents did not converge: the log density kept growing as "
+        f"{where}{', above every mode found' if found else ''}). The density may grow without bound "
+        "there (a funnel's neck, an improper posterior), or a higher mode lies beyond the ascents' "
+        "steps" + ("; either way the masses of the modes found are not known." if found else ".")
+    )
+
+
+def _limit_text(value: float) -> str:
+    if not np.isfinite(value) or abs(value) >= 1e3:
+        return "-inf" if value < 0 else "inf"
+    return f"{value:.3g}"
+
+
+def no_modes(target: Target, runaway: str = "") -> Modes:
+    """The empty mode set (``K = 0``), for a search that found none; ``runaway`` says why."""
+    d = target.dim
+    return replace(_make_modes(target, np.zeros((0, d)), np.zeros(0), np.zeros((0, d, d))), runaway=runaway)
 
 
 def _make_modes(target, location, log_density, hessian) -> Modes:
@@ -240,6 +306,8 @@ def assign_basins(
     (squared Mahalanobis distance above ``cutoff``, default ``max(25, 4 d)``). With
     ``canonicalize``, points are mapped to their canonical copy first."""
     x = jnp.asarray(x)
+    if len(modes) == 0:
+        return np.full(x.shape[:-1], -1)
     flat = x.reshape(-1, target.dim)
     if canonicalize is not None:
         flat = canonical_points(target, flat, canonicalize)
@@ -328,8 +396,17 @@ def mode_masses(
     With ``canonicalize`` (and canonical ``modes`` from :func:`merge_modes`) each draw is
     credited to the basin of its canonical copy; for a posterior invariant under the
     relabelling this estimates the canonical modes' masses from the proposal around them.
+
+    An estimate from importance weights of effective size :math:`\\mathrm{ESS}_w = 1 / \\sum w_i^2`
+    cannot resolve a mass finer than :math:`1 / \\mathrm{ESS}_w` (a basin no draw reached may
+    still hold about that much), so each ``mass_se`` is at least that: no share is ever judged
+    against a standard error of 0. When ``modes.runaway`` says the log density grows above
+    every mode, no mode holds a known share: the masses are NaN (``mass_method = "none"``).
     """
     k = len(modes)
+    if modes.runaway or k == 0:
+        nan = np.full(k, np.nan)
+        return replace(modes, mass=nan, mass_se=nan, pareto_k=np.nan, unknown_mass=np.nan, mass_method="none")
     weights = 0.5 * modes.laplace_mass + 0.5 / k
     y, log_w = proposal_draws(target, modes, rng_key, num_draws * k, weights, df, scale)
     basins = assign_basins(target, modes, y, num_iter=basin_iter, canonicalize=canonicalize)
@@ -337,9 +414,11 @@ def mode_masses(
     mass = np.array([w[basins == j].sum() for j in range(k)])
     indicator = basins[None, :] == np.arange(k)[:, None]
     se = np.sqrt(np.sum(w[None, :] ** 2 * (indicator - mass[:, None]) ** 2, axis=1))
+    resolution = np.sum(w**2)  # 1 / ESS of the weights
+    se = np.maximum(se, resolution)
     unknown = float(w[basins < 0].sum())
     if not np.isfinite(khat) or khat > PARETO_K_LIMIT:
         laplace = modes.laplace_mass
-        return replace(modes, mass=laplace, mass_se=np.abs(laplace - mass), pareto_k=khat,
+        return replace(modes, mass=laplace, mass_se=np.maximum(np.abs(laplace - mass), resolution), pareto_k=khat,
                        unknown_mass=unknown, mass_method="laplace")
     return replace(modes, mass=mass, mass_se=se, pareto_k=khat, unknown_mass=unknown, mass_method="importance")

@@ -87,6 +87,17 @@ def _vlines(da, target, **kwargs):
     return [plot_backend.vline(float(v), target, **kwargs) for v in np.ravel(da.values)]
 
 
+def _marks_like(posterior: xr.Dataset, mode_values: dict) -> xr.Dataset:
+    """Mode locations ``{site: (K, ...)}`` on a ``mode`` dim, each site's other dims named (and
+    labelled) as in ``posterior``, so a plated site's marks land on its panels."""
+    marks = mode_values_dataset(mode_values)
+    for site in marks.data_vars:
+        names = {f"{site}_dim_{i}": dim for i, dim in enumerate(posterior[site].dims[2:])}
+        marks = marks.rename({old: new for old, new in names.items() if old != new})
+        marks = marks.assign_coords({d: posterior[d].values for d in names.values() if d in posterior.coords})
+    return marks
+
+
 def plot_mode_mass(
     dt,
     *,
@@ -258,9 +269,9 @@ def plot_methods(
         labeller=labeller, aes_by_visuals=aes_by_visuals, visuals=visuals, stats=stats, **pc_kwargs,
     )
     if mode_values is not None and mode_visual is not False:
-        posterior_vars = set(next(iter(trees.values()))[group].dataset.data_vars)
-        marks = mode_values_dataset({
-            k: v for k, v in mode_values.items() if k in posterior_vars and (var_names is None or k in var_names)
+        posterior = next(iter(trees.values()))[group].dataset
+        marks = _marks_like(posterior, {
+            k: v for k, v in mode_values.items() if k in posterior.data_vars and (var_names is None or k in var_names)
         })
         if coords:
             marks = marks.sel({k: v for k, v in coords.items() if k in marks.dims})

@@ -2,9 +2,9 @@
 
 Layout of the tree (ArviZ conventions, one child per method)::
 
-    /                      attrs: package, version, flags (JSON)
+    /                      attrs: package, methods, flags, stages (JSON)
     /modes                 location (mode, param), log_density, hessian, laplace_log_mass,
-                           mass, mass_se; attrs pareto_k, unknown_mass, mass_method
+                           mass, mass_se; attrs pareto_k, unknown_mass, mass_method, runaway
     /modes/values          mode locations in the model's space, one variable per site
     /<method>/posterior    (chain, draw, ...) constrained draws
     /<method>/sample_stats NUTS only (arviz_base.from_numpyro)
@@ -35,6 +35,7 @@ from .ksd import KSDTest
 from .modes import Modes
 from .repair import Repair
 from .runs import Run
+from .stages import Stage
 
 __all__ = ["Report"]
 
@@ -47,7 +48,8 @@ class Report:
 
     Attributes: ``runs`` ({method: Run}), ``modes`` (:class:`Modes` with masses), ``ksd`` and
     ``perturbed_ksd`` ({method: KSDTest}), ``checks`` ({method: ModeCheck}), ``flags`` (list
-    of Flag), ``ok``.
+    of Flag), ``ok``, ``stages`` (list of :class:`~numpyro_stein_diag.stages.Stage`: what each
+    step could do) and ``complete``.
     """
 
     def __init__(self, tree: xr.DataTree, runs: dict[str, Run] | None = None, timings: dict | None = None):
@@ -59,13 +61,15 @@ class Report:
     @classmethod
     def build(cls, runs: dict[str, Run], modes: Modes, checks: dict[str, ModeCheck], ksd: dict[str, KSDTest],
               timings: dict | None = None, perturbed_ksd: dict[str, KSDTest] | None = None,
-              repairs: dict[str, Repair | str] | None = None):
-        """``repairs``: per method a :class:`Repair`, or the reason none could be made."""
+              repairs: dict[str, Repair | str] | None = None, stages: list[Stage] | None = None):
+        """``repairs``: per method a :class:`Repair`, or the reason none could be made;
+        ``stages``: what each step of diagnose() could do."""
         flags = [dataclasses.asdict(f) for c in checks.values() for f in c.flags]
         root = xr.Dataset(attrs={
             "package": "numpyro_stein_diag",
             "methods": json.dumps(list(runs)),
             "flags": json.dumps(flags),
+            "stages": json.dumps([dataclasses.asdict(s) for s in stages or ()]),
         })
         children = {"modes": _modes_tree(modes)}
         for name, run in runs.items():
@@ -84,8 +88,18 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """True when no method raised a flag."""
+        """True when no method raised a flag (see :attr:`complete` for whether every check could run)."""
         return not self.flags
+
+    @property
+    def stages(self) -> list[Stage]:
+        """What each step of diagnose() could do: ok, warning or failed, with the reason."""
+        return [Stage(**s) for s in json.loads(self.tree.attrs.get("stages", "[]"))]
+
+    @property
+    def complete(self) -> bool:
+        """True when every stage ran without failing: only then does "no flag" cover every check."""
+        return all(s.status != "failed" for s in self.stages)
 
     @property
     def modes(self) -> Modes:
@@ -99,6 +113,7 @@ class Report:
             pareto_k=float(ds.attrs["pareto_k"]),
             unknown_mass=float(ds.attrs["unknown_mass"]),
             mass_method=str(ds.attrs["mass_method"]),
+            runaway=str(ds.attrs.get("runaway", "")),
         )
 
     @property
@@ -161,13 +176,15 @@ class Report:
 
     # ------------------------------------------------------------------ text
     def summary(self) -> str:
-        """A table per method: expected mass against observed share per mode, KSD, flags in words."""
+        """Stages that did not go as planned, then a table per method (expected mass against observed
+        share per mode, KSD), then the flags in words."""
         modes = self.modes
-        lines = [
-            f"numpyro_stein_diag report: {len(modes)} mode(s), masses by {modes.mass_method} "
-            f"(Pareto k = {modes.pareto_k:.2f}, unknown mass {modes.unknown_mass:.1%})",
-            "",
-        ]
+        masses = (f"masses by {modes.mass_method} (Pareto k = {modes.pareto_k:.2f}, unknown mass "
+                  f"{modes.unknown_mass:.1%})" if modes.mass_method != "none" else "masses not estimated")
+        lines = [f"numpyro_stein_diag report: {len(modes)} mode(s), {masses}", ""]
+        problems = [s for s in self.stages if not s.ok]
+        if problems:
+            lines += ["Stages that did not go as planned:"] + [f"  {s}" for s in problems] + [""]
         perturbed = self.perturbed_ksd
         for m, check in self.checks.items():
             test = self.ksd[m]
@@ -180,21 +197,34 @@ class Report:
                 verdict = ("mixing: shares judged with the basin indicators' ESS" if check.mixing else
                            "NOT mixing: shares judged against the masses' se alone")
                 lines.append(f"  {mixing_text(check.transitions, check.basin_rhat)} -> {verdict}")
-            lines.append(f"  {'mode':>4} {'expected':>16} {'observed':>9} {'ESS':>7} {'p':>8}  flag")
-            kinds = {f.mode: f.kind for f in check.flags if f.mode >= 0}
-            for j in range(len(modes)):
-                lines.append(
-                    f"  {j:>4} {check.expected[j]:9.1%} +- {check.expected_se[j]:4.1%} {check.observed[j]:9.1%} "
-                    f"{check.ess[j]:7.0f} {check.pvalue[j]:8.2g}  {kinds.get(j, '')}"
-                )
-            if check.unknown_share:
-                lines.append(f"  {'none':>4} {'':>16} {check.unknown_share:9.1%}")
+            if len(modes):
+                lines += self._mode_rows(check)
             lines.append("")
         flags = self.flags
-        lines.append("Flags:" if flags else "No flags: every method's draws match the mode masses.")
+        if flags:
+            lines.append("Flags:")
+        elif self.complete:
+            lines.append("No flags: every method's draws match the mode masses.")
+        else:
+            lines.append("No flags, but not every check could run (stages above).")
         lines += [f"  [{f.kind}] {f.message}" for f in flags]
         lines += self._repair_lines()
         return "\n".join(lines)
+
+    @staticmethod
+    def _mode_rows(check: ModeCheck) -> list[str]:
+        """One row per mode: expected mass, observed share, ESS, p and flag (blank where not judged)."""
+        lines = [f"  {'mode':>4} {'expected':>16} {'observed':>9} {'ESS':>7} {'p':>8}  flag"]
+        kinds = {f.mode: f.kind for f in check.flags if f.mode >= 0}
+        for j in range(len(check.expected)):
+            expected = (f"{check.expected[j]:9.1%} +- {check.expected_se[j]:4.1%}"
+                        if np.isfinite(check.expected[j]) else f"{'not estimated':>16}")
+            pvalue = f"{check.pvalue[j]:8.2g}" if np.isfinite(check.pvalue[j]) else f"{'':>8}"
+            lines.append(f"  {j:>4} {expected} {check.observed[j]:9.1%} {check.ess[j]:7.0f} {pvalue}  "
+                         f"{kinds.get(j, '')}")
+        if check.unknown_share:
+            lines.append(f"  {'none':>4} {'':>16} {check.unknown_share:9.1%}  (draws in no mode's basin)")
+        return lines
 
     def _repair_lines(self) -> list[str]:
         """Per method: own draws kept, draws filled in, and the fill-in's worst Pareto k."""
@@ -218,15 +248,15 @@ class Report:
 
     # ------------------------------------------------------------------ pictures
     def plot(self, out_dir=None) -> dict:
-        """The three plots, ``{"mode_mass", "ksd", "methods"}: PlotCollection``; with ``out_dir``
-        each is also saved there as ``<name>.png``."""
+        """The plots, ``{"mode_mass", "ksd", "methods"}: PlotCollection`` (none without a method,
+        ``mode_mass`` only when a mode was found); with ``out_dir`` each is also saved there as
+        ``<name>.png``."""
         from . import plots
 
-        collections = {
-            "mode_mass": plots.plot_mode_mass(self),
-            "ksd": plots.plot_ksd(self),
-            "methods": plots.plot_methods(self),
-        }
+        collections = {}
+        if self.methods:
+            collections = {"mode_mass": plots.plot_mode_mass(self)} if len(self.modes) else {}
+            collections.update({"ksd": plots.plot_ksd(self), "methods": plots.plot_methods(self)})
         if out_dir is not None:
             from pathlib import Path
 
@@ -259,7 +289,7 @@ def _modes_tree(modes: Modes) -> xr.DataTree:
     ds = xr.Dataset(
         {v: (dims.get(v, ("mode",)), np.asarray(getattr(modes, v))) for v in MODE_VARS},
         attrs={"pareto_k": float(modes.pareto_k), "unknown_mass": float(modes.unknown_mass),
-               "mass_method": str(modes.mass_method)},
+               "mass_method": str(modes.mass_method), "runaway": modes.runaway},
     )
     return xr.DataTree(dataset=ds, children={"values": xr.DataTree(dataset=mode_values_dataset(modes.values))})
 

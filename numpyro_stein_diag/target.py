@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
+from numpyro.infer import init_to_uniform
 from numpyro.infer.util import Predictive, constrain_fn, initialize_model, unconstrain_fn
 
 __all__ = ["Target"]
@@ -50,6 +51,7 @@ class Target:
     init_params: Any  # an unconstrained pytree where the log density is finite
     init_scale: float = 1.0  # jitter of initial_points when there is no prior
     extra_sites: frozenset[str] = frozenset()  # deterministic / observed sites a sample may carry
+    site_supports: dict = field(default_factory=dict)  # {site: numpyro constraint} of a model's latent sites
     model: Callable | None = None
     model_args: tuple = ()
     model_kwargs: dict = field(default_factory=dict)
@@ -69,7 +71,13 @@ class Target:
             with a finite log density can be found.
         """
         rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
-        trace = handlers.trace(handlers.seed(model, rng_key)).get_trace(*model_args, **model_kwargs)
+        try:
+            trace = handlers.trace(handlers.seed(model, rng_key)).get_trace(*model_args, **model_kwargs)
+            prior_can_be_sampled = True
+        except NotImplementedError:  # a site that cannot be sampled (ImproperUniform): numpyro's init values
+            seeded = handlers.substitute(handlers.seed(model, rng_key), substitute_fn=init_to_uniform)
+            trace = handlers.trace(seeded).get_trace(*model_args, **model_kwargs)
+            prior_can_be_sampled = False
         _reject_discrete_sites(trace)
         latent = {
             name: site
@@ -112,9 +120,10 @@ class Target:
             site_shapes=site_shapes,
             constrain_sites=constrain_sites,
             unconstrain_sites=unconstrain_sites,
-            sample_prior=sample_prior,
+            sample_prior=sample_prior if prior_can_be_sampled else None,
             init_params=init_params,
             extra_sites=extra,
+            site_supports={name: site["fn"].support for name, site in latent.items()},
             model=model,
             model_args=model_args,
             model_kwargs=dict(model_kwargs),
@@ -184,6 +193,18 @@ class Target:
     def _log_density_1d(self, x):
         return -self.potential_fn(self.unravel(x))
 
+    @property
+    def coordinates(self) -> list[tuple[str, tuple[int, ...]]]:
+        """``(site, index)`` of each of the ``d`` flat coordinates, in the unconstrained site's
+        shape (a Dirichlet over 3 categories has 2 unconstrained coordinates)."""
+        leaves = jax.tree_util.tree_leaves(self.init_params)
+        return [(site, i) for site, leaf in zip(_site_names(self.init_params), leaves) for i in np.ndindex(jnp.shape(leaf))]
+
+    @property
+    def coordinate_names(self) -> list[str]:
+        """``"tau"``, ``"theta[3]"``, ``"L[1,0]"``: one name per flat coordinate (see :attr:`coordinates`)."""
+        return [f"{site}[{','.join(map(str, i))}]" if i else site for site, i in self.coordinates]
+
     # ------------------------------------------------------------------ spaces
     def constrain(self, x: jax.Array, deterministic: bool = False) -> dict[str, jax.Array]:
         """Flat unconstrained ``x`` of shape ``(..., d)`` -> ``{site: (..., *shape)}`` in the model's space;
@@ -245,13 +266,37 @@ class Target:
                     f"site '{name}' has {int(bad.sum())} non-finite values (NaN or inf) in "
                     f"{value.size}; drop or fix those draws before checking."
                 )
+            self._check_support(name, value, nb)
         return tuple(batch_shape)
+
+    def _check_support(self, name: str, value: np.ndarray, num_batch_dims: int) -> None:
+        """Raise when draws of a model's site lie outside its support, naming the site and the support."""
+        support = self.site_supports.get(name)
+        if support is None:
+            return
+        inside = np.asarray(support.check(jnp.asarray(value)))
+        inside = inside.reshape(inside.shape[:num_batch_dims] + (-1,)).all(axis=-1)
+        if inside.all():
+            return
+        first = np.unravel_index(np.argmin(inside), inside.shape)
+        example = np.array2string(np.asarray(value[first]), precision=3, threshold=6)
+        raise ValueError(
+            f"site '{name}' has {int((~inside).sum())} of {inside.size} draws outside its support "
+            f"{support!r} (the first at sample index {tuple(map(int, first))}: {example}); these "
+            "samples are not from this model: check the site's name, its parametrisation (e.g. a "
+            "scale saved as its log) and the model's arguments."
+        )
 
     def initial_points(self, rng_key: jax.Array, n: int) -> jax.Array:
         """``n`` over-dispersed starting points ``(n, d)``: prior draws mapped to unconstrained space.
 
-        For a potential without a prior: the example parameters plus ``N(0, init_scale^2 I)``.
+        For a model whose prior cannot be sampled (an ``ImproperUniform`` site whose density is
+        given by ``numpyro.factor``): ``Uniform(-2, 2)`` in every unconstrained coordinate, as
+        numpyro's ``init_to_uniform`` starts its chains. For a potential: the example parameters
+        plus ``N(0, init_scale^2 I)``.
         """
+        if self.sample_prior is None and self.model is not None:
+            return jax.random.uniform(rng_key, (n, self.dim), minval=-2.0, maxval=2.0)
         if self.sample_prior is None:
             x0 = ravel_pytree(self.init_params)[0]
             return x0 + self.init_scale * jax.random.normal(rng_key, (n, self.dim), x0.dtype)

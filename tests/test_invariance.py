@@ -4,6 +4,7 @@ and the numerical defects that made them depend on it. Each tolerance is stated 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
 import numpyro.distributions as dist
 import pytest
 
@@ -142,10 +143,25 @@ def test_padded_steps_change_nothing():
 def test_chain_resolves_each_sigma_once():
     t = gaussian(0.0, 1.0)
     key = jax.random.PRNGKey(0)
-    spread = nsd.annealed().resolve(t, key).sigma_max
+    spread = nsd.annealed().resolve(t, key).level(jnp.zeros(()))[1]
     resolved = nsd.chain(nsd.annealed(sigma_max=10.0), nsd.annealed()).resolve(t, key)
     # sigmas add in variance: the given 10 stays 10, the other part gets the target's spread
-    assert float(resolved.level(jnp.zeros(()))[1]) == pytest.approx(np.hypot(10.0, spread), rel=1e-5)
+    np.testing.assert_allclose(resolved.level(jnp.zeros(()))[1], np.hypot(10.0, spread), rtol=1e-5)
+
+
+def test_annealing_noise_is_per_coordinate_and_robust_to_heavy_tails():
+    def model():
+        numpyro.sample("wide", dist.Normal(1e3, 100.0))
+        numpyro.sample("narrow", dist.Normal(0.0, 0.01))
+        numpyro.sample("heavy", dist.Cauchy(0.0, 1.0))
+
+    t = nsd.Target.from_model(model)
+    sigma = dict(zip(t.coordinate_names, np.asarray(nsd.annealed().resolve(t, jax.random.PRNGKey(0)).level(jnp.zeros(()))[1])))
+    # twice each coordinate's spread: 200 and 0.02 (the central 90% range of 512 draws: within
+    # 15%), and for the Cauchy twice q_0.95 / 1.645 = 7.7 (the quantile's sd over 512 draws is 20%),
+    # where the sample sd of 512 Cauchy draws runs to the tens or hundreds
+    assert sigma["wide"] == pytest.approx(200.0, rel=0.15) and sigma["narrow"] == pytest.approx(0.02, rel=0.15)
+    assert sigma["heavy"] == pytest.approx(2 * np.tan(0.45 * np.pi) / 1.6449, rel=0.5)
 
 
 def test_smoothed_score_gives_points_outside_the_support_no_weight():

@@ -105,8 +105,11 @@ def test_basins_follow_the_ascent_not_the_distance():
 
 def test_no_converged_start_is_a_clear_error():
     t = nsd.Target.from_potential(lambda z: -jnp.sum(z), jnp.zeros(1))  # improper: no mode
-    with pytest.raises(ValueError, match="none of .* converged"):
+    with pytest.raises(ValueError, match=r"no mode found: 3 of 3 ascents .* kept growing as x\[0\] -> inf"):
         nsd.find_modes(t, jnp.zeros((3, 1)), num_iter=20)
+    flat = nsd.Target.from_potential(lambda z: 0.0 * jnp.sum(z), jnp.zeros(1))  # flat: nowhere to go
+    with pytest.raises(ValueError, match="none of 3 L-BFGS runs converged"):
+        nsd.find_modes(flat, jnp.zeros((3, 1)), num_iter=20)
 
 
 # ---------------------------------------------------------------- flags on known truth, several targets

@@ -81,12 +81,13 @@ def test_cli_check_gives_the_same_flags_as_python(report, tmp_path, capsys):
     posterior = tmp_path / "one_mode.nc"
     tree = xr.DataTree.from_dict({"posterior": report.to_datatree("one_mode")["posterior"].dataset})
     tree.to_netcdf(posterior, engine="h5netcdf")
-    code = main(["check", f"{tmp_path / 'models.py'}:model", "--samples", str(posterior), "--out", str(tmp_path / "out")])
+    code = main(["check", f"{tmp_path / 'models.py'}:model", "--samples", f"mine={posterior}", "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert code == 1  # flags raised
     python_flags = {(f.kind, f.mode) for f in report.flags if f.method == "one_mode"}
-    cli_flags = {(f.kind, f.mode) for f in nsd.Report.load(tmp_path / "out" / "report.nc").flags}
-    assert cli_flags == python_flags and "missed_mode" in out
+    loaded = nsd.Report.load(tmp_path / "out" / "report.nc")
+    cli_flags = {(f.kind, f.mode) for f in loaded.flags}
+    assert cli_flags == python_flags and "missed_mode" in out and loaded.methods == ["mine"]
     assert main(["show", str(tmp_path / "out" / "report.nc")]) == 1
     assert (tmp_path / "out" / "report_plots" / "mode_mass.png").exists()
 
@@ -98,7 +99,11 @@ def test_cli_check_gives_the_same_flags_as_python(report, tmp_path, capsys):
         (["check", "{models}:nope"], "has no function 'nope'"),
         (["check", "{models}"], "expected MODEL_FILE:FUNCTION"),
         (["check", "{models}:model", "--samples", "missing.nc"], "samples file missing.nc does not exist"),
-        (["check", "{models}:model", "--methods", "hmc"], r"unknown method\(s\) \['hmc'\]"),
+        (["check", "{models}:model", "--methods", "hmc"], r"unknown method 'hmc'"),
+        (["check", "{models}:model", "--methods", "svgd", "--set", "svgd.sigma=1"], r"'svgd' has no setting\(s\) \['sigma'\]"),
+        (["check", "{models}:model", "--methods", "svgd", "--set", "nuts.num_chains=2"], "method 'nuts' is not run"),
+        (["check", "{models}:model", "--set", "oops"], "expected METHOD.SETTING=VALUE"),
+        (["check", "{models}:model", "--samples", "a/s.nc", "b/s.nc"], "two samples files are named 's'"),
         (["show", "missing.nc"], "report file missing.nc does not exist"),
     ],
 )

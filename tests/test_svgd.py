@@ -120,3 +120,11 @@ def test_bad_init_is_named():
     t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2))
     with pytest.raises(ValueError, match=r"init has shape \(5, 3\)"):
         nsd.svgd(t, jax.random.PRNGKey(0), init=jnp.zeros((5, 3)), progress_bar=False)
+
+
+def test_a_diverging_run_stops_at_the_first_chunk_that_is_not_finite():
+    import optax
+
+    t = nsd.Target.from_potential(lambda z: -jnp.sum(z**4), jnp.ones(1))  # log p = z^4 grows without bound
+    with pytest.raises(FloatingPointError, match=r"non-finite particles by step 10 of 50; lower the step size"):
+        nsd.svgd(t, jax.random.PRNGKey(0), 8, 50, optimizer=optax.sgd(1.0), num_checkpoints=5, progress_bar=False)
