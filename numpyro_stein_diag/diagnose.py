@@ -170,6 +170,12 @@ def diagnose(
     perturbed KSD test; flags are judged at 0.05 on Holm-adjusted p-values over the method's
     tests (``ksd_reject`` for the KSD tests). Each method's draws are also repaired
     so every basin holds its mass (:meth:`Report.repaired`).
+
+    Every step is a :class:`~numpyro_stein_diag.stages.Stage` of ``report.stages``: a method
+    that fails, a mode search that finds no mode, masses that cannot be estimated are reported
+    there with the reason, never raised, and no flag rests on them (``report.complete`` is
+    False when one failed). Invalid input (samples that do not fit the model, unknown methods
+    or settings) still raises, naming the problem.
     """
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     methods = _methods(methods)

@@ -218,8 +218,8 @@ def describe_runaways(target: Target, starts, ends, log_p, converged) -> str:
     converged one and above their start, and the coordinate they moved along most (``""`` when
     there are none)::
 
-        "12 of 64 ascents did not converge: the log density kept growing as tau -> 0 (it reached
-        85.5 at tau = 1.1e-07, above every mode found) ..."
+        "12 of 64 ascents ran off without converging: the log density kept growing as tau -> 0
+        (it reached 85.5 at tau = 1.1e-07, above every mode found) ..."
     """
     best = np.max(log_p[converged]) if converged.any() else -np.inf
     rose = log_p > np.asarray(jax.vmap(target._log_density_1d)(jnp.asarray(starts))) + RUNAWAY_MARGIN
@@ -243,8 +243,8 @@ def describe_runaways(target: Target, starts, ends, log_p, converged) -> str:
                  f"(it reached {log_p[top]:.4g}")
     found = converged.any()
     return (
-        f"{runaway.size} of {len(log_p)} ascents did not converge: the log density kept growing as "
-        f"{where}{', above every mode found' if found else ''}). The density may grow without bound "
+        f"{runaway.size} of {len(log_p)} ascents ran off without converging: the log density kept "
+        f"growing as {where}{', above every mode found' if found else ''}). The density may grow without bound "
         "there (a funnel's neck, an improper posterior), or a higher mode lies beyond the ascents' "
         "steps" + ("; either way the masses of the modes found are not known." if found else ".")
     )

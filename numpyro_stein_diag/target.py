@@ -190,6 +190,10 @@ class Target:
         """``grad_x log pi(x)`` for ``x`` of shape ``(..., d)``, by :func:`jax.grad`."""
         return jnp.vectorize(jax.grad(self._log_density_1d), signature="(d)->(d)")(x)
 
+    def log_density_and_score(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(log pi(x), grad log pi(x))`` in one pass (:func:`jax.value_and_grad`), ``x (..., d)``."""
+        return jnp.vectorize(jax.value_and_grad(self._log_density_1d), signature="(d)->(),(d)")(x)
+
     def _log_density_1d(self, x):
         return -self.potential_fn(self.unravel(x))
 

@@ -105,7 +105,7 @@ def test_basins_follow_the_ascent_not_the_distance():
 
 def test_no_converged_start_is_a_clear_error():
     t = nsd.Target.from_potential(lambda z: -jnp.sum(z), jnp.zeros(1))  # improper: no mode
-    with pytest.raises(ValueError, match=r"no mode found: 3 of 3 ascents .* kept growing as x\[0\] -> inf"):
+    with pytest.raises(ValueError, match=r"no mode found: 3 of 3 ascents ran off .* kept growing as x\[0\] -> inf"):
         nsd.find_modes(t, jnp.zeros((3, 1)), num_iter=20)
     flat = nsd.Target.from_potential(lambda z: 0.0 * jnp.sum(z), jnp.zeros(1))  # flat: nowhere to go
     with pytest.raises(ValueError, match="none of 3 L-BFGS runs converged"):
@@ -183,3 +183,16 @@ def test_flags_on_known_truth_for_several_targets(case):
     assert flags(weights) == set()
     assert "missed_mode" in flags(missing / missing.sum())
     assert "misweighted_mode" in flags(wrong)
+
+
+def test_a_mode_beside_a_runaway_direction_gets_no_mass_and_no_flag():
+    # log p = -x^2 / 2 + 2 relu(x - 2)^2: a mode at 0, and beyond x = 8/3 a density that grows without bound
+    t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2) - 2.0 * jnp.sum(jax.nn.relu(z - 2.0) ** 2), jnp.zeros(1))
+    modes = nsd.find_modes(t, jnp.array([[-1.0], [0.5], [3.5], [4.0]]), num_iter=50)
+    assert len(modes) == 1 and abs(float(modes.location[0, 0])) < 1e-3
+    assert "2 of 4 ascents ran off" in modes.runaway and "x[0] -> inf" in modes.runaway
+    masses = nsd.mode_masses(t, modes, jax.random.PRNGKey(0))
+    assert masses.mass_method == "none" and np.isnan(masses.mass).all()
+    # draws all in the runaway region: nothing to judge them against, so no flag at all
+    check = nsd.check_mode_mass("m", -np.ones((1, 10), int), masses)
+    assert check.flags == ()

@@ -98,7 +98,9 @@ def test_annealed_svgd_on_eight_schools_finishes_finite(eight_schools_mcmc):
     settings = {"num_particles": 64, "num_steps": 300, "num_checkpoints": 2}
     report = nsd.diagnose(eight_schools_noncentred, methods={"svgd_annealed": settings}, progress_bar=False)
     assert stage(report, "run svgd_annealed").ok
-    draws = report.runs["svgd_annealed"].samples
+    run = report.runs["svgd_annealed"]
+    assert run.draws.shape == (1, 64, 10) and len(run.history["step_norm"]) == 300  # the settings reached svgd()
+    draws = run.samples
     assert all(np.isfinite(np.asarray(v)).all() for v in draws.values())
     # the posterior mean of mu (NUTS: about 4.4, sd 3.3) within one posterior sd
     nuts_mu = eight_schools_mcmc.get_samples()["mu"]
