@@ -36,7 +36,7 @@ def main():
           f"{'total/NUTS':>10} {'again s':>8}  modes found, flags")
     for name, model in (("5-D, 3 modes", three_modes_5d), ("10-D unimodal", unimodal_10d)):
         start = time.perf_counter()
-        run = nsd.nuts(model, jax.random.PRNGKey(0), 4, 1000, 1000, progress_bar=False)
+        run = nsd.nuts(model, jax.random.PRNGKey(0), num_chains=4, num_warmup=1000, num_samples=1000, progress_bar=False)
         t_nuts = time.perf_counter() - start
         start = time.perf_counter()
         report = nsd.diagnose(model, samples={"nuts": run.mcmc}, methods=(), progress_bar=False)

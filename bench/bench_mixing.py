@@ -36,7 +36,7 @@ def mixture(separation):
 
 
 def one_seed(model, seed):
-    run = nsd.nuts(model, jax.random.PRNGKey(seed), 4, 1000, 1000, progress_bar=False)
+    run = nsd.nuts(model, jax.random.PRNGKey(seed), num_chains=4, num_warmup=1000, num_samples=1000, progress_bar=False)
     report = nsd.diagnose(model, samples={"nuts": run.mcmc}, methods=(), progress_bar=False,
                           rng_key=jax.random.PRNGKey(1000 + seed))
     check = report.checks["nuts"]

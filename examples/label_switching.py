@@ -37,7 +37,7 @@ def main(argv=None):
     parser.add_argument("--out", default="label_switching")
     args = parser.parse_args(argv)
     y = data()
-    run = nsd.nuts(model, jax.random.PRNGKey(1), 4, args.draws, args.draws, y, progress_bar=False)
+    run = nsd.nuts(model, jax.random.PRNGKey(1), y, num_chains=4, num_warmup=args.draws, num_samples=args.draws, progress_bar=False)
     labelling = np.asarray(run.samples["mu"][..., 0] < run.samples["mu"][..., 1]).mean(axis=1)
     print(f"share of draws with mu_1 < mu_2, per chain: {np.round(labelling, 2)}\n")
     reports = {

@@ -78,7 +78,7 @@ def run_demo(out_dir: str = "stein_diag_demo", weight_left: float = 0.2, repeats
         return lambda t, key, bar: svgd(t, key, particles, steps, schedule=schedule, init=init, progress_bar=bar)
 
     methods = {
-        "nuts": lambda t, key, bar: nuts(t, key, 4, draws, draws, progress_bar=bar),
+        "nuts": lambda t, key, bar: nuts(t, key, num_chains=4, num_warmup=draws, num_samples=draws, progress_bar=bar),
         "svgd": svgd_with(plain()),
         "svgd_annealed": svgd_with(annealed()),
         "svgd_tempered": svgd_with(tempered(langevin=1.0)),

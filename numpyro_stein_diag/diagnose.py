@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import sys
 import time
 from collections.abc import Mapping
-from functools import partial
 from typing import Callable
 
 import jax
@@ -15,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 from numpyro.infer import MCMC
+from tqdm.auto import tqdm
 
 from .check import check_mode_mass, draws_ess, ksd_flags
 from .ksd import ksd_test
@@ -192,37 +191,42 @@ def diagnose(
         raise ValueError(f"sample name(s) {clash} clash with methods; rename them.")
     target = Target.from_model(model, *model_args, **model_kwargs)
     k_runs, k_modes, k_mass, k_ksd, k_repair = jax.random.split(rng_key, 5)
-    say = partial(print, file=sys.stderr) if progress_bar else (lambda *a, **k: None)
+    num_steps = len(methods) + 2 + len(samples) + len(methods)  # runs, modes, masses, one check per method
+    bar = tqdm(total=num_steps, desc="diagnose", disable=not progress_bar, leave=False)
 
     runs = {name: run_from_samples(target, name, s) for name, s in samples.items()}
     stages = []
     for (name, method), key in zip(methods.items(), jax.random.split(k_runs, max(len(methods), 1))):
-        say(f"[diagnose] running {name} ...")
+        bar.set_description(f"diagnose: running {name}")
         run, stage = attempt(f"run {name}", method, target, key, progress_bar)
         stages.append(stage)
         if run is not None:
             runs[name] = run
+        bar.update()
 
     timings = {}
     start = time.perf_counter()
-    say("[diagnose] searching for modes ...")
+    bar.set_description("diagnose: searching for modes")
     modes, stage = _search_modes(target, runs, k_modes, canonicalize)
     stages.append(stage)
     timings["modes"] = time.perf_counter() - start
-    say(f"[diagnose] {len(modes)} mode(s); estimating their masses ...")
+    bar.update()
+    bar.set_description(f"diagnose: masses of {len(modes)} mode{'s' * (len(modes) != 1)}")
     start = time.perf_counter()
     modes, stage = _estimate_masses(target, modes, k_mass, canonicalize)
     stages.append(stage)
     timings["masses"] = time.perf_counter() - start
+    bar.update()
 
     timings["checks"] = timings["repairs"] = 0.0
     checks, tests, perturbed, repairs = {}, {}, {}, {}
     keys = zip(jax.random.split(k_ksd, max(len(runs), 1)), jax.random.split(k_repair, max(len(runs), 1)))
     for (name, run), (key, key_repair) in zip(list(runs.items()), keys):
-        say(f"[diagnose] checking {name} ...")
+        bar.set_description(f"diagnose: checking {name}")
         start = time.perf_counter()
         result, stage = attempt(f"check {name}", _check_method, target, modes, run, key, canonicalize)
         stages.append(stage)
+        bar.update()
         timings["checks"] += time.perf_counter() - start
         if result is None:  # the report keeps the methods it could check; the stage says why not this one
             del runs[name]
@@ -233,6 +237,7 @@ def diagnose(
         start = time.perf_counter()
         repairs[name] = _repair(target, modes, run, basins, key_repair, canonicalize)
         timings["repairs"] += time.perf_counter() - start
+    bar.close()
     return Report.build(runs, modes, checks, tests, timings, perturbed, repairs, stages)
 
 

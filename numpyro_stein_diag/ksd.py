@@ -63,6 +63,14 @@ class KSDTest:
     variant: str = "plain"
     standardized: bool = False  # True: computed in the draws' standard units (see standardized())
 
+    @classmethod
+    def from_bootstrap(cls, statistic, bootstrap_statistics, **fields) -> "KSDTest":
+        """The test of ``statistic`` against its ``B`` bootstrap replicates: the one place a p-value
+        :math:`(1 + \\#\\{b : S^*_b \\ge S\\}) / (B + 1)` is computed. ``fields``: the others."""
+        boot = np.asarray(bootstrap_statistics)
+        pvalue = (1.0 + np.sum(boot >= statistic)) / (boot.size + 1.0)
+        return cls(statistic=float(statistic), pvalue=float(pvalue), num_bootstrap=int(boot.size), **fields)
+
     def __str__(self) -> str:
         units = " in standard units" if self.standardized else ""
         return (
@@ -286,16 +294,7 @@ def ksd_test(
     lengthscale = kernel.resolve_lengthscale(flat)
     forms = quadratic_forms(flat, s, weights, lengthscale, kernel, block_size or default_block_size(n), is_u)
     scale = n / (n - 1.0) if is_u else 1.0  # weights of 1/n give sum_{i != j} h / n^2
-    stat, boot = np.asarray(forms[0]) * scale, np.asarray(forms[1:]) * scale
-    pvalue = (1.0 + np.sum(boot >= stat)) / (num_bootstrap + 1.0)
-    return KSDTest(
-        statistic=float(stat),
-        pvalue=float(pvalue),
-        n=n,
-        bootstrap=bootstrap,
-        num_bootstrap=num_bootstrap,
-        kernel=kernel,
-        lengthscale=float(lengthscale),
-        statistic_type="U" if is_u else "V",
-        standardized=standardize,
+    return KSDTest.from_bootstrap(
+        np.asarray(forms[0]) * scale, np.asarray(forms[1:]) * scale, n=n, bootstrap=bootstrap, kernel=kernel,
+        lengthscale=float(lengthscale), statistic_type="U" if is_u else "V", standardized=standardize,
     )

@@ -33,13 +33,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import xarray as xr
 from arviz_stats.base import array_stats
 from scipy.special import logsumexp
 
 from .target import Target
 
 __all__ = [
-    "Modes", "find_modes", "assign_basins", "mode_masses", "merge_modes", "no_modes", "proposal_draws", "psis_weights",
+    "Modes", "find_modes", "assign_basins", "mode_masses", "merge_modes", "mode_values_dataset", "no_modes",
+    "proposal_draws", "psis_weights",
 ]
 
 PARETO_K_LIMIT = 0.7
@@ -81,15 +83,37 @@ class Modes:
 
     def describe(self, k: int, max_numbers: int = 4) -> str:
         """``"mode k (mu = [-3, 3])"``: the location in the model's space, if it is short."""
-        parts = [f"{site} = {np.array2string(np.asarray(v[k]), precision=3, separator=', ')}" for site, v in self.values.items()]
         if sum(np.size(v[k]) for v in self.values.values()) > max_numbers:
             return f"mode {k} (log density {self.log_density[k]:.4g})"
-        return f"mode {k} ({', '.join(parts)})"
+        return f"mode {k} ({self.location_text(k)})"
+
+    def location_text(self, k: int) -> str:
+        """``"mu = [-3, 3], sigma = 1.2"``: mode ``k`` in the model's space, 3 significant digits, and
+        numbers below a millionth of the site's largest shown as 0 (round-off of an exact 0)."""
+        return ", ".join(f"{site} = {format_numbers(v[k])}" for site, v in self.values.items())
 
     @property
     def laplace_mass(self) -> np.ndarray:
         """Laplace masses as fractions of their sum."""
         return np.exp(self.laplace_log_mass - logsumexp(self.laplace_log_mass))
+
+
+def format_numbers(value) -> str:
+    """``4`` not ``4.``, ``[3, 0]`` not ``[3.000e+00, 4.961e-17]``: numbers for people."""
+    value = np.asarray(value, dtype=float)
+    scale = np.max(np.abs(value)) if value.size else 0.0
+    shown = np.where(np.abs(value) < 1e-6 * scale, 0.0, value)
+    text = [f"{v:.3g}" for v in shown.ravel()]
+    return text[0] if value.ndim == 0 else "[" + ", ".join(text) + "]"
+
+
+def mode_values_dataset(values: dict) -> xr.Dataset:
+    """``{site: (K, ...)}`` mode locations as a Dataset on a ``mode`` dim, the site's other dims
+    named as ArviZ names them in a posterior (``<site>_dim_<i>``)."""
+    return xr.Dataset({
+        k: (("mode",) + tuple(f"{k}_dim_{i}" for i in range(np.ndim(v) - 1)), np.asarray(v))
+        for k, v in values.items()
+    })
 
 
 # ---------------------------------------------------------------------------- ascent
@@ -101,7 +125,7 @@ def _ascend(target: Target, x0, num_iter):
     on -log density from one start, ``num_iter`` steps."""
 
     def loss(x):
-        value = -target._log_density_1d(x)
+        value = -target.log_density(x)
         return jnp.where(jnp.isfinite(value), value, jnp.inf)
 
     opt = optax.lbfgs(linesearch=optax.scale_by_backtracking_linesearch(max_backtracking_steps=20, store_grad=True))
@@ -138,9 +162,8 @@ def _ascend_all(target: Target, x0, num_iter: int) -> np.ndarray:
 @partial(jax.jit, static_argnums=0)
 def _curvature(target, x):
     """Log density, gradient and Hessian of -log density at each row of ``x``."""
-    log_p = jax.vmap(target._log_density_1d)(x)
-    grad = jax.vmap(jax.grad(target._log_density_1d))(x)
-    hessian = -jax.vmap(jax.hessian(target._log_density_1d))(x)
+    log_p, grad = target.log_density_and_score(x)
+    hessian = -jax.vmap(jax.hessian(target.log_density))(x)
     return log_p, grad, hessian
 
 
@@ -222,7 +245,7 @@ def describe_runaways(target: Target, starts, ends, log_p, converged) -> str:
         (it reached 85.5 at tau = 1.1e-07, above every mode found) ..."
     """
     best = np.max(log_p[converged]) if converged.any() else -np.inf
-    rose = log_p > np.asarray(jax.vmap(target._log_density_1d)(jnp.asarray(starts))) + RUNAWAY_MARGIN
+    rose = log_p > np.asarray(target.log_density(jnp.asarray(starts))) + RUNAWAY_MARGIN
     runaway = np.flatnonzero(np.isfinite(log_p) & ~converged & rose & (log_p > best + RUNAWAY_MARGIN))
     if runaway.size == 0:
         return ""
@@ -342,7 +365,7 @@ def _importance_draws(target, rng_key, loc, hessian, weights, num_draws, df, sca
         )
 
     log_q = jax.scipy.special.logsumexp(jax.vmap(log_t)(y) + jnp.log(weights), axis=1)
-    log_p = jax.vmap(target._log_density_1d)(y)
+    log_p = target.log_density(y)
     return y, jnp.where(jnp.isfinite(log_p), log_p - log_q, -jnp.inf)
 
 

@@ -18,10 +18,10 @@ NUTS_EXTRA_FIELDS = ("potential_energy", "energy", "diverging", "num_steps", "ac
 def nuts(
     model_or_target,
     rng_key,
+    *model_args,
     num_chains: int = 4,
     num_warmup: int = 1000,
     num_samples: int = 1000,
-    *model_args,
     chain_method: str | None = None,
     progress_bar: bool = True,
     init_spread: bool = True,
@@ -29,8 +29,8 @@ def nuts(
 ) -> Run:
     """Run ``num_chains`` NUTS chains; the MCMC object is kept for ``arviz_base.from_numpyro``.
 
-    ``model_or_target`` is a NumPyro model (its ``model_args``/``model_kwargs`` follow)
-    or a :class:`Target` (a model target runs its own model; a potential target runs
+    ``model_or_target`` is a NumPyro model (its ``model_args``/``model_kwargs`` follow, as in
+    ``MCMC.run``: ``nuts(model, key, y, num_chains=4)``) or a :class:`Target` (a model target runs its own model; a potential target runs
     NUTS on its potential). Chains start from over-dispersed prior draws
     (``target.initial_points``) when ``init_spread``, so they have a chance to land in
     different modes. ``chain_method`` defaults to ``"parallel"`` when there are as many

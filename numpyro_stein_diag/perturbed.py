@@ -58,7 +58,7 @@ def _mode_jump(target, x, rng_key, loc, hessian_roots, theta, num_steps):
         j = (i + jax.random.randint(k_j, x.shape[:1], 1, num_modes)) % num_modes
         jump = jnp.einsum("nde,nef->ndf", inv_root[j], root[i])
         proposal = theta * loc[j] + jnp.einsum("ndf,nf->nd", jump, x - theta * loc[i])
-        log_ratio = (jax.vmap(target._log_density_1d)(proposal) - jax.vmap(target._log_density_1d)(x)
+        log_ratio = (target.log_density(proposal) - target.log_density(x)
                      + 0.5 * (logdet[i] - logdet[j]))
         accept = jnp.log(jax.random.uniform(k_u, x.shape[:1])) < jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
         return jnp.where(accept[:, None], proposal, x), key
@@ -156,16 +156,9 @@ def perturbed_ksd_test(
     stat, boot = summed[0], summed[1:]
     flat = x.reshape(-1, target.dim)
     lengthscale = kernel.resolve_lengthscale(standardized(flat)[0] if standardize else flat)
-    return KSDTest(
-        statistic=float(stat),
-        pvalue=float((1.0 + np.sum(boot >= stat)) / (num_bootstrap + 1.0)),
-        n=n,
-        bootstrap=bootstrap,
-        num_bootstrap=num_bootstrap,
-        kernel=kernel,
-        lengthscale=float(lengthscale),
-        statistic_type="V",
-        standardized=standardize,
+    return KSDTest.from_bootstrap(
+        stat, boot, n=n, bootstrap=bootstrap, kernel=kernel, lengthscale=float(lengthscale),
+        statistic_type="V", standardized=standardize,
         variant=f"perturbed ({'spKSD' if variant == 'sum' else 'ospKSD'}, theta = {', '.join(f'{t:g}' for t in thetas)}, "
                 f"{num_steps} steps, {len(modes.location)} modes)",
     )

@@ -16,7 +16,7 @@ from arviz_base import rcParams
 from arviz_plots import PlotCollection, plot_dist
 from arviz_plots.visuals import backend_from_object, ci_line_y, labelled_title, scatter_xy
 
-from .report import mode_values_dataset
+from .modes import mode_values_dataset
 
 __all__ = ["plot_mode_mass", "plot_ksd", "plot_methods", "mode_mass_dataset", "ksd_dataset"]
 

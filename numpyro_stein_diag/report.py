@@ -32,7 +32,7 @@ import xarray as xr
 from .check import Flag, ModeCheck, mixing_text
 from .kernels import IMQ, RBF
 from .ksd import KSDTest
-from .modes import Modes
+from .modes import Modes, mode_values_dataset
 from .repair import Repair
 from .runs import Run
 from .stages import Stage
@@ -292,15 +292,6 @@ def _modes_tree(modes: Modes) -> xr.DataTree:
                "mass_method": str(modes.mass_method), "runaway": modes.runaway},
     )
     return xr.DataTree(dataset=ds, children={"values": xr.DataTree(dataset=mode_values_dataset(modes.values))})
-
-
-def mode_values_dataset(values: dict) -> xr.Dataset:
-    """``{site: (K, ...)}`` mode locations as a Dataset on a ``mode`` dim, the site's other dims
-    named as ArviZ names them in a posterior (``<site>_dim_<i>``)."""
-    return xr.Dataset({
-        k: (("mode",) + tuple(f"{k}_dim_{i}" for i in range(np.ndim(v) - 1)), np.asarray(v))
-        for k, v in values.items()
-    })
 
 
 def _ksd_vars(test: KSDTest, prefix: str) -> tuple[dict, dict]:

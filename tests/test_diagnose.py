@@ -98,7 +98,7 @@ def test_label_switching_with_canonicalize():
 
 
 def test_samples_from_a_datatree_and_an_mcmc_object():
-    run = nsd.nuts(two_mode_model, jax.random.PRNGKey(0), 2, 200, 200, weight_left=0.5, progress_bar=False)
+    run = nsd.nuts(two_mode_model, jax.random.PRNGKey(0), num_chains=2, num_warmup=200, num_samples=200, weight_left=0.5, progress_bar=False)
     tree = arviz_base.from_numpyro(run.mcmc)
     report = nsd.diagnose(two_mode_model, samples={"mcmc": run.mcmc, "tree": tree}, methods=(), progress_bar=False)
     np.testing.assert_array_equal(report.runs["mcmc"].draws, report.runs["tree"].draws)
@@ -160,7 +160,7 @@ def test_real_problem_nuts_chains_in_a_squared_parameter():
     post = np.exp(log_post - log_post.max())
     truth_positive = post[grid > 0].sum() / post.sum()
 
-    run = nsd.nuts(model, jax.random.PRNGKey(0), 8, 300, 300, y, progress_bar=False)
+    run = nsd.nuts(model, jax.random.PRNGKey(0), y, num_chains=8, num_warmup=300, num_samples=300, progress_bar=False)
     chain_sides = np.asarray((run.samples["theta"] > 0).mean(axis=1))
     assert set(chain_sides) <= {0.0, 1.0}  # no chain ever crossed
     report = nsd.diagnose(model, y, samples={"nuts": run.mcmc}, methods=(), progress_bar=False)

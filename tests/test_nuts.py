@@ -30,11 +30,11 @@ def test_nuts_on_a_constrained_model_and_on_a_potential():
         numpyro.sample("y", dist.Normal(0.0, sigma), obs=y)
 
     y = np.random.default_rng(0).normal(0.0, 1.5, 50)
-    run = nsd.nuts(model, jax.random.PRNGKey(1), 2, 300, 300, y, progress_bar=False)
+    run = nsd.nuts(model, jax.random.PRNGKey(1), y, num_chains=2, num_warmup=300, num_samples=300, progress_bar=False)
     assert jnp.all(run.samples["sigma"] > 0)
     np.testing.assert_allclose(jnp.exp(run.draws[..., 0]), run.samples["sigma"], rtol=1e-5)
     t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2))
-    run = nsd.nuts(t, jax.random.PRNGKey(2), 2, 300, 500, progress_bar=False)
+    run = nsd.nuts(t, jax.random.PRNGKey(2), num_chains=2, num_warmup=300, num_samples=500, progress_bar=False)
     # 1000 autocorrelated N(0, 1) draws: the sd of the sample variance is < 0.1 here
     assert run.draws.shape == (2, 500, 2)
     np.testing.assert_allclose(run.draws.reshape(-1, 2).var(0), 1.0, atol=0.25)
