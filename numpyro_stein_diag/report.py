@@ -2,7 +2,9 @@
 
 Layout of the tree (ArviZ conventions, one child per method)::
 
-    /                      attrs: package, methods, flags, stages (JSON)
+    /                      attrs: package, methods, stages (JSON)
+    /flags                 one entry per flag along a ``flag`` dim: method, kind, mode,
+                           expected, expected_se, observed, pvalue, message
     /modes                 location (mode, param), log_density, hessian, laplace_log_mass,
                            mass, mass_se; attrs pareto_k, unknown_mass, mass_method, runaway
     /modes/values          mode locations in the model's space, one variable per site
@@ -23,10 +25,12 @@ Layout of the tree (ArviZ conventions, one child per method)::
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 
 import arviz_base
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from .check import Flag, ModeCheck, mixing_text
@@ -64,14 +68,13 @@ class Report:
               repairs: dict[str, Repair | str] | None = None, stages: list[Stage] | None = None):
         """``repairs``: per method a :class:`Repair`, or the reason none could be made;
         ``stages``: what each step of diagnose() could do."""
-        flags = [dataclasses.asdict(f) for c in checks.values() for f in c.flags]
         root = xr.Dataset(attrs={
             "package": "numpyro_stein_diag",
             "methods": json.dumps(list(runs)),
-            "flags": json.dumps(flags),
             "stages": json.dumps([dataclasses.asdict(s) for s in stages or ()]),
         })
-        children = {"modes": _modes_tree(modes)}
+        flags = [f for c in checks.values() for f in c.flags]
+        children = {"flags": xr.DataTree(dataset=_flags_dataset(flags)), "modes": _modes_tree(modes)}
         for name, run in runs.items():
             children[name] = _method_tree(run, checks[name], ksd[name], (perturbed_ksd or {}).get(name),
                                           (repairs or {}).get(name))
@@ -84,7 +87,11 @@ class Report:
 
     @property
     def flags(self) -> list[Flag]:
-        return [Flag(**f) for f in json.loads(self.tree.attrs["flags"])]
+        """Every flag, in the order the checks raised them (the ``/flags`` group of :attr:`tree`)."""
+        if "flags" not in self.tree.children:  # a report saved before flags were variables
+            return [Flag(**f) for f in json.loads(self.tree.attrs["flags"])]
+        ds = self.tree["flags"].dataset
+        return [Flag(**{name: _scalar(ds[name].values[i]) for name in FLAG_FIELDS}) for i in range(ds.sizes["flag"])]
 
     @property
     def ok(self) -> bool:
@@ -246,6 +253,59 @@ class Report:
     def __repr__(self) -> str:
         return self.summary()
 
+    # ------------------------------------------------------------------ tables
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per (method, mode): the mode's location, its expected mass and se, the method's
+        observed share, the share's ESS and p-value, and the flags on it; each row also carries the
+        method's KSD p-values and whether its chains mix. A report without modes has one row per
+        method with ``mode = -1``."""
+        ksd, perturbed, modes = self.ksd, self.perturbed_ksd, self.modes
+        rows = []
+        for m, check in self.checks.items():
+            method_columns = {"ksd_pvalue": ksd[m].pvalue,
+                              "perturbed_ksd_pvalue": perturbed[m].pvalue if m in perturbed else np.nan,
+                              "mixing": check.mixing}
+            for j in range(len(check.expected)) or (-1,):
+                known = j >= 0
+                rows.append({
+                    "method": m, "mode": j, "location": modes.location_text(j) if known else "",
+                    "expected_mass": check.expected[j] if known else np.nan,
+                    "expected_mass_se": check.expected_se[j] if known else np.nan,
+                    "observed_share": check.observed[j] if known else np.nan,
+                    "ess": check.ess[j] if known else np.nan,
+                    "pvalue": check.pvalue[j] if known else np.nan,
+                    "flags": ", ".join(f.kind for f in check.flags if f.mode == j),
+                    **method_columns,
+                })
+        return pd.DataFrame(rows).set_index(["method", "mode"])
+
+    def _repr_html_(self) -> str:
+        """The summary for notebooks: stages that did not go as planned, the per-method table with
+        flagged rows highlighted, and the flags in words."""
+        modes = self.modes
+        parts = [f"<div><b>numpyro_stein_diag report</b>: {len(modes)} mode{'s' * (len(modes) != 1)}, "
+                 + (f"masses by {modes.mass_method}" if modes.mass_method != "none" else "masses not estimated")]
+        problems = [s for s in self.stages if not s.ok]
+        if problems:
+            parts.append("<ul>" + "".join(
+                f"<li style='color:{'#b00' if s.status == 'failed' else '#a60'}'><b>{html.escape(s.name)}: "
+                f"{s.status}</b> - {html.escape(s.reason)}</li>" for s in problems) + "</ul>")
+        if self.methods:
+            table = self.to_dataframe().reset_index()
+            header = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+            body = "".join(
+                f"<tr style='background:{'#fdd' if row.flags else 'transparent'}'>"
+                + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
+                for row in table.itertuples(index=False))
+            parts.append(f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>")
+        flags = self.flags
+        verdict = ("No flags." if self.complete else "No flags, but not every check could run.") if not flags else "Flags:"
+        parts.append(f"<p><b>{verdict}</b></p>")
+        if flags:
+            parts.append("<ul>" + "".join(f"<li><b>{html.escape(f.kind)}</b>: {html.escape(f.message)}</li>"
+                                          for f in flags) + "</ul>")
+        return "".join(parts) + "</div>"
+
     # ------------------------------------------------------------------ pictures
     def plot(self, out_dir=None) -> dict:
         """The plots, ``{"mode_mass", "ksd", "methods"}: PlotCollection`` (none without a method,
@@ -284,6 +344,29 @@ class Report:
 
 
 # ---------------------------------------------------------------------- to the tree
+FLAG_FIELDS = tuple(f.name for f in dataclasses.fields(Flag))
+
+
+def _flags_dataset(flags: list[Flag]) -> xr.Dataset:
+    """Flags as variables along a ``flag`` dim, so that xarray can select them (``ds.kind == ...``)."""
+    columns = {name: [getattr(f, name) for f in flags] for name in FLAG_FIELDS}
+    dtypes = {"method": str, "kind": str, "message": str, "mode": np.int64}
+    return xr.Dataset({name: ("flag", np.array(values, dtype=dtypes.get(name, np.float64)))
+                       for name, values in columns.items()})
+
+
+def _cell(value) -> str:
+    """A table cell for people: floats to 3 significant digits, NaN blank."""
+    if isinstance(value, float | np.floating):
+        return "" if np.isnan(value) else f"{value:.3g}"
+    return str(value)
+
+
+def _scalar(value):
+    """A numpy scalar as the Python value a Flag holds."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def _modes_tree(modes: Modes) -> xr.DataTree:
     dims = {"location": ("mode", "param"), "hessian": ("mode", "param", "param_")}
     ds = xr.Dataset(

@@ -73,6 +73,25 @@ def test_save_load_loses_nothing(two_mode_report, tmp_path):
     assert int(diag["missed"].sum()) == 1 and float(diag["ksd_pvalue"]) == two_mode_report.ksd["one_mode"].pvalue
 
 
+def test_dataframe_html_and_flag_variables_hold_the_checks_numbers(two_mode_report):
+    r = two_mode_report
+    df = r.to_dataframe()
+    assert list(df.index.names) == ["method", "mode"] and len(df) == 3 * len(r.modes)
+    for m, check in r.checks.items():
+        np.testing.assert_array_equal(df.loc[m, "expected_mass"].values, check.expected)
+        np.testing.assert_array_equal(df.loc[m, "observed_share"].values, check.observed)
+        assert (df.loc[m, "ksd_pvalue"] == r.ksd[m].pvalue).all()
+    left = int(np.argmin(r.modes.location[:, 0]))
+    assert "missed_mode" in df.loc[("one_mode", left), "flags"] and df.loc["exact", "flags"].eq("").all()
+    # flags are variables along a flag dim: xarray selects them
+    flags = r.tree["flags"].to_dataset()
+    missed = flags.where(flags["kind"] == "missed_mode", drop=True)
+    assert list(missed["method"].values) == ["one_mode"] and int(missed["mode"].values[0]) == left
+    assert flags.sizes["flag"] == len(r.flags)
+    page = r._repr_html_()
+    assert page.count("background:#fdd") == int((df["flags"] != "").sum()) and "<b>Flags:</b>" in page
+
+
 def test_label_switching_with_canonicalize():
     # y ~ 0.5 N(mu_1, 1) + 0.5 N(mu_2, 1): (mu_1, mu_2) and (mu_2, mu_1) are the same fit.
     y = np.concatenate([np.random.default_rng(1).normal(-3, 1, 60), np.random.default_rng(2).normal(3, 1, 60)])

@@ -78,6 +78,9 @@ def test_eight_schools_centred_has_no_mode_and_says_why(eight_schools_mcmc):
     assert report.ok and not report.complete
     assert report.ksd["nuts"].pvalue > 0.01
     assert "not every check could run" in report.summary()
+    assert "failed</b> - no mode found" in report._repr_html_()
+    df = report.to_dataframe()  # no mode: one row per method, still with its KSD p-value
+    assert list(df.index) == [("nuts", -1)] and df["ksd_pvalue"].iloc[0] == report.ksd["nuts"].pvalue
     with pytest.raises(ValueError, match="masses were not estimated"):
         report.repaired("nuts")
 
