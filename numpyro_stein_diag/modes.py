@@ -87,6 +87,12 @@ class Modes:
             return f"mode {k} (log density {self.log_density[k]:.4g})"
         return f"mode {k} ({self.location_text(k)})"
 
+    def label(self, k: int, max_numbers: int = 4) -> str:
+        """``"mu = [-3, 3]"`` when mode ``k`` is at most ``max_numbers`` numbers, else ``"mode k"``."""
+        if sum(np.size(v[k]) for v in self.values.values()) > max_numbers:
+            return f"mode {k}"
+        return self.location_text(k)
+
     def location_text(self, k: int) -> str:
         """``"mu = [-3, 3], sigma = 1.2"``: mode ``k`` in the model's space, 3 significant digits, and
         numbers below a millionth of the site's largest shown as 0 (round-off of an exact 0)."""

@@ -21,6 +21,7 @@ from .modes import mode_values_dataset
 __all__ = ["plot_mode_mass", "plot_ksd", "plot_methods", "mode_mass_dataset", "ksd_dataset"]
 
 FLAG_COLOR = "black"  # not a colour of the default method cycle, so a flag never reads as a method
+SIDE_BY_SIDE = 0.15  # x offset of the expected mass (left) and the observed share (right) of a method
 
 
 def _trees(dt) -> dict[str, xr.DataTree]:
@@ -105,32 +106,31 @@ def plot_mode_mass(
     num_se: float = 2.0,
     plot_collection=None,
     backend=None,
-    labeller=None,
-    aes_by_visuals=None,
     visuals=None,
-    stats=None,
     **pc_kwargs,
 ):
     """Expected mass (``+- num_se`` standard errors) against the observed share, per mode and method.
 
-    One panel per mode; in each, methods along x: the expected mass as an interval with a
-    tick at its centre, the observed share as a dot, and a black cross on flagged pairs
-    (missed or misweighted). A method with chains is labelled with its moves between modes
-    and basin R-hat, and "not mixing" when its shares were judged against the masses' se
-    alone. The mass axis runs from 0 to 1. Visuals: ``expected``, ``expected_point``,
-    ``observed``, ``flagged``, ``title``, ``xticks``, ``limits`` (each a mapping of kwargs, or
-    False to skip).
+    One panel per mode, titled by where the mode is (its site values, when they are few); in
+    each, methods along x, and for each method side by side: the expected mass as an interval
+    with a tick at its centre (left) and the observed share as a dot (right), with a black
+    cross on flagged pairs (missed or misweighted; black is no method's colour). A method with
+    chains is labelled with its moves between modes and basin R-hat, and "not mixing" when its
+    shares were judged against the masses' se alone. The mass axis runs from 0 to 1. Visuals:
+    ``expected``, ``expected_point``, ``observed``, ``flagged``, ``title``, ``xticks``,
+    ``limits`` (each a mapping of kwargs, or False to skip). There is nothing to label
+    or compute, so arviz-plots' ``labeller``, ``aes_by_visuals`` and ``stats`` are not taken.
     """
-    del labeller, aes_by_visuals, stats  # accepted for arviz-plots' signature; nothing to label or compute
     visuals = dict(visuals or {})
     table = mode_mass_dataset(dt)
     if coords:
         table = table.sel(coords)
     methods = list(table["method"].values)
     x = _method_positions(table).broadcast_like(table["expected_mass"])
+    x_expected, x_observed = x - SIDE_BY_SIDE, x + SIDE_BY_SIDE
     low = table["expected_mass"] - num_se * table["expected_mass_se"]
     high = table["expected_mass"] + num_se * table["expected_mass_se"]
-    observed = _with_axis("mass", x=x, y=table["observed_mass"])
+    observed = _with_axis("mass", x=x_observed, y=table["observed_mass"])
     if plot_collection is None:
         pc_kwargs.setdefault("cols", ["mode"])
         pc_kwargs.setdefault("aes", {"color": ["method"]})
@@ -138,12 +138,13 @@ def plot_mode_mass(
         plot_collection = PlotCollection.wrap(observed, backend=backend or rcParams["plot.backend"], **pc_kwargs)
     pc = plot_collection
     layers = {
-        "expected": (ci_line_y, _with_axis("mass", x=x, y_bottom=low, y_top=high), {"width": 6, "alpha": 0.4}),
-        "expected_point": (scatter_xy, _with_axis("mass", x=x, y=table["expected_mass"]), {"marker": "_", "size": 400}),
+        "expected": (ci_line_y, _with_axis("mass", x=x_expected, y_bottom=low, y_top=high), {"width": 6, "alpha": 0.4}),
+        "expected_point": (scatter_xy, _with_axis("mass", x=x_expected, y=table["expected_mass"]),
+                           {"marker": "_", "size": 300}),
         "observed": (scatter_xy, observed, {"marker": "o", "size": 60}),
         "flagged": (
             scatter_xy,
-            _with_axis("mass", x=x, y=table["observed_mass"].where(table["flagged"])),
+            _with_axis("mass", x=x_observed, y=table["observed_mass"].where(table["flagged"])),
             {"marker": "x", "size": 160, "color": FLAG_COLOR},
         ),
     }
@@ -151,7 +152,7 @@ def plot_mode_mass(
         ignore = {"color"} if name == "flagged" else frozenset()
         _map_visual(pc, visuals, name, func, data, defaults, ignore_aes=ignore)
     panel = table["expected_mass"].isel(method=0).to_dataset(name="mass")
-    _map_visual(pc, visuals, "title", _title_mode, panel, ignore_aes="all")
+    _map_visual(pc, visuals, "title", _title_mode, panel, ignore_aes="all", names=_mode_names(dt))
     trees = _trees(dt)
     _map_visual(pc, visuals, "xticks", _xticks, panel, ignore_aes="all", store_artist=False,
                 labels=[_mixing_label(m, trees[m]["stein_diagnostics"].dataset) for m in methods])
@@ -161,9 +162,11 @@ def plot_mode_mass(
 
 
 def _limits(da, target, xlims, ylims, **kwargs):
+    """x limits on every panel; y limits on panels of masses or p-values (not on a KSD^2 panel)."""
     plot_backend = backend_from_object(target)
     plot_backend.xlim(xlims, target, **kwargs)
-    return plot_backend.ylim(ylims, target, **kwargs)
+    if da.name is None or da.name in ("mass",) or str(da.name).endswith("pvalue"):
+        plot_backend.ylim(ylims, target, **kwargs)
 
 
 def _mixing_label(method: str, diag: xr.Dataset) -> str:
@@ -178,8 +181,15 @@ def _mixing_label(method: str, diag: xr.Dataset) -> str:
     return label + ("" if diag.attrs["mixing"] else "\nnot mixing")
 
 
-def _title_mode(da, target, **kwargs):
-    return labelled_title(da, target, text=f"mode {int(da['mode'])}: mass vs share", **kwargs)
+def _mode_names(dt) -> dict[int, str]:
+    """``{mode: "x = 4"}`` from a Report's modes when each is a few numbers; else ``"mode k"``."""
+    modes = getattr(dt, "modes", None)
+    return {} if modes is None else {k: modes.label(k) for k in range(len(modes))}
+
+
+def _title_mode(da, target, names, **kwargs):
+    mode = int(da["mode"])
+    return labelled_title(da, target, text=f"{names.get(mode, f'mode {mode}')}: mass and share", **kwargs)
 
 
 def plot_ksd(
@@ -188,17 +198,16 @@ def plot_ksd(
     alpha: float = 0.05,
     plot_collection=None,
     backend=None,
-    labeller=None,
-    aes_by_visuals=None,
     visuals=None,
-    stats=None,
     **pc_kwargs,
 ):
     """KSD statistic and p-value per method (and the perturbed test's, when the report has it).
 
-    One panel per quantity, methods along x; the p-value panels carry a line at ``alpha``.
+    One panel per quantity, methods along x (names broken at ``_`` so they need no rotation);
+    the p-value panels run from 0 to 1 and carry a line at ``alpha``. Visuals: ``points``,
+    ``alpha_line``, ``title``, ``xticks``, ``limits``. As in :func:`plot_mode_mass`, there is
+    nothing to label or compute, so ``labeller``, ``aes_by_visuals`` and ``stats`` are not taken.
     """
-    del labeller, aes_by_visuals, stats
     visuals = dict(visuals or {})
     table = ksd_dataset(dt)
     methods = list(table["method"].values)
@@ -208,7 +217,8 @@ def plot_ksd(
         pc_kwargs.setdefault("cols", ["__variable__"])
         pc_kwargs.setdefault("col_wrap", 2)
         pc_kwargs.setdefault("aes", {"color": ["method"]})
-        pc_kwargs.setdefault("figure_kwargs", {"figsize": (2.5 + 2.2 * len(methods), 3.2 * len(table.data_vars) / 2)})
+        pc_kwargs.setdefault("figure_kwargs", {"figsize": (2.5 + 2.2 * len(methods), 3.4 * len(table.data_vars) / 2),
+                                               "layout": "constrained"})
         plot_collection = PlotCollection.wrap(points, backend=backend or rcParams["plot.backend"], **pc_kwargs)
     pc = plot_collection
     _map_visual(pc, visuals, "points", scatter_xy, points, {"marker": "o", "size": 60})
@@ -218,14 +228,20 @@ def plot_ksd(
                 ignore_aes="all", value=alpha)
     _map_visual(pc, visuals, "title", labelled_title, panels, ignore_aes="all", subset_info=True,
                 labeller=_VarLabeller())
-    _map_visual(pc, visuals, "xticks", _xticks, panels, {"rotation": 20}, ignore_aes="all", store_artist=False,
-                labels=methods)
+    _map_visual(pc, visuals, "xticks", _xticks, panels, ignore_aes="all", store_artist=False,
+                labels=[m.replace("_", "\n") for m in methods])
+    _map_visual(pc, visuals, "limits", _limits, panels, ignore_aes="all", store_artist=False,
+                xlims=(-0.5, len(methods) - 0.5), ylims=(-0.03, 1.03))
     return pc
+
+
+KSD_TITLES = {"ksd": "KSD^2, plain", "ksd_pvalue": "p-value, plain",
+              "perturbed_ksd": "KSD^2, perturbed", "perturbed_ksd_pvalue": "p-value, perturbed"}
 
 
 class _VarLabeller:
     def make_label_vert(self, var_name, sel, isel):
-        return var_name
+        return KSD_TITLES.get(var_name, var_name)
 
 
 def plot_methods(
@@ -250,7 +266,8 @@ def plot_methods(
     Methods of different sizes keep their credible intervals (``skipna`` is set for the
     outer-joined draws). ``modes``: ``{site: (K, ...)}`` mode locations to mark; taken from
     the Report when ``dt`` is one. Visuals ``modes`` (the vertical lines) and ``legend``
-    (:meth:`PlotCollection.add_legend`) join plot_dist's own.
+    (:meth:`PlotCollection.add_legend`) join plot_dist's own; its ``point_estimate_text`` is
+    off unless asked for (one "mean" label per method would stack up on each panel).
     """
     visuals = dict(visuals or {})
     mode_values = modes if modes is not None else (dt.modes.constrained() if hasattr(dt, "modes") else None)
@@ -258,6 +275,7 @@ def plot_methods(
     stats = dict(stats or {})
     for key in ("credible_interval", "point_estimate"):
         stats.setdefault(key, {"skipna": True})
+    visuals.setdefault("point_estimate_text", False)  # one "mean" label per method would stack up
     mode_visual = visuals.pop("modes", {})
     legend_visual = visuals.pop("legend", {})
     # concatenated here with an explicit outer join: methods may hold different numbers of draws

@@ -120,3 +120,20 @@ def test_cli_samples_that_do_not_fit_the_model(tmp_path, capsys):
     xr.DataTree.from_dict({"posterior": xr.Dataset({"y": (("chain", "draw"), np.zeros((1, 5)))})}).to_netcdf(bad, engine="h5netcdf")
     assert main(["check", f"{tmp_path / 'models.py'}:model", "--samples", str(bad)]) == 2
     assert "missing ['x']" in capsys.readouterr().err
+
+
+def test_pictures_name_modes_by_location_and_keep_their_text_apart(report):
+    pc = plot_mode_mass(report)
+    titles = {int(m): pc.viz["title"]["mass"].sel(mode=m).item().get_text() for m in pc.viz["title"]["mass"]["mode"].values}
+    assert titles == {k: f"{report.modes.label(k)}: mass and share" for k in range(len(report.modes))}
+    assert all(t.startswith("x = ") for t in titles.values())
+    # expected mass left of each method's position, observed share right of it
+    for name, offset in (("expected_point", -0.15), ("observed", 0.15)):
+        for j, method in enumerate(report.methods):
+            artist = pc.viz[name]["mass"].sel({"method": method, "mode": 0}).item()
+            assert artist.get_offsets()[0][0] == pytest.approx(j + offset)
+    ksd = plot_ksd(report)
+    labels = [t.get_text() for t in ksd.viz["plot"]["ksd"].item().get_xticklabels()]
+    assert all("_" not in label for label in labels) and "\n" in "".join(labels)  # no rotated names
+    methods = plot_methods(report)
+    assert "point_estimate_text" not in methods.viz.children and "point_estimate" in methods.viz.children
