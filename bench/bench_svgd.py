@@ -16,7 +16,7 @@ import optax
 
 from numpyro_stein_diag import RBF, Target, plain
 from numpyro_stein_diag.kernels import squared_distances
-from numpyro_stein_diag.svgd import SVGDState, _run_chunk, _step_inputs
+from numpyro_stein_diag.svgd import SVGDKernel, _run_chunk, _step_inputs
 
 STEPS = 20
 
@@ -37,12 +37,12 @@ def gaussian_target(dim):
 
 
 def ours(x):
-    target, opt = gaussian_target(x.shape[1]), optax.adam(0.05)
-    state, kernel = SVGDState(x, opt.init(x), RBF().resolve_lengthscale(x)), RBF()
+    update = SVGDKernel(gaussian_target(x.shape[1]), optax.adam(0.05), RBF())
+    state = update.init(x)
     inputs = _step_inputs(plain(), jax.random.PRNGKey(0), STEPS, STEPS, 0.05)
 
     def run(steps):
-        return _run_chunk(target, kernel, opt, 0, False, state, inputs)[0]
+        return _run_chunk(update, state, inputs)[0]
 
     return per_step(run, STEPS)
 

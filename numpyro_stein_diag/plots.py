@@ -134,7 +134,8 @@ def plot_mode_mass(
     if plot_collection is None:
         pc_kwargs.setdefault("cols", ["mode"])
         pc_kwargs.setdefault("aes", {"color": ["method"]})
-        pc_kwargs.setdefault("figure_kwargs", {"figsize": (1.2 + 1.6 * len(methods) * min(table.sizes["mode"], 4), 4.5)})
+        width = max(1.6 * len(methods), 3.6) * min(table.sizes["mode"], 4)  # a panel is wide enough for its title
+        pc_kwargs.setdefault("figure_kwargs", {"figsize": (1.2 + width, 4.5)})
         plot_collection = PlotCollection.wrap(observed, backend=backend or rcParams["plot.backend"], **pc_kwargs)
     pc = plot_collection
     layers = {
@@ -189,7 +190,7 @@ def _mode_names(dt) -> dict[int, str]:
 
 def _title_mode(da, target, names, **kwargs):
     mode = int(da["mode"])
-    return labelled_title(da, target, text=f"{names.get(mode, f'mode {mode}')}: mass and share", **kwargs)
+    return labelled_title(da, target, text=names.get(mode, f"mode {mode}"), **kwargs)
 
 
 def plot_ksd(

@@ -33,7 +33,8 @@ from .ksd import ksd
 from .runs import Run
 from .target import Target
 
-__all__ = ["Schedule", "plain", "annealed", "tempered", "chain", "svgd", "svgd_direction"]
+__all__ = ["Level", "Schedule", "SVGDInfo", "SVGDKernel", "SVGDState", "plain", "annealed", "tempered", "chain",
+           "svgd", "svgd_direction"]
 
 DEFAULT_STEP_SIZE = 0.05
 BANDWIDTH_EVERY = 10  # steps between median-heuristic refreshes; particles move little in 10 steps
@@ -62,7 +63,6 @@ class Schedule:
     level: Callable[[jax.Array], Level]
     num_noise: int = 0
     sigma_max: float | None = None  # None: resolved from the target by svgd(); else the largest sigma
-    stochastic: bool = False  # True when some level adds Langevin noise
     parts: tuple["Schedule", ...] = ()  # the schedules a chain() was built from
 
     def resolve(self, target: Target, rng_key) -> "Schedule":
@@ -76,8 +76,7 @@ class Schedule:
         if self.num_noise == 0 or self.sigma_max is not None:
             return self
         scale = 2.0 * robust_spread(target.initial_points(rng_key, 512))
-        return Schedule(self.name, partial(_rescale_sigma, self.level, scale), self.num_noise,
-                        float(jnp.max(scale)), self.stochastic)
+        return Schedule(self.name, partial(_rescale_sigma, self.level, scale), self.num_noise, float(jnp.max(scale)))
 
 
 def robust_spread(x) -> jax.Array:
@@ -192,7 +191,7 @@ def tempered(
             b = jnp.where(v >= 1.0, 1.0, jnp.maximum(phase**power, beta_min))
         return Level(b, jnp.zeros_like(u), langevin * (1.0 - b))
 
-    return Schedule(f"tempered({kind})", level, stochastic=langevin > 0)
+    return Schedule(f"tempered({kind})", level)
 
 
 def chain(*schedules: Schedule) -> Schedule:
@@ -216,7 +215,6 @@ def chain(*schedules: Schedule) -> Schedule:
         level,
         max(s.num_noise for s in schedules),
         None if any(v is None for v in sigmas) else (math.sqrt(sum(v * v for v in sigmas)) if sigmas else None),
-        any(s.stochastic for s in schedules),
         tuple(schedules),
     )
 
@@ -247,19 +245,72 @@ def svgd_direction(x, scores, kernel, lengthscale):
 
 
 class SVGDState(NamedTuple):
+    """Particles ``(N, d)``, the optimizer's state, the kernel's lengthscale (refreshed every
+    ``BANDWIDTH_EVERY`` steps) and the number of steps taken."""
+
     particles: jax.Array
     opt_state: optax.OptState
-    lengthscale: jax.Array  # the kernel's, refreshed every BANDWIDTH_EVERY steps
+    lengthscale: jax.Array
+    step: jax.Array
+
+
+class SVGDInfo(NamedTuple):
+    """What one step did: its inverse temperature, its (largest) smoothing scale, and the RMS of
+    the update direction :math:`\\phi` over the particles."""
+
+    beta: jax.Array
+    sigma: jax.Array
+    step_norm: jax.Array
+
+
+PLAIN = Level(jnp.asarray(1.0), jnp.asarray(0.0), jnp.asarray(0.0))  # beta 1, no smoothing, no Langevin noise
+
+
+@dataclass(frozen=True)
+class SVGDKernel:
+    """One SVGD update in the blackjax shape: ``init(position) -> SVGDState`` and
+    ``step(state, rng_key, level) -> (SVGDState, SVGDInfo)``, both pure and jit-able.
+
+    ``level`` (a :class:`Level`: beta, sigma, Langevin noise scale of this step, the latter
+    already multiplied by :math:`\\sqrt{2 \\epsilon}`) is what a schedule sets; :func:`svgd`
+    evaluates the schedule ahead and scans ``step`` over it. The kernel is hashable, so the
+    compiled loop is cached per (target, optimizer, kernel, num_noise).
+    """
+
+    target: Target
+    optimizer: optax.GradientTransformation
+    kernel: object = RBF()
+    num_noise: int = 0  # Gaussian perturbations per particle for the smoothed score (0: none)
+
+    def init(self, position) -> SVGDState:
+        position = jnp.asarray(position)
+        return SVGDState(position, self.optimizer.init(position), self.kernel.resolve_lengthscale(position),
+                         jnp.zeros((), jnp.int32))
+
+    def step(self, state: SVGDState, rng_key, level: Level = PLAIN) -> tuple[SVGDState, SVGDInfo]:
+        x = state.particles
+        lengthscale = jax.lax.cond(
+            state.step % BANDWIDTH_EVERY == 0, self.kernel.resolve_lengthscale, lambda _: state.lengthscale, x
+        )
+        k_noise, k_langevin = jax.random.split(rng_key)
+        score = _followed_score(self.target, x, level.sigma, self.num_noise, k_noise)
+        phi = svgd_direction(x, level.beta * score, self.kernel, lengthscale)
+        updates, opt_state = self.optimizer.update(-phi, state.opt_state, x)
+        moved = jax.lax.cond(  # Langevin noise only where the schedule asks for it: no RNG cost otherwise
+            level.noise > 0,
+            lambda y: y + level.noise * jax.random.normal(k_langevin, x.shape, x.dtype),
+            lambda y: y,
+            optax.apply_updates(x, updates),
+        )
+        info = SVGDInfo(level.beta, jnp.max(level.sigma), jnp.sqrt(jnp.mean(jnp.sum(phi**2, -1))))
+        return SVGDState(moved, opt_state, lengthscale, state.step + 1), info
 
 
 class StepInputs(NamedTuple):
-    """What one step reads besides the state; the schedule is evaluated ahead, for every step."""
+    """What each step of a run reads besides the state: the schedule is evaluated ahead, for every step."""
 
-    t: jax.Array  # step index
     key: jax.Array
-    beta: jax.Array
-    sigma: jax.Array
-    noise: jax.Array  # Langevin noise scale, sqrt(2 step_size) * the schedule's level
+    level: Level
     active: jax.Array  # False on the padding that makes every chunk the same length
 
 
@@ -275,28 +326,16 @@ def _followed_score(target, x, sigma, num_noise, key):
     )
 
 
-def _step(target, kernel, optimizer, num_noise, stochastic, state, inputs):
-    x = state.particles
-    lengthscale = jax.lax.cond(
-        inputs.t % BANDWIDTH_EVERY == 0, kernel.resolve_lengthscale, lambda _: state.lengthscale, x
-    )
-    k_noise, k_langevin = jax.random.split(inputs.key)
-    phi = svgd_direction(x, inputs.beta * _followed_score(target, x, inputs.sigma, num_noise, k_noise), kernel, lengthscale)
-    updates, opt_state = optimizer.update(-phi, state.opt_state, x)
-    moved = optax.apply_updates(x, updates)
-    if stochastic:
-        moved = moved + inputs.noise * jax.random.normal(k_langevin, x.shape, x.dtype)
-    new = SVGDState(moved, opt_state, lengthscale)
-    new = jax.tree.map(lambda a, b: jnp.where(inputs.active, a, b), new, state)
-    info = {"beta": inputs.beta, "sigma": jnp.max(inputs.sigma), "step_norm": jnp.sqrt(jnp.mean(jnp.sum(phi**2, -1)))}
-    return new, info
+@partial(jax.jit, static_argnums=0)
+def _run_chunk(update: SVGDKernel, state: SVGDState, inputs: StepInputs):
+    """``len(inputs.active)`` steps of ``update`` in one :func:`jax.lax.scan`; compiled once per
+    kernel and chunk shape (the schedule enters as data). Inactive (padding) steps keep the state."""
 
+    def body(state, inputs):
+        new, info = update.step(state, inputs.key, inputs.level)
+        return jax.tree.map(lambda a, b: jnp.where(inputs.active, a, b), new, state), info
 
-@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _run_chunk(target, kernel, optimizer, num_noise, stochastic, state, inputs):
-    """``len(inputs.t)`` steps in one :func:`jax.lax.scan`; compiled once per target, kernel,
-    optimizer and chunk shape (the schedule enters as data)."""
-    return jax.lax.scan(partial(_step, target, kernel, optimizer, num_noise, stochastic), state, inputs)
+    return jax.lax.scan(body, state, inputs)
 
 
 @cache
@@ -312,7 +351,7 @@ def _step_inputs(schedule: Schedule, rng_key, num_steps: int, chunk: int, step_s
     level = schedule.level(jnp.minimum(t / max(num_steps - 1, 1), 1.0))
     keys = jax.random.split(rng_key, num_steps)
     keys = jnp.concatenate([keys, jnp.broadcast_to(keys[-1:], (padded - num_steps,) + keys.shape[1:])])
-    return StepInputs(t, keys, level.beta, level.sigma, math.sqrt(2.0 * step_size) * level.noise, t < num_steps)
+    return StepInputs(keys, level._replace(noise=math.sqrt(2.0 * step_size) * level.noise), t < num_steps)
 
 
 def svgd(
@@ -360,16 +399,14 @@ def svgd(
         x = jnp.asarray(init)
         if x.ndim != 2 or x.shape[1] != target.dim:
             raise ValueError(f"init has shape {x.shape}; expected (num_particles, {target.dim}).")
-    if optimizer is None:
-        optimizer = _adam(float(step_size))
-    state = SVGDState(x, optimizer.init(x), kernel.resolve_lengthscale(x))
+    update = SVGDKernel(target, _adam(float(step_size)) if optimizer is None else optimizer, kernel, schedule.num_noise)
+    state = update.init(x)
     chunk = -(-num_steps // max(1, min(num_checkpoints, num_steps)))  # equal chunks: one compilation
     inputs = _step_inputs(schedule, k_run, num_steps, chunk, step_size)
     infos, checkpoints = [], []
     bar = tqdm(total=num_steps, desc=f"SVGD ({schedule.name})", disable=not progress_bar, leave=False)
     for start in range(0, num_steps, chunk):
-        state, info = _run_chunk(target, kernel, optimizer, schedule.num_noise, schedule.stochastic, state,
-                                 jax.tree.map(lambda v: v[start:start + chunk], inputs))
+        state, info = _run_chunk(update, state, jax.tree.map(lambda v: v[start:start + chunk], inputs))
         stop = min(start + chunk, num_steps)
         if not _finite(state.particles):
             bar.close()
@@ -380,7 +417,7 @@ def svgd(
                 + "; from diagnose(): methods={name: {'step_size': ...}}, from the command line: --set "
                 "name.step_size=...) or check the model's log density for overflow."
             )
-        infos.append(jax.device_get(info))
+        infos.append(jax.device_get(info)._asdict())
         checkpoints.append((stop, float(ksd(target, state.particles))))
         bar.update(stop - start)
     bar.close()

@@ -125,7 +125,7 @@ def test_cli_samples_that_do_not_fit_the_model(tmp_path, capsys):
 def test_pictures_name_modes_by_location_and_keep_their_text_apart(report):
     pc = plot_mode_mass(report)
     titles = {int(m): pc.viz["title"]["mass"].sel(mode=m).item().get_text() for m in pc.viz["title"]["mass"]["mode"].values}
-    assert titles == {k: f"{report.modes.label(k)}: mass and share" for k in range(len(report.modes))}
+    assert titles == {k: report.modes.label(k) for k in range(len(report.modes))}
     assert all(t.startswith("x = ") for t in titles.values())
     # expected mass left of each method's position, observed share right of it
     for name, offset in (("expected_point", -0.15), ("observed", 0.15)):

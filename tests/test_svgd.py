@@ -128,3 +128,22 @@ def test_a_diverging_run_stops_at_the_first_chunk_that_is_not_finite():
     t = nsd.Target.from_potential(lambda z: -jnp.sum(z**4), jnp.ones(1))  # log p = z^4 grows without bound
     with pytest.raises(FloatingPointError, match=r"non-finite particles by step 10 of 50; lower the step size"):
         nsd.svgd(t, jax.random.PRNGKey(0), 8, 50, optimizer=optax.sgd(1.0), num_checkpoints=5, progress_bar=False)
+
+
+def test_init_and_step_are_the_loop_svgd_runs():
+    import optax
+
+    from numpyro_stein_diag.svgd import SVGDInfo, SVGDKernel
+
+    t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2))
+    key = jax.random.PRNGKey(3)
+    x0 = t.initial_points(jax.random.PRNGKey(4), 16)
+    update = SVGDKernel(t, optax.adam(0.05))
+    state = update.init(x0)
+    step = jax.jit(update.step)
+    for k in jax.random.split(jax.random.split(key, 3)[2], 20):  # the keys svgd() gives its steps
+        state, info = step(state, k)
+    assert isinstance(info, SVGDInfo) and float(info.beta) == 1.0 and float(info.sigma) == 0.0
+    assert int(state.step) == 20
+    run = nsd.svgd(t, key, num_steps=20, init=x0, num_checkpoints=2, progress_bar=False)
+    np.testing.assert_allclose(state.particles, run.particles, rtol=1e-5, atol=1e-6)
