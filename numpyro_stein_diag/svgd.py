@@ -140,9 +140,10 @@ def annealed(
     run took 7.6x plain SVGD's time (``bench/bench_annealed_real.py``), 2x on eight schools.
     """
 
+    steps_down = optax.schedules.linear_schedule(1.0, 0.0, transition_steps=num_levels)  # 1 -> 0 by level
+
     def level(u):
-        step = jnp.floor(_held(u, final_fraction) * num_levels)
-        sigma = jnp.clip(1.0 - step / num_levels, 0.0, 1.0)
+        sigma = steps_down(jnp.floor(_held(u, final_fraction) * num_levels))
         return Level(jnp.ones_like(u), sigma, jnp.zeros_like(u))
 
     if sigma_max is None:
@@ -182,10 +183,16 @@ def tempered(
     if kind not in ("geometric", "cyclic"):
         raise ValueError(f"kind must be 'geometric' or 'cyclic', got {kind!r}.")
 
+    if kind == "geometric" and not 0.0 < beta_min <= 1.0:
+        raise ValueError(f"a geometric schedule needs 0 < beta_min <= 1, got {beta_min}.")
+    if kind == "geometric":  # beta_min * (1 / beta_min)^v = beta_min^(1 - v) over the moving part's progress v
+        geometric = optax.schedules.exponential_decay(beta_min, transition_steps=1, decay_rate=1.0 / beta_min,
+                                                      end_value=1.0)
+
     def level(u):
         v = _held(u, final_fraction)
         if kind == "geometric":
-            b = beta_min ** (1.0 - v)
+            b = geometric(v)
         else:
             phase = jnp.mod(v * num_cycles, 1.0)
             b = jnp.where(v >= 1.0, 1.0, jnp.maximum(phase**power, beta_min))
