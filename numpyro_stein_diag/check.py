@@ -45,7 +45,9 @@ method's KSD tests, ``family``), so a correct sample raises a flag with probabil
 - ``missed_mode``: :math:`M_k \\ge` ``mass_floor``, :math:`o_k < M_k / 4`, p < ``alpha``;
 - ``misweighted_mode``: :math:`|o_k - M_k| >` ``tolerance``, p < ``alpha``;
 - ``unverified_mode``: the mode's mass or its standard error is not a finite number, so the
-  share cannot be judged (the check fails closed: a NaN never silences a flag);
+  share cannot be judged (the check fails closed: a NaN mass never silences a flag). Masses
+  that were not estimated at all (``mass_method = "none"``: the density grows above every
+  mode) raise no flag of any kind; the report's masses stage says why;
 - ``unknown_region``: more than ``unknown_tolerance`` of the draws ascend to no known mode.
 """
 
@@ -238,8 +240,8 @@ def check_mode_mass(
     if basins.ndim == 1:
         basins = basins[None]
     k = len(modes)
-    unknown_mass = modes.unknown_mass if modes.unknown_mass is not None and np.isfinite(modes.unknown_mass) else 0.0
-    known_mass = 1.0 - unknown_mass if unknown_mass < 1.0 else 1.0  # the masses sum to it
+    known_mass = float(np.sum(modes.mass))  # what the modes hold: 1 - unknown (importance), 1 (Laplace)
+    known_mass = known_mass if np.isfinite(known_mass) and known_mass > 0 else 1.0
     expected, se = np.asarray(modes.mass) / known_mass, np.asarray(modes.mass_se) / known_mass
     counts = np.array([np.sum(basins == j) for j in range(k)])
     observed = counts / max(int(np.sum(counts)), 1)

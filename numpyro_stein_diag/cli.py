@@ -53,12 +53,18 @@ def _load_posterior(path: str):
 
 def _named_samples(specs: list[str]) -> dict:
     """``[NAME=]PATH`` arguments as ``{name: DataTree}``; the name defaults to the file's stem."""
-    named = [spec.split("=", 1) if "=" in spec else (Path(spec).stem, spec) for spec in specs]
+    named = [spec.split("=", 1) if _has_name(spec) else (Path(spec).stem, spec) for spec in specs]
     names = [name for name, _ in named]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise ValueError(f"two samples files are named {twice[0]!r}; name them apart with NAME=PATH.")
     return {name: _load_posterior(path) for name, path in named}
+
+
+def _has_name(spec: str) -> bool:
+    """``NAME=PATH`` rather than a path with an ``=`` in it (``runs/seed=1.nc``)."""
+    name, sep, _ = spec.partition("=")
+    return bool(sep) and "/" not in name and not Path(spec).exists()
 
 
 def _method_settings(methods: tuple[str, ...], settings: list[str]) -> dict:

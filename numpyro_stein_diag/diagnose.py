@@ -32,6 +32,7 @@ __all__ = ["diagnose", "make_method", "METHODS", "METHOD_DEFAULTS", "run_from_sa
 KSD_MAX_DRAWS = 1000  # draws per method the KSD tests use (thinned evenly within each chain)
 KSD_BOOTSTRAP = 500
 MODE_STARTS_PER_RUN = 32  # draws of each method used as extra starts for the mode search
+RESERVED_NAMES = frozenset({"modes", "flags"})  # the report tree's own groups
 
 METHOD_DEFAULTS = {  # the package's own methods and their default settings
     "nuts": {"num_chains": 4, "num_warmup": 1000, "num_samples": 1000},
@@ -189,6 +190,10 @@ def diagnose(
     clash = sorted(set(samples) & set(methods))
     if clash:
         raise ValueError(f"sample name(s) {clash} clash with methods; rename them.")
+    reserved = sorted(n for n in [*samples, *methods] if n in RESERVED_NAMES or "/" in n)
+    if reserved:
+        raise ValueError(f"name(s) {reserved} cannot name a method: the report uses {sorted(RESERVED_NAMES)} "
+                         "for its own groups and '/' separates groups; rename them.")
     target = Target.from_model(model, *model_args, **model_kwargs)
     k_runs, k_modes, k_mass, k_ksd, k_repair = jax.random.split(rng_key, 5)
     num_steps = len(methods) + 2 + len(samples) + len(methods)  # runs, modes, masses, one check per method
@@ -201,7 +206,7 @@ def diagnose(
         run, stage = attempt(f"run {name}", method, target, key, progress_bar)
         stages.append(stage)
         if run is not None:
-            runs[name] = run
+            runs[name] = dataclasses.replace(run, method=name)  # flags and checks carry the name it was run as
         bar.update()
 
     timings = {}
@@ -295,7 +300,5 @@ def _repair(target: Target, modes: Modes, run: Run, basins, rng_key, canonicaliz
     """The repaired posterior, or the reason there is none (the audit stands without it)."""
     if modes.mass_method == "none" or len(modes) == 0:
         return "no repair: the modes' masses were not estimated"
-    try:
-        return repair(target, modes, run.draws, basins, rng_key, canonicalize=canonicalize)
-    except ValueError as err:
-        return str(err)
+    repaired, stage = attempt("repair", repair, target, modes, run.draws, basins, rng_key, canonicalize=canonicalize)
+    return stage.reason if repaired is None else repaired

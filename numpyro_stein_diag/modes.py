@@ -264,7 +264,7 @@ def describe_runaways(target: Target, starts, ends, log_p, converged) -> str:
     far[coordinate] = direction * 1e4  # far enough along the coordinate to read the site's limit
     reached, limit = (target.constrain(jnp.asarray(p, dtype=ends.dtype)[None])[site][0] for p in (ends[top], far))
     name = target.coordinate_names[coordinate]
-    if np.shape(reached) == target.site_shapes.get(site, None) and np.size(reached) > 0:
+    if np.shape(reached) == target.unconstrained_shapes[site] and np.size(reached) > 0:  # one value per coordinate
         reached, limit = float(np.asarray(reached)[index]), float(np.asarray(limit)[index])
         where = f"{name} -> {_limit_text(limit)} (it reached {log_p[top]:.4g} at {name} = {reached:.3g}"
     else:  # a site whose unconstrained shape differs (simplex, Cholesky factor): name the coordinate

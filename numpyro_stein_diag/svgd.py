@@ -270,7 +270,7 @@ class SVGDInfo(NamedTuple):
     step_norm: jax.Array
 
 
-PLAIN = Level(jnp.asarray(1.0), jnp.asarray(0.0), jnp.asarray(0.0))  # beta 1, no smoothing, no Langevin noise
+PLAIN = Level(1.0, 0.0, 0.0)  # beta 1, no smoothing, no Langevin noise (numbers: no JAX work at import)
 
 
 @dataclass(frozen=True)
@@ -281,7 +281,9 @@ class SVGDKernel:
     ``level`` (a :class:`Level`: beta, sigma, Langevin noise scale of this step, the latter
     already multiplied by :math:`\\sqrt{2 \\epsilon}`) is what a schedule sets; :func:`svgd`
     evaluates the schedule ahead and scans ``step`` over it. The kernel is hashable, so the
-    compiled loop is cached per (target, optimizer, kernel, num_noise).
+    compiled loop is cached per (target, optimizer, kernel, num_noise): reuse one optimizer
+    object across runs (a fresh ``optax.adam(...)`` per call compiles again), and give a
+    kernel's lengthscale as a number, not an array.
     """
 
     target: Target
@@ -417,12 +419,14 @@ def svgd(
         stop = min(start + chunk, num_steps)
         if not _finite(state.particles):
             bar.close()
+            advice = (f"lower the step size (step_size={step_size / 5:g}; from diagnose(): methods={{name: "
+                      "{'step_size': ...}}, from the command line: --set name.step_size=...)"
+                      if optimizer is None else "lower your optimizer's learning rate")
+            if schedule.num_noise:
+                advice += f", or the smoothing (sigma_max below {schedule.sigma_max:.3g})"
             raise FloatingPointError(
                 f"SVGD ({schedule.name}) produced non-finite particles by step {stop} of {num_steps}; "
-                f"lower the step size (step_size={step_size / 5:g}"
-                + (f", or the smoothing: sigma_max below {schedule.sigma_max:.3g}" if schedule.num_noise else "")
-                + "; from diagnose(): methods={name: {'step_size': ...}}, from the command line: --set "
-                "name.step_size=...) or check the model's log density for overflow."
+                f"{advice}, or check the model's log density for overflow."
             )
         infos.append(jax.device_get(info)._asdict())
         checkpoints.append((stop, float(ksd(target, state.particles))))

@@ -198,11 +198,16 @@ class Target:
         return -self.potential_fn(self.unravel(x))
 
     @property
-    def coordinates(self) -> list[tuple[str, tuple[int, ...]]]:
-        """``(site, index)`` of each of the ``d`` flat coordinates, in the unconstrained site's
-        shape (a Dirichlet over 3 categories has 2 unconstrained coordinates)."""
+    def unconstrained_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{site: shape}`` in the unconstrained space (a Dirichlet over 3 categories: ``(2,)``)."""
         leaves = jax.tree_util.tree_leaves(self.init_params)
-        return [(site, i) for site, leaf in zip(_site_names(self.init_params), leaves) for i in np.ndindex(jnp.shape(leaf))]
+        return {site: tuple(jnp.shape(leaf)) for site, leaf in zip(_site_names(self.init_params), leaves)}
+
+    @property
+    def coordinates(self) -> list[tuple[str, tuple[int, ...]]]:
+        """``(site, index)`` of each of the ``d`` flat coordinates, the index in the unconstrained
+        site's shape (:attr:`unconstrained_shapes`)."""
+        return [(site, i) for site, shape in self.unconstrained_shapes.items() for i in np.ndindex(shape)]
 
     @property
     def coordinate_names(self) -> list[str]:
@@ -222,13 +227,18 @@ class Target:
         """Constrained ``{site: (..., *shape)}`` -> flat unconstrained ``(..., d)``.
 
         Sites the model computes (deterministic or observed) are ignored; every
-        latent site must be present with the model's shape, finite, and non-empty.
+        latent site must be present with the model's shape, finite, non-empty, and inside its
+        support (its unconstrained value finite).
         """
         batch_shape = self.validate_samples(samples)
         latent = {
             k: jnp.asarray(samples[k]).reshape((-1,) + self.site_shapes[k]) for k in self.site_shapes
         }
-        flat = jax.vmap(lambda v: ravel_pytree(self.unconstrain_sites(v))[0])(latent)
+        unconstrained = jax.vmap(self.unconstrain_sites)(latent)
+        if self.site_supports:
+            for name, value in unconstrained.items():
+                self._check_support(name, np.asarray(latent[name]), np.asarray(value), batch_shape)
+        flat = jax.vmap(lambda v: ravel_pytree(v)[0])(unconstrained)
         return flat.reshape(batch_shape + (self.dim,))
 
     def validate_samples(self, samples: dict) -> tuple[int, ...]:
@@ -270,23 +280,22 @@ class Target:
                     f"site '{name}' has {int(bad.sum())} non-finite values (NaN or inf) in "
                     f"{value.size}; drop or fix those draws before checking."
                 )
-            self._check_support(name, value, nb)
         return tuple(batch_shape)
 
-    def _check_support(self, name: str, value: np.ndarray, num_batch_dims: int) -> None:
-        """Raise when draws of a model's site lie outside its support, naming the site and the support."""
-        support = self.site_supports.get(name)
-        if support is None:
-            return
-        inside = np.asarray(support.check(jnp.asarray(value)))
-        inside = inside.reshape(inside.shape[:num_batch_dims] + (-1,)).all(axis=-1)
+    def _check_support(self, name: str, value: np.ndarray, unconstrained: np.ndarray, batch_shape) -> None:
+        """Raise when draws ``value (n, ...)`` of a model's site lie outside its support (their
+        unconstrained value is not finite), naming the site and the support. Judged through the
+        transform rather than the support's own check, so float32 round-off (a simplex summing to
+        1 + 1e-6) passes where a draw the density cannot take (a negative scale) does not."""
+        inside = np.isfinite(unconstrained.reshape(len(unconstrained), -1)).all(axis=1)
         if inside.all():
             return
-        first = np.unravel_index(np.argmin(inside), inside.shape)
-        example = np.array2string(np.asarray(value[first]), precision=3, threshold=6)
+        first = int(np.argmin(inside))
+        example = np.array2string(value[first], precision=3, threshold=6)
+        where = tuple(map(int, np.unravel_index(first, batch_shape)))
         raise ValueError(
             f"site '{name}' has {int((~inside).sum())} of {inside.size} draws outside its support "
-            f"{support!r} (the first at sample index {tuple(map(int, first))}: {example}); these "
+            f"{self.site_supports[name]!r} (the first at sample index {where}: {example}); these "
             "samples are not from this model: check the site's name, its parametrisation (e.g. a "
             "scale saved as its log) and the model's arguments."
         )

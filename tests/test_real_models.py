@@ -13,6 +13,7 @@ import pytest
 from numpyro.infer import MCMC, NUTS
 
 import numpyro_stein_diag as nsd
+from numpyro_stein_diag.diagnose import run_from_samples
 
 Y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
 SIGMA = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
@@ -89,9 +90,13 @@ def test_a_failing_method_is_reported_and_the_rest_is_audited(eight_schools_mcmc
     def broken(target, key, progress_bar):
         raise FloatingPointError("SVGD produced non-finite particles by step 40 of 100")
 
+    def copy(target, key, progress_bar):  # a Run that calls itself "nuts", run under another name
+        return run_from_samples(target, "nuts", eight_schools_mcmc)
+
     report = nsd.diagnose(eight_schools_noncentred, samples={"mine": eight_schools_mcmc},
-                          methods={"broken": broken}, progress_bar=False)
-    assert report.methods == ["mine"]
+                          methods={"broken": broken, "copy": copy}, progress_bar=False)
+    assert report.methods == ["mine", "copy"] and report.runs["copy"].method == "copy"
+    assert set(report.checks) == {"mine", "copy"}
     failed = stage(report, "run broken")
     assert failed.status == "failed" and "step 40 of 100" in failed.reason
     assert not report.complete and "run broken: failed" in report.summary()
@@ -150,6 +155,15 @@ def test_a_negative_scale_is_named_with_its_support():
     mcmc_like = {"w": np.full((2, 10, 3), 1 / 3), "s": -np.ones((2, 10)), "L": np.broadcast_to(np.eye(3), (2, 10, 3, 3))}
     with pytest.raises(ValueError, match=r"site 's' has 20 of 20 draws outside its support Positive"):
         nsd.diagnose(constrained_sites, samples={"mine": mcmc_like}, methods=(), progress_bar=False)
+
+
+def test_float32_round_off_is_inside_the_support_and_a_reserved_name_is_refused():
+    t = nsd.Target.from_model(constrained_sites)
+    w = np.full((2, 10, 3), 1 / 3, np.float32) + np.float32(2e-6)  # sums to 1 + 6e-6
+    draws = {"w": w, "s": np.ones((2, 10)), "L": np.broadcast_to(np.eye(3), (2, 10, 3, 3))}
+    assert np.isfinite(np.asarray(t.unconstrain(draws))).all()
+    with pytest.raises(ValueError, match=r"\['modes'\] cannot name a method"):
+        nsd.diagnose(constrained_sites, samples={"modes": draws}, methods=(), progress_bar=False)
 
 
 def test_an_mcmc_object_passed_bare_is_named(eight_schools_mcmc):

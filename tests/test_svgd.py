@@ -126,7 +126,7 @@ def test_a_diverging_run_stops_at_the_first_chunk_that_is_not_finite():
     import optax
 
     t = nsd.Target.from_potential(lambda z: -jnp.sum(z**4), jnp.ones(1))  # log p = z^4 grows without bound
-    with pytest.raises(FloatingPointError, match=r"non-finite particles by step 10 of 50; lower the step size"):
+    with pytest.raises(FloatingPointError, match=r"non-finite particles by step 10 of 50; lower your optimizer's"):
         nsd.svgd(t, jax.random.PRNGKey(0), 8, 50, optimizer=optax.sgd(1.0), num_checkpoints=5, progress_bar=False)
 
 
