@@ -13,6 +13,7 @@ image in the model's space: mode masses estimated here are the model's masses.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -62,7 +63,13 @@ class Target:
         """The posterior of a NumPyro ``model(*model_args, **model_kwargs)``.
 
         Built on :func:`numpyro.infer.util.initialize_model`, whose ``potential_fn``
-        includes the log-Jacobian of the constraining transforms.
+        includes the log-Jacobian of the constraining transforms. The same model with equal
+        arguments (arrays compared by shape, dtype and bytes) gives back the same Target, so
+        everything compiled for it (ascents, curvature, scores, SVGD steps, all keyed by the
+        Target) is reused by a second :func:`~numpyro_stein_diag.diagnose` call; the last
+        ``TARGET_CACHE_SIZE`` are kept. As with :func:`jax.jit`, a model that reads data from
+        global variables rather than its arguments is not rebuilt when they change: call
+        :meth:`clear_cache` then.
 
         Raises
         ------
@@ -71,6 +78,21 @@ class Target:
             with a finite log density can be found.
         """
         rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
+        key = (_fingerprint(model), _fingerprint((model_args, model_kwargs)), _fingerprint(rng_key))
+        if key in _TARGETS:
+            return _TARGETS[key]
+        _TARGETS[key] = target = cls._build_from_model(model, model_args, model_kwargs, rng_key)
+        while len(_TARGETS) > TARGET_CACHE_SIZE:
+            del _TARGETS[next(iter(_TARGETS))]  # the oldest
+        return target
+
+    @staticmethod
+    def clear_cache() -> None:
+        """Forget the Targets :meth:`from_model` keeps (and so what was compiled for them)."""
+        _TARGETS.clear()
+
+    @classmethod
+    def _build_from_model(cls, model, model_args, model_kwargs, rng_key) -> "Target":
         try:
             trace = handlers.trace(handlers.seed(model, rng_key)).get_trace(*model_args, **model_kwargs)
             prior_can_be_sampled = True
@@ -314,6 +336,28 @@ class Target:
             x0 = ravel_pytree(self.init_params)[0]
             return x0 + self.init_scale * jax.random.normal(rng_key, (n, self.dim), x0.dtype)
         return self.unconstrain(self.sample_prior(rng_key, n))
+
+
+TARGET_CACHE_SIZE = 16
+_TARGETS: dict = {}  # (model, arguments, key) fingerprint -> Target, oldest first
+
+
+def _fingerprint(value):
+    """A hashable stand-in for a model or its arguments: arrays by shape, dtype and a digest of
+    their bytes, other leaves by value, or by identity when they cannot be hashed."""
+    leaves, treedef = jax.tree_util.tree_flatten(value)
+    parts = []
+    for leaf in leaves:
+        if isinstance(leaf, np.ndarray | jax.Array | np.generic):
+            array = np.asarray(leaf)
+            parts.append((array.shape, str(array.dtype), hashlib.sha1(array.tobytes()).hexdigest()))
+        else:
+            try:
+                hash(leaf)
+                parts.append(leaf)
+            except TypeError:
+                parts.append(("id", id(leaf)))
+    return str(treedef), tuple(parts)
 
 
 def _site_names(params) -> list[str]:

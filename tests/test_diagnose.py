@@ -92,6 +92,17 @@ def test_dataframe_html_and_flag_variables_hold_the_checks_numbers(two_mode_repo
     assert page.count("background:#fdd") == int((df["flags"] != "").sum()) and "<b>Flags:</b>" in page
 
 
+def test_a_second_diagnose_of_the_same_model_compiles_nothing_new():
+    from numpyro_stein_diag.modes import _ascend_chunk, _curvature
+
+    rng = np.random.default_rng(5)
+    samples = {"exact": {"x": mixture_draws(rng, 0.3, (2, 200))}}
+    nsd.diagnose(two_mode_model, weight_left=0.3, samples=samples, methods=(), progress_bar=False)
+    before = _ascend_chunk._cache_size(), _curvature._cache_size()
+    nsd.diagnose(two_mode_model, weight_left=0.3, samples=samples, methods=(), progress_bar=False)
+    assert (_ascend_chunk._cache_size(), _curvature._cache_size()) == before
+
+
 def test_label_switching_with_canonicalize():
     # y ~ 0.5 N(mu_1, 1) + 0.5 N(mu_2, 1): (mu_1, mu_2) and (mu_2, mu_1) are the same fit.
     y = np.concatenate([np.random.default_rng(1).normal(-3, 1, 60), np.random.default_rng(2).normal(3, 1, 60)])

@@ -165,3 +165,16 @@ def test_deterministic_sites_in_samples_are_accepted():
     t = Target.from_model(model)
     flat = t.unconstrain({"z": np.ones((2, 3)), "z2": np.ones((2, 3))})
     assert flat.shape == (2, 3, 1)
+
+
+def test_the_same_model_and_data_give_the_same_target():
+    def model(y, scale=1.0):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Normal(mu, scale), obs=y)
+
+    y = np.arange(3.0)
+    first = Target.from_model(model, y)
+    assert Target.from_model(model, y.copy()) is first  # equal data, compared by value
+    assert Target.from_model(model, y + 1.0) is not first and Target.from_model(model, y, scale=2.0) is not first
+    Target.clear_cache()
+    assert Target.from_model(model, y) is not first
