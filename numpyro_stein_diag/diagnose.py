@@ -180,7 +180,7 @@ def diagnose(
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     methods = _methods(methods)
     samples = {} if samples is None else samples
-    if not isinstance(samples, Mapping):
+    if isinstance(samples, MCMC | xr.DataTree) or not isinstance(samples, Mapping):  # a DataTree is a Mapping too
         raise TypeError(
             f"samples is a {type(samples).__name__}; pass a dict that names it, e.g. "
             f"samples={{'nuts': {'mcmc' if isinstance(samples, MCMC) else 'my_samples'}}}."

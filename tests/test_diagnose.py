@@ -166,10 +166,11 @@ def test_a_users_datatree_keeps_its_dimension_names_and_coordinates(tmp_path):
         ({"a": {"x": np.zeros(5)}}, (), r"\(chain, draw, \.\.\.\)"),
         ({"a": [1, 2]}, (), "MCMC object, an ArviZ DataTree"),
         ({"a": {}}, (), "holds no sites"),
+        (xr.DataTree(), (), r"samples is a DataTree; pass a dict that names it"),
         ({}, ("nuts", "hmc"), r"unknown method\(s\) \['hmc'\]"),
         ({}, (), "nothing to check"),
     ],
-    ids=["site", "nan", "empty", "axes", "type", "no-sites", "method", "nothing"],
+    ids=["site", "nan", "empty", "axes", "type", "no-sites", "bare-tree", "method", "nothing"],
 )
 def test_bad_input_is_named(samples, methods, message):
     with pytest.raises((ValueError, TypeError), match=message):
