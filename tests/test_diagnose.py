@@ -92,15 +92,18 @@ def test_dataframe_html_and_flag_variables_hold_the_checks_numbers(two_mode_repo
     assert page.count("background:#fdd") == int((df["flags"] != "").sum()) and "<b>Flags:</b>" in page
 
 
-def test_a_second_diagnose_of_the_same_model_compiles_nothing_new():
-    from numpyro_stein_diag.modes import _ascend_chunk, _curvature
+def test_a_second_diagnose_of_the_same_model_compiles_nothing_new(count_calls):
+    from numpyro_stein_diag import modes
 
     rng = np.random.default_rng(5)
     samples = {"exact": {"x": mixture_draws(rng, 0.3, (2, 200))}}
+    ascents, curvatures = count_calls(modes, "_ascend"), count_calls(nsd.Target, "log_density_and_score")
+    nsd.Target.clear_cache()  # earlier tests may have built (and compiled for) this very target
     nsd.diagnose(two_mode_model, weight_left=0.3, samples=samples, methods=(), progress_bar=False)
-    before = _ascend_chunk._cache_size(), _curvature._cache_size()
+    assert ascents and curvatures  # traced (compiled) by the first call ...
+    first = len(ascents), len(curvatures)
     nsd.diagnose(two_mode_model, weight_left=0.3, samples=samples, methods=(), progress_bar=False)
-    assert (_ascend_chunk._cache_size(), _curvature._cache_size()) == before
+    assert (len(ascents), len(curvatures)) == first  # ... and not again by the second
 
 
 def test_label_switching_with_canonicalize():

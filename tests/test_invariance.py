@@ -10,8 +10,7 @@ import pytest
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.kernels import kth_smallest, median_lengthscale, squared_distances
-from numpyro_stein_diag.ksd import _scores
-from numpyro_stein_diag.svgd import _run_chunk, smoothed_score
+from numpyro_stein_diag.svgd import smoothed_score
 
 
 def gaussian(c, s, dim=2):
@@ -124,13 +123,15 @@ def test_svgd_far_from_zero_is_as_good_as_at_zero():
     np.testing.assert_allclose(results[1][1], results[0][1], atol=1e-3)
 
 
-def test_svgd_called_twice_compiles_once():
+def test_svgd_called_twice_compiles_once(count_calls):
+    from numpyro_stein_diag.svgd import SVGDKernel
+
     t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2))
-    before, scores_before = _run_chunk._cache_size(), _scores._cache_size()
+    steps, scores = count_calls(SVGDKernel, "step"), count_calls(nsd.Target, "score")
     for seed in range(2):  # 100 steps in 3 checkpoints: chunks of 34, the last padded
         nsd.svgd(t, jax.random.PRNGKey(seed), 16, 100, num_checkpoints=3, progress_bar=False)
-    assert _run_chunk._cache_size() - before == 1
-    assert _scores._cache_size() - scores_before == 1  # the KSD checkpoints' score
+    assert len(steps) == 1  # the scan's step traced once for both runs
+    assert len(scores) == 2  # once in that trace, once in the KSD checkpoints' jitted score
 
 
 def test_padded_steps_change_nothing():
