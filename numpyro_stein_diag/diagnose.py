@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .check import check_mode_mass, draws_ess, ksd_flags
 from .ksd import ksd_test
-from .modes import Modes, assign_basins, find_modes, merge_modes, mode_masses, no_modes
+from .modes import Modes, assign_basins, find_modes, merge_modes, mode_masses, no_modes, without_masses
 from .nuts import nuts
 from .perturbed import perturbed_ksd_test
 from .repair import Repair, repair
@@ -264,8 +264,7 @@ def _estimate_masses(target: Target, modes: Modes, rng_key, canonicalize) -> tup
     """Masses of the modes, and how far to trust them: importance (ok), Laplace (warning), none (failed)."""
     estimated, stage = attempt("masses", mode_masses, target, modes, rng_key, canonicalize=canonicalize)
     if estimated is None:
-        nan = np.full(len(modes), np.nan)
-        return dataclasses.replace(modes, mass=nan, mass_se=nan, pareto_k=np.nan, unknown_mass=np.nan, mass_method="none"), stage
+        return without_masses(modes), stage
     if estimated.mass_method == "none":
         why = ("no mode was found" if len(modes) == 0 else "the log density grows above every mode found "
                "(see modes), so each basin's share of the draws is reported but not judged")

@@ -83,9 +83,8 @@ class Modes:
 
     def describe(self, k: int, max_numbers: int = 4) -> str:
         """``"mode k (mu = [-3, 3])"``: the location in the model's space, if it is short."""
-        if sum(np.size(v[k]) for v in self.values.values()) > max_numbers:
-            return f"mode {k} (log density {self.log_density[k]:.4g})"
-        return f"mode {k} ({self.location_text(k)})"
+        label = self.label(k, max_numbers)
+        return f"mode {k} (log density {self.log_density[k]:.4g})" if label == f"mode {k}" else f"mode {k} ({label})"
 
     def label(self, k: int, max_numbers: int = 4) -> str:
         """``"mu = [-3, 3]"`` when mode ``k`` is at most ``max_numbers`` numbers, else ``"mode k"``."""
@@ -405,6 +404,12 @@ def proposal_draws(target: Target, modes: Modes, rng_key, num_draws: int, weight
     return np.asarray(y), np.asarray(log_w)
 
 
+def without_masses(modes: Modes) -> Modes:
+    """``modes`` with masses marked as not estimated: NaN, ``mass_method = "none"``."""
+    nan = np.full(len(modes), np.nan)
+    return replace(modes, mass=nan, mass_se=nan, pareto_k=np.nan, unknown_mass=np.nan, mass_method="none")
+
+
 def mode_masses(
     target: Target,
     modes: Modes,
@@ -434,8 +439,7 @@ def mode_masses(
     """
     k = len(modes)
     if modes.runaway or k == 0:
-        nan = np.full(k, np.nan)
-        return replace(modes, mass=nan, mass_se=nan, pareto_k=np.nan, unknown_mass=np.nan, mass_method="none")
+        return without_masses(modes)
     weights = 0.5 * modes.laplace_mass + 0.5 / k
     y, log_w = proposal_draws(target, modes, rng_key, num_draws * k, weights, df, scale)
     basins = assign_basins(target, modes, y, num_iter=basin_iter, canonicalize=canonicalize)
