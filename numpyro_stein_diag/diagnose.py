@@ -134,7 +134,7 @@ def _thin(draws, max_draws):
     """At most ``max_draws`` draws, evenly spaced within each chain: ``(chain, draw', d)``."""
     chains, n = draws.shape[:2]
     step = max(1, -(-chains * n // max_draws))
-    return draws[:, ::step]
+    return np.asarray(draws)[:, ::step]
 
 
 def diagnose(
@@ -249,7 +249,7 @@ def diagnose(
 def _search_modes(target: Target, runs: dict[str, Run], rng_key, canonicalize) -> tuple[Modes, Stage]:
     """Modes from prior draws and every run's draws; with no mode, the empty set and the reason."""
     starts = [_thin(run.draws, MODE_STARTS_PER_RUN).reshape(-1, target.dim) for run in runs.values()]
-    modes, stage = attempt("modes", find_modes, target, jnp.concatenate(starts) if starts else None, rng_key)
+    modes, stage = attempt("modes", find_modes, target, np.concatenate(starts) if starts else None, rng_key)
     if modes is None:
         return no_modes(target, stage.reason), stage
     if canonicalize is not None:

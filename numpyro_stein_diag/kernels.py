@@ -98,6 +98,7 @@ def squared_distances(a, b):
     return jnp.maximum(sq, 0.0)
 
 
+@jax.jit
 def median_lengthscale(x):
     """Median pairwise distance of (a strided subsample of at most 128 of) the rows of ``x``.
 

@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .devices import map_rows, row_mesh
+from .host import numpy_rng
 from .kernels import IMQ, squared_distances
 from .target import Target
 
@@ -103,45 +105,39 @@ def stein_kernel_rows(xb, sb, x, s, kernel, lengthscale):
 def quadratic_forms(x, s, weights, lengthscale, kernel, block_size, exclude_diagonal):
     """:math:`q_b = \\sum_{i, j} w_{ib} w_{jb} h(x_i, x_j)` for each column of ``weights (n, B)``.
 
-    Rows are processed ``block_size`` at a time inside :func:`jax.lax.scan`; the
-    unit of work is one row block, ``(block_size, n)``.
+    The rows ``i`` are split over the devices (:func:`~numpyro_stein_diag.devices.map_rows`);
+    each device runs through its rows ``block_size`` at a time inside :func:`jax.lax.scan`, the
+    unit of work being one row block, ``(block_size, n)``, and the devices' sums are added.
     """
     n = x.shape[0]
     x = x - jnp.mean(x, axis=0)  # h depends on x - y only; centring keeps float32 products exact
-    num_blocks = -(-n // block_size)
-    pad = num_blocks * block_size - n
-    xp = jnp.pad(x, ((0, pad), (0, 0)))
-    sp = jnp.pad(s, ((0, pad), (0, 0)))
-    wp = jnp.pad(weights, ((0, pad), (0, 0)))  # padded rows weigh 0: they add nothing
+    devices = row_mesh().size
+    block_size = min(block_size, -(-n // devices))
+    per_device = -(-n // (block_size * devices)) * block_size
+    pad = per_device * devices - n
+    xp, sp, wp = (jnp.pad(a, ((0, pad), (0, 0))) for a in (x, s, weights))  # padded rows weigh 0: they add nothing
 
-    def block(total, start):
-        xb = jax.lax.dynamic_slice_in_dim(xp, start, block_size)
-        sb = jax.lax.dynamic_slice_in_dim(sp, start, block_size)
-        wb = jax.lax.dynamic_slice_in_dim(wp, start, block_size)
-        h = stein_kernel_rows(xb, sb, x, s, kernel, lengthscale)
-        if exclude_diagonal:
-            rows = start + jnp.arange(block_size)
-            h = jnp.where(rows[:, None] == jnp.arange(n)[None, :], 0.0, h)
-        return total + jnp.sum(wb * (h @ weights), axis=0), None
+    def device_sum(xd, sd, wd, rd):  # one device's rows and their row numbers rd
+        def block(total, start):
+            xb, sb, wb, rb = (jax.lax.dynamic_slice_in_dim(a, start, block_size) for a in (xd, sd, wd, rd))
+            h = stein_kernel_rows(xb, sb, x, s, kernel, lengthscale)
+            if exclude_diagonal:
+                h = jnp.where(rb[:, None] == jnp.arange(n)[None, :], 0.0, h)
+            return total + jnp.sum(wb * (h @ weights), axis=0), None
 
-    starts = jnp.arange(num_blocks) * block_size
-    total, _ = jax.lax.scan(block, jnp.zeros(weights.shape[1], x.dtype), starts)
-    return total
+        total, _ = jax.lax.scan(block, jnp.zeros(weights.shape[1], x.dtype), jnp.arange(0, per_device, block_size))
+        return total[None]
+
+    return jnp.sum(map_rows(device_sum, n + pad)(xp, sp, wp, jnp.arange(n + pad)), axis=0)
 
 
 def default_block_size(n: int) -> int:
     return int(min(n, max(1, BLOCK_ELEMENTS // n)))
 
 
-@partial(jax.jit, static_argnums=0)
-def _scores(target, x):
-    """``target.score`` compiled once per target and shape (a Target hashes by identity)."""
-    return target.score(x)
-
-
 def points_and_scores(target: Target, x):
     """Flatten draws to ``(n, d)``, check them, and compute the scores once."""
-    x = jnp.asarray(x)
+    x = np.asarray(x)
     if x.ndim < 2 or x.shape[-1] != target.dim:
         raise ValueError(
             f"x has shape {x.shape}; expected (n, {target.dim}) or (chain, draw, {target.dim}) "
@@ -150,29 +146,31 @@ def points_and_scores(target: Target, x):
     flat = x.reshape(-1, target.dim)
     if flat.shape[0] < 2:
         raise ValueError(f"KSD needs at least 2 draws, got {flat.shape[0]}.")
-    bad = ~jnp.all(jnp.isfinite(flat), axis=-1)
-    if bool(bad.any()):
+    bad = ~np.all(np.isfinite(flat), axis=-1)
+    if bad.any():
         raise ValueError(
             f"{int(bad.sum())} of {flat.shape[0]} draws contain NaN or inf (first at flat index "
-            f"{int(jnp.argmax(bad))}); drop them before testing."
+            f"{int(np.argmax(bad))}); drop them before testing."
         )
-    s = _scores(target, flat)
-    bad = ~jnp.all(jnp.isfinite(s), axis=-1)
-    if bool(bad.any()):
+    s = target.score(flat)
+    bad = ~np.all(np.isfinite(s), axis=-1)
+    if bad.any():
         raise ValueError(
             f"the score grad log p is not finite at {int(bad.sum())} of {flat.shape[0]} draws "
-            f"(first at flat index {int(jnp.argmax(bad))}): those draws lie outside the support "
+            f"(first at flat index {int(np.argmax(bad))}): those draws lie outside the support "
             "or the model's log density overflows there."
         )
-    return flat, s
+    return jnp.asarray(flat), s
 
 
+@jax.jit
 def standard_units(x):
     """Per-coordinate ``(mean, sd)`` of the rows of ``x``; a coordinate with no spread keeps ``sd = 1``."""
     sd = jnp.std(x, axis=0)
     return jnp.mean(x, axis=0), jnp.where(sd > 0, sd, 1.0)
 
 
+@jax.jit
 def standardized(x, s=None, units=None):
     """Draws and scores in standard units ``(mean, sd)``: ``z = (x - mean) / sd``, ``s_z = sd * s``.
 
@@ -212,25 +210,22 @@ def ksd(target: Target, x, kernel=IMQ(), statistic: str = "v", block_size: int |
     return total / (float(n) * (n - 1) if is_u else float(n) * n)
 
 
-def _multinomial_weights(rng_key, n, num_bootstrap, dtype):
+def _multinomial_weights(rng, n, num_bootstrap):
     """``w - 1/n`` with ``n w ~ Multinomial(n; 1/n, ..., 1/n)`` (Liu, Lee & Jordan 2016), ``(n, B)``."""
-    idx = jax.random.randint(rng_key, (num_bootstrap, n), 0, n)
-    counts = jax.vmap(lambda i: jnp.bincount(i, length=n))(idx)
-    return (counts.T / n - 1.0 / n).astype(dtype)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=num_bootstrap).T / n - 1.0 / n
 
 
-def _wild_weights(rng_key, num_chains, num_draws, num_bootstrap, flip_prob, dtype):
+def _wild_weights(rng, num_chains, num_draws, num_bootstrap, flip_prob):
     """+-1 multipliers forming a Markov chain along each chain's draws (Chwialkowski et al. 2016).
 
     Each multiplier keeps the previous sign except with probability ``flip_prob``;
     chains get independent multiplier processes. Shape ``(chains * draws, B)``.
     """
-    k_sign, k_flip = jax.random.split(rng_key)
-    start = jnp.where(jax.random.bernoulli(k_sign, 0.5, (num_bootstrap, num_chains, 1)), 1.0, -1.0)
-    flips = jax.random.bernoulli(k_flip, flip_prob, (num_bootstrap, num_chains, num_draws))
-    flips = flips.at[..., 0].set(False)
-    signs = start * jnp.where(jnp.cumsum(flips, axis=-1) % 2 == 0, 1.0, -1.0)
-    return signs.reshape(num_bootstrap, -1).T.astype(dtype)
+    start = np.where(rng.random((num_bootstrap, num_chains, 1)) < 0.5, 1.0, -1.0)
+    flips = rng.random((num_bootstrap, num_chains, num_draws)) < flip_prob
+    flips[..., 0] = False
+    signs = start * np.where(np.cumsum(flips, axis=-1) % 2 == 0, 1.0, -1.0)
+    return signs.reshape(num_bootstrap, -1).T
 
 
 def check_bootstrap(x, bootstrap: str | None) -> str:
@@ -243,15 +238,17 @@ def check_bootstrap(x, bootstrap: str | None) -> str:
 
 
 def bootstrap_weights(rng_key, x, n, num_bootstrap, bootstrap, flip_prob, dtype):
-    """``(n, 1 + B)``: a column of ``1/n`` (the statistic) and the ``B`` bootstrap weight vectors."""
+    """``(n, 1 + B)``: a column of ``1/n`` (the statistic) and the ``B`` bootstrap weight vectors,
+    drawn on the host (:func:`~numpyro_stein_diag.host.numpy_rng`: nothing to compile)."""
     if num_bootstrap < 1:
         raise ValueError(f"num_bootstrap must be positive, got {num_bootstrap}.")
+    rng = numpy_rng(rng_key)
     if bootstrap == "multinomial":
-        boot = _multinomial_weights(rng_key, n, num_bootstrap, dtype)
+        boot = _multinomial_weights(rng, n, num_bootstrap)
     else:
-        chains, draws = (x.shape[0], x.shape[1]) if jnp.ndim(x) == 3 else (1, n)
-        boot = _wild_weights(rng_key, chains, draws, num_bootstrap, flip_prob, dtype) / n
-    return jnp.concatenate([jnp.full((n, 1), 1.0 / n, dtype), boot], axis=1)
+        chains, draws = (x.shape[0], x.shape[1]) if np.ndim(x) == 3 else (1, n)
+        boot = _wild_weights(rng, chains, draws, num_bootstrap, flip_prob) / n
+    return np.concatenate([np.full((n, 1), 1.0 / n), boot], axis=1).astype(dtype)
 
 
 def ksd_test(

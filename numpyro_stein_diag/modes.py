@@ -37,6 +37,8 @@ import xarray as xr
 from arviz_stats.base import array_stats
 from scipy.special import logsumexp
 
+from .devices import map_rows
+from .host import pad_rows
 from .target import Target
 
 __all__ = [
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 PARETO_K_LIMIT = 0.7
-PROPOSAL_DF = 5.0  # Student-t degrees of freedom of the importance proposal
+PROPOSAL_DF = 5  # Student-t degrees of freedom of the importance proposal (an integer: see _importance_chunk)
 PROPOSAL_SCALE = 1.5  # its covariance is PROPOSAL_SCALE^2 H^{-1} at each mode
 
 
@@ -148,34 +150,45 @@ def _ascend(target: Target, x0, num_iter):
 
 @partial(jax.jit, static_argnums=0)
 def _ascend_chunk(target, x0, num_iter):
-    return jax.vmap(lambda x: _ascend(target, x, num_iter))(x0)
+    """The ascents of the rows of ``x0``, each device running its share of them."""
+    return map_rows(jax.vmap(lambda x: _ascend(target, x, num_iter)), x0.shape[0])(x0)
 
 
 def _ascend_all(target: Target, x0, num_iter: int) -> np.ndarray:
     """Ascend every row of ``x0 (n, d)``, in padded chunks of a fixed size (one compilation)."""
-    x0 = jnp.asarray(x0)
-    n = x0.shape[0]
-    pad = -n % ASCENT_CHUNK
-    padded = jnp.concatenate([x0, jnp.broadcast_to(x0[:1], (pad, x0.shape[1]))]) if pad else x0
+    padded, n = pad_rows(x0, ASCENT_CHUNK)
     chunks = [
-        _ascend_chunk(target, padded[i : i + ASCENT_CHUNK], jnp.asarray(num_iter))
+        _ascend_chunk(target, padded[i : i + ASCENT_CHUNK], np.int32(num_iter))
         for i in range(0, padded.shape[0], ASCENT_CHUNK)
     ]
     return np.concatenate([np.asarray(c) for c in chunks])[:n]
 
 
+CURVATURE_CHUNK = 32  # points per compiled curvature call (mode candidates, merged modes)
+
+
 @partial(jax.jit, static_argnums=0)
-def _curvature(target, x):
-    """Log density, gradient and Hessian of -log density at each row of ``x``."""
-    log_p, grad = target.log_density_and_score(x)
-    hessian = -jax.vmap(jax.hessian(target.log_density))(x)
-    return log_p, grad, hessian
+def _curvature_chunk(target, x):
+    def rows(x):
+        log_p, grad = target.log_density_and_score(x)
+        return log_p, grad, -jax.vmap(jax.hessian(target.log_density))(x)
+
+    return map_rows(rows, x.shape[0])(x)
 
 
-def _mahalanobis2(x, location, hessian):
-    """:math:`(x - m_k)^T H_k (x - m_k)` for every point and mode, ``(n, K)``."""
-    diff = x[:, None, :] - location[None, :, :]
-    return jnp.einsum("nkd,kde,nke->nk", diff, hessian, diff)
+def _curvature(target, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log density, gradient and Hessian of -log density at each row of ``x (n, d)``, in padded
+    chunks of a fixed size (one compilation for every ``n``)."""
+    padded, n = pad_rows(x, CURVATURE_CHUNK)
+    parts = [_curvature_chunk(target, padded[i : i + CURVATURE_CHUNK]) for i in range(0, len(padded), CURVATURE_CHUNK)]
+    return tuple(np.concatenate([np.asarray(p[j]) for p in parts])[:n] for j in range(3))
+
+
+def _mahalanobis2(x, location, hessian) -> np.ndarray:
+    """:math:`(x - m_k)^T H_k (x - m_k)` for every point and mode, ``(n, K)`` (host side: a few
+    products, cheaper than compiling them for every ``n``)."""
+    diff = np.asarray(x)[:, None, :] - np.asarray(location)[None, :, :]
+    return np.einsum("nkd,kde,nke->nk", diff, np.asarray(hessian), diff, optimize=True)
 
 
 def find_modes(
@@ -205,14 +218,13 @@ def find_modes(
     ValueError
         When no ascent converged, saying what the ascents did instead.
     """
-    starts = jnp.asarray(starts).reshape(-1, target.dim) if starts is not None else jnp.zeros((0, target.dim))
+    starts = np.asarray(starts).reshape(-1, target.dim) if starts is not None else np.zeros((0, target.dim))
     if rng_key is not None and num_prior_starts:
-        starts = jnp.concatenate([starts, target.initial_points(rng_key, num_prior_starts)])
+        starts = np.concatenate([starts, np.asarray(target.initial_points(rng_key, num_prior_starts))])
     if starts.shape[0] == 0:
         raise ValueError("find_modes needs starting points: pass starts (n, d) or an rng_key for prior draws.")
     ends = _ascend_all(target, starts, num_iter)
-    log_p, grad, hessian = map(np.asarray, _curvature(target, ends))
-    ends = np.asarray(ends)
+    log_p, grad, hessian = _curvature(target, ends)
     finite = np.isfinite(log_p) & np.all(np.isfinite(hessian), axis=(1, 2)) & np.all(np.isfinite(grad), axis=1)
     converged = np.zeros(len(log_p), bool)
     for i in np.flatnonzero(finite):
@@ -250,7 +262,7 @@ def describe_runaways(target: Target, starts, ends, log_p, converged) -> str:
         (it reached 85.5 at tau = 1.1e-07, above every mode found) ..."
     """
     best = np.max(log_p[converged]) if converged.any() else -np.inf
-    rose = log_p > np.asarray(target.log_density(jnp.asarray(starts))) + RUNAWAY_MARGIN
+    rose = log_p > np.asarray(target.log_density(starts)) + RUNAWAY_MARGIN
     runaway = np.flatnonzero(np.isfinite(log_p) & ~converged & rose & (log_p > best + RUNAWAY_MARGIN))
     if runaway.size == 0:
         return ""
@@ -261,7 +273,7 @@ def describe_runaways(target: Target, starts, ends, log_p, converged) -> str:
     direction = np.sign(ends[top, coordinate] - starts[top, coordinate]) or 1.0
     far = np.array(ends[top], dtype=float)
     far[coordinate] = direction * 1e4  # far enough along the coordinate to read the site's limit
-    reached, limit = (target.constrain(jnp.asarray(p, dtype=ends.dtype)[None])[site][0] for p in (ends[top], far))
+    reached, limit = (target.constrain(np.asarray(p, dtype=ends.dtype)[None])[site][0] for p in (ends[top], far))
     name = target.coordinate_names[coordinate]
     if np.shape(reached) == target.unconstrained_shapes[site] and np.size(reached) > 0:  # one value per coordinate
         reached, limit = float(np.asarray(reached)[index]), float(np.asarray(limit)[index])
@@ -294,7 +306,7 @@ def _make_modes(target, location, log_density, hessian) -> Modes:
     d = location.shape[1]
     logdet = np.linalg.slogdet(hessian)[1]
     laplace = log_density + 0.5 * d * np.log(2 * np.pi) - 0.5 * logdet
-    values = {k: np.asarray(v) for k, v in target.constrain(jnp.asarray(location)).items()}
+    values = {k: np.asarray(v) for k, v in target.constrain(location).items()}
     return Modes(location, log_density, hessian, laplace, values)
 
 
@@ -311,7 +323,7 @@ def merge_modes(target: Target, modes: Modes, canonicalize, merge_distance: floa
     same canonical mode (within ``merge_distance`` in its Hessian metric) merged into one whose
     Laplace mass is their sum. Estimate masses afterwards, with the same ``canonicalize``."""
     x = canonical_points(target, modes.location, canonicalize)
-    _, _, hessian = map(np.asarray, _curvature(target, jnp.asarray(x)))
+    _, _, hessian = _curvature(target, x)
     groups: list[list[int]] = []
     for i in range(len(x)):
         for g in groups:
@@ -333,14 +345,14 @@ def assign_basins(
     nearest mode in its Hessian metric; ``-1`` when the ascent ends in no known basin
     (squared Mahalanobis distance above ``cutoff``, default ``max(25, 4 d)``). With
     ``canonicalize``, points are mapped to their canonical copy first."""
-    x = jnp.asarray(x)
+    x = np.asarray(x)
     if len(modes) == 0:
         return np.full(x.shape[:-1], -1)
     flat = x.reshape(-1, target.dim)
     if canonicalize is not None:
         flat = canonical_points(target, flat, canonicalize)
     ends = _ascend_all(target, flat, num_iter)
-    d2 = np.asarray(_mahalanobis2(ends, jnp.asarray(modes.location), jnp.asarray(modes.hessian)))
+    d2 = _mahalanobis2(ends, modes.location, modes.hessian)
     d2 = np.where(np.isfinite(d2), d2, np.inf)
     nearest = np.argmin(d2, axis=1)
     cutoff = max(25.0, 4.0 * target.dim) if cutoff is None else cutoff
@@ -348,16 +360,23 @@ def assign_basins(
     return basin.reshape(x.shape[:-1])
 
 
-@partial(jax.jit, static_argnums=(0, 5, 6, 7))
-def _importance_draws(target, rng_key, loc, hessian, weights, num_draws, df, scale):
-    """Draws ``y`` from :math:`q = \\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})` and their log weights
-    :math:`\\log \\pi(y) - \\log q(y)` (``-inf`` where the target is not finite)."""
+DRAW_CHUNK = 2048  # proposal draws per compiled call: the mass estimate and the repair's fill-in share one compilation
+
+
+@partial(jax.jit, static_argnums=(0, 5))
+def _importance_chunk(target, rng_key, loc, hessian, weights, df, scale):
+    """``DRAW_CHUNK`` draws ``y`` from :math:`q = \\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})` and their log
+    weights :math:`\\log \\pi(y) - \\log q(y)` (``-inf`` where the target is not finite).
+
+    A multivariate t draw is :math:`m + L z / \\sqrt{g}` with :math:`g = \\chi^2_\\nu / \\nu`, and
+    for an integer :math:`\\nu` the chi-square is a sum of :math:`\\nu` squared normals: no gamma
+    sampler (its rejection loop took most of this function's compilation time)."""
     chol_cov = jnp.linalg.cholesky(jnp.linalg.inv(hessian)) * scale  # (K, d, d)
     d = loc.shape[1]
     k_comp, k_z, k_g = jax.random.split(rng_key, 3)
-    comp = jax.random.choice(k_comp, len(weights), (num_draws,), p=jnp.asarray(weights))
-    z = jax.random.normal(k_z, (num_draws, d))
-    g = jax.random.gamma(k_g, df / 2.0, (num_draws,)) / (df / 2.0)
+    comp = jax.random.choice(k_comp, len(weights), (DRAW_CHUNK,), p=weights)
+    z = jax.random.normal(k_z, (DRAW_CHUNK, d), loc.dtype)
+    g = jnp.sum(jax.random.normal(k_g, (DRAW_CHUNK, df), loc.dtype) ** 2, axis=1) / df
     y = loc[comp] + jnp.einsum("nde,ne->nd", chol_cov[comp], z) / jnp.sqrt(g)[:, None]
 
     def log_t(y):  # log density of each component at y, (K,)
@@ -369,9 +388,12 @@ def _importance_draws(target, rng_key, loc, hessian, weights, num_draws, df, sca
             - 0.5 * d * jnp.log(df * jnp.pi) - logdet - 0.5 * (df + d) * jnp.log1p(maha / df)
         )
 
-    log_q = jax.scipy.special.logsumexp(jax.vmap(log_t)(y) + jnp.log(weights), axis=1)
-    log_p = target.log_density(y)
-    return y, jnp.where(jnp.isfinite(log_p), log_p - log_q, -jnp.inf)
+    def log_weights(y):  # for one device's draws
+        log_q = jax.scipy.special.logsumexp(jax.vmap(log_t)(y) + jnp.log(weights), axis=1)
+        log_p = target.log_density(y)
+        return jnp.where(jnp.isfinite(log_p), log_p - log_q, -jnp.inf)
+
+    return y, map_rows(log_weights, DRAW_CHUNK)(y)
 
 
 def psis_weights(log_w):
@@ -394,14 +416,23 @@ def psis_weights(log_w):
 
 
 def proposal_draws(target: Target, modes: Modes, rng_key, num_draws: int, weights,
-                   df: float = PROPOSAL_DF, scale: float = PROPOSAL_SCALE):
+                   df: int = PROPOSAL_DF, scale: float = PROPOSAL_SCALE):
     """``num_draws`` draws ``y (n, d)`` from the mode mixture
-    :math:`q = \\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})` (``weights`` = :math:`a`) and their log
-    importance weights :math:`\\log \\pi(y) - \\log q(y)` (``-inf`` where the target is not finite)."""
-    y, log_w = _importance_draws(target, rng_key, jnp.asarray(modes.location), jnp.asarray(modes.hessian),
-                                 jnp.asarray(weights, dtype=jnp.result_type(float)), int(num_draws),
-                                 float(df), float(scale))
-    return np.asarray(y), np.asarray(log_w)
+    :math:`q = \\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})` (``weights`` = :math:`a`, ``df`` =
+    :math:`\\nu` a positive integer) and their log importance weights
+    :math:`\\log \\pi(y) - \\log q(y)` (``-inf`` where the target is not finite), made
+    ``DRAW_CHUNK`` at a time."""
+    if int(df) != df or df < 1:
+        raise ValueError(f"df must be a positive integer (the t proposal's degrees of freedom), got {df}.")
+    dtype = jnp.result_type(float)
+    loc, hessian = np.asarray(modes.location, dtype), np.asarray(modes.hessian, dtype)
+    weights = np.asarray(weights, dtype)
+    chunks = [
+        _importance_chunk(target, jax.random.fold_in(rng_key, i), loc, hessian, weights, int(df), dtype.type(scale))
+        for i in range(-(-int(num_draws) // DRAW_CHUNK))
+    ]
+    y, log_w = (np.concatenate([np.asarray(c[j]) for c in chunks])[:num_draws] for j in range(2))
+    return y, log_w
 
 
 def without_masses(modes: Modes) -> Modes:
@@ -415,7 +446,7 @@ def mode_masses(
     modes: Modes,
     rng_key,
     num_draws: int = 2000,
-    df: float = PROPOSAL_DF,
+    df: int = PROPOSAL_DF,
     scale: float = PROPOSAL_SCALE,
     basin_iter: int = 50,
     canonicalize=None,

@@ -39,14 +39,14 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from .modes import PARETO_K_LIMIT, Modes, assign_basins, proposal_draws, psis_weights
+from .host import numpy_rng
+from .modes import DRAW_CHUNK, PARETO_K_LIMIT, Modes, assign_basins, proposal_draws, psis_weights
 from .target import Target
 
 __all__ = ["Repair", "repair", "basin_counts", "restricted_draws"]
 
 FILL_POOL_FACTOR = 4  # pool draws in the basin per fill-in draw needed
-POOL_BATCH = 2048  # proposal draws per batch (one compilation)
-MAX_POOL_BATCHES = 32
+MAX_POOL_BATCHES = 32  # batches of DRAW_CHUNK proposal draws (the size the mass estimate compiled)
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,7 +92,7 @@ def restricted_draws(target: Target, modes: Modes, k: int, rng_key, num: int, ca
     pool, log_w = [], []
     in_basin = 0
     for batch, key in enumerate(jax.random.split(rng_key, MAX_POOL_BATCHES)):
-        y, lw = proposal_draws(target, modes, key, POOL_BATCH, one_hot)
+        y, lw = proposal_draws(target, modes, key, DRAW_CHUNK, one_hot)
         basins = assign_basins(target, modes, y, canonicalize=canonicalize)
         lw = np.where(basins == k, lw, -np.inf)
         pool.append(y)
@@ -109,7 +109,7 @@ def restricted_draws(target: Target, modes: Modes, k: int, rng_key, num: int, ca
         )
     w, khat = psis_weights(log_w)
     ess = float(1.0 / np.sum(w**2))
-    u = float(jax.random.uniform(jax.random.fold_in(rng_key, MAX_POOL_BATCHES)))
+    u = numpy_rng(jax.random.fold_in(rng_key, MAX_POOL_BATCHES)).random()
     positions = (u + np.arange(num)) / num  # systematic resampling
     index = np.minimum(np.searchsorted(np.cumsum(w), positions), len(w) - 1)  # psis_weights sum to 1
     return y[index], khat, ess
@@ -123,8 +123,8 @@ def repair(target: Target, modes: Modes, draws, basins, rng_key, canonicalize=No
     flat, labels = draws.reshape(-1, shape[-1]), basins.reshape(-1)
     total, k = len(labels), len(modes)
     counts, none = basin_counts(modes.mass, modes.unknown_mass or 0.0, int(np.sum(labels < 0)), total)
-    k_pick, k_fill, k_shuffle = jax.random.split(rng_key, 3)
-    rng = np.random.default_rng(np.asarray(jax.random.randint(k_pick, (4,), 0, 2**31 - 1)))
+    k_pick, k_fill = jax.random.split(rng_key)
+    rng = numpy_rng(k_pick)
     chosen = [rng.choice(np.flatnonzero(labels < 0), none, replace=False)] if none else []
     kept, filled = np.zeros(k, int), np.zeros(k, int)
     fill_khat, fill_ess = np.full(k, np.nan), np.full(k, np.nan)
@@ -138,7 +138,7 @@ def repair(target: Target, modes: Modes, draws, basins, rng_key, canonicalize=No
             x, fill_khat[j], fill_ess[j] = restricted_draws(target, modes, j, key, filled[j], canonicalize)
             fill.append(x)
     repaired = np.concatenate([flat[np.concatenate(chosen).astype(int)]] + fill)
-    order = np.asarray(jax.random.permutation(k_shuffle, total))
+    order = rng.permutation(total)
     share_before = np.array([np.mean(labels == j) for j in range(k)])
     unreliable = np.flatnonzero(fill_khat > PARETO_K_LIMIT)
     fill_method = (

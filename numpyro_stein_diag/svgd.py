@@ -28,6 +28,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from .devices import map_rows, place_on_rows, shard_rows
 from .kernels import RBF, squared_distances
 from .ksd import ksd
 from .runs import Run
@@ -243,12 +244,17 @@ def smoothed_score(target: Target, x, sigma, noise):
 
 
 def svgd_direction(x, scores, kernel, lengthscale):
-    """:math:`\\phi(x_i)` for all particles as matrix products, ``(N, d)``."""
+    """:math:`\\phi(x_i)` for all particles as matrix products, ``(N, d)``; the rows ``i`` of the
+    ``N x N`` kernel matrix are split over the devices (:func:`~numpyro_stein_diag.devices.map_rows`)."""
     l2 = lengthscale**2
     x = x - jnp.mean(x, axis=0)  # phi depends on differences x_j - x_i only; centring keeps float32 exact
-    f, f1, _ = kernel.profile(squared_distances(x, x) / l2)
-    repulsion = (2.0 / l2) * (f1 @ x - jnp.sum(f1, axis=1, keepdims=True) * x)
-    return (f @ scores + repulsion) / x.shape[0]
+
+    def rows(xi):  # phi at this device's particles xi, from all particles x and scores
+        f, f1, _ = kernel.profile(squared_distances(xi, x) / l2)
+        repulsion = (2.0 / l2) * (f1 @ x - jnp.sum(f1, axis=1, keepdims=True) * xi)
+        return (f @ scores + repulsion) / x.shape[0]
+
+    return map_rows(rows, x.shape[0])(x)
 
 
 class SVGDState(NamedTuple):
@@ -297,7 +303,7 @@ class SVGDKernel:
                          jnp.zeros((), jnp.int32))
 
     def step(self, state: SVGDState, rng_key, level: Level = PLAIN) -> tuple[SVGDState, SVGDInfo]:
-        x = state.particles
+        x = shard_rows(state.particles)  # the scores are computed where the particles are
         lengthscale = jax.lax.cond(
             state.step % BANDWIDTH_EVERY == 0, self.kernel.resolve_lengthscale, lambda _: state.lengthscale, x
         )
@@ -409,7 +415,7 @@ def svgd(
         if x.ndim != 2 or x.shape[1] != target.dim:
             raise ValueError(f"init has shape {x.shape}; expected (num_particles, {target.dim}).")
     update = SVGDKernel(target, _adam(float(step_size)) if optimizer is None else optimizer, kernel, schedule.num_noise)
-    state = update.init(x)
+    state = place_on_rows(update.init(x), x.shape[0])  # laid out as every chunk returns it: one compilation
     chunk = -(-num_steps // max(1, min(num_checkpoints, num_steps)))  # equal chunks: one compilation
     inputs = _step_inputs(schedule, k_run, num_steps, chunk, step_size)
     infos, checkpoints = [], []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 import jax
@@ -204,14 +205,21 @@ class Target:
         )
 
     # ------------------------------------------------------------------ densities
+    # Every method that evaluates the model is compiled, once per Target and shape (the Target is
+    # the static argument): called from Python it runs as one XLA program instead of op by op
+    # (a vmapped model density dispatched eagerly compiled 58 small programs on a first call);
+    # called inside another jitted function it is inlined.
+    @partial(jax.jit, static_argnums=0)
     def log_density(self, x: jax.Array) -> jax.Array:
         """``log pi(x)`` for flat unconstrained ``x`` of shape ``(..., d)``."""
         return jnp.vectorize(self._log_density_1d, signature="(d)->()")(x)
 
+    @partial(jax.jit, static_argnums=0)
     def score(self, x: jax.Array) -> jax.Array:
         """``grad_x log pi(x)`` for ``x`` of shape ``(..., d)``, by :func:`jax.grad`."""
         return jnp.vectorize(jax.grad(self._log_density_1d), signature="(d)->(d)")(x)
 
+    @partial(jax.jit, static_argnums=0)
     def log_density_and_score(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(log pi(x), grad log pi(x))`` in one pass (:func:`jax.value_and_grad`), ``x (..., d)``."""
         return jnp.vectorize(jax.value_and_grad(self._log_density_1d), signature="(d)->(),(d)")(x)
@@ -240,10 +248,18 @@ class Target:
     def constrain(self, x: jax.Array, deterministic: bool = False) -> dict[str, jax.Array]:
         """Flat unconstrained ``x`` of shape ``(..., d)`` -> ``{site: (..., *shape)}`` in the model's space;
         with ``deterministic`` also the model's deterministic sites."""
-        x = jnp.asarray(x)
-        flat = x.reshape(-1, self.dim)
-        values = jax.vmap(lambda z: self.constrain_sites(self.unravel(z), deterministic))(flat)
+        return self._constrain_rows(x if isinstance(x, jax.Array) else np.asarray(x), deterministic)
+
+    @partial(jax.jit, static_argnums=(0, 2))
+    def _constrain_rows(self, x, deterministic):
+        values = jax.vmap(lambda z: self.constrain_sites(self.unravel(z), deterministic))(x.reshape(-1, self.dim))
         return {k: v.reshape(x.shape[:-1] + v.shape[1:]) for k, v in values.items()}
+
+    @partial(jax.jit, static_argnums=0)
+    def _unconstrain_rows(self, latent):
+        """Constrained ``{site: (n, *shape)}`` -> the unconstrained ``{site: (n, ...)}`` and flat ``(n, d)``."""
+        unconstrained = jax.vmap(self.unconstrain_sites)(latent)
+        return unconstrained, jax.vmap(lambda v: ravel_pytree(v)[0])(unconstrained)
 
     def unconstrain(self, samples: dict) -> jax.Array:
         """Constrained ``{site: (..., *shape)}`` -> flat unconstrained ``(..., d)``.
@@ -254,14 +270,13 @@ class Target:
         """
         batch_shape = self.validate_samples(samples)
         latent = {
-            k: jnp.asarray(samples[k]).reshape((-1,) + self.site_shapes[k]) for k in self.site_shapes
+            k: np.asarray(samples[k]).reshape((-1,) + self.site_shapes[k]) for k in self.site_shapes
         }
-        unconstrained = jax.vmap(self.unconstrain_sites)(latent)
+        unconstrained, flat = self._unconstrain_rows(latent)
         if self.site_supports:
             for name, value in unconstrained.items():
                 self._check_support(name, np.asarray(latent[name]), np.asarray(value), batch_shape)
-        flat = jax.vmap(lambda v: ravel_pytree(v)[0])(unconstrained)
-        return flat.reshape(batch_shape + (self.dim,))
+        return jnp.asarray(np.asarray(flat).reshape(batch_shape + (self.dim,)))
 
     def validate_samples(self, samples: dict) -> tuple[int, ...]:
         """Check a constrained sample dict against the model; return its batch shape."""

@@ -3,7 +3,7 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 
 import jax  # noqa: E402
 

@@ -60,10 +60,14 @@ def test_a_nan_mass_never_silences_a_flag():
 
 def test_heavy_tails_the_proposal_cannot_cover_fall_back_to_laplace():
     # Student-t with 0.5 degrees of freedom: weights against the t_5 proposal grow like |y|^4.5,
-    # a Pareto tail with k = 0.9; the smoothed weights' k-hat must see it
+    # a Pareto tail with k = 0.9; the smoothed weights' k-hat must see it. One estimate is noisy
+    # (measured over 20 seeds at 8000 draws: mean 0.83, 18 of 20 above 0.7), so the median of 5
+    # seeds is tested, and every estimate above the limit must have fallen back to Laplace
     t = nsd.Target.from_potential(lambda z: -dist.StudentT(0.5).log_prob(z).sum(), jnp.zeros(1))
-    modes = nsd.mode_masses(t, nsd.find_modes(t, None, jax.random.PRNGKey(0)), jax.random.PRNGKey(1))
-    assert modes.pareto_k > 0.7 and modes.mass_method == "laplace"
+    found = nsd.find_modes(t, None, jax.random.PRNGKey(0))
+    runs = [nsd.mode_masses(t, found, jax.random.PRNGKey(seed), num_draws=8000) for seed in range(5)]
+    assert np.median([m.pareto_k for m in runs]) > 0.7
+    assert all(m.mass_method == "laplace" for m in runs if m.pareto_k > 0.7)
 
 
 def test_mass_intervals_cover_the_true_mass():

@@ -127,11 +127,11 @@ def test_svgd_called_twice_compiles_once(count_calls):
     from numpyro_stein_diag.svgd import SVGDKernel
 
     t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2))
-    steps, scores = count_calls(SVGDKernel, "step"), count_calls(nsd.Target, "score")
+    steps, densities = count_calls(SVGDKernel, "step"), count_calls(nsd.Target, "_log_density_1d")
     for seed in range(2):  # 100 steps in 3 checkpoints: chunks of 34, the last padded
         nsd.svgd(t, jax.random.PRNGKey(seed), 16, 100, num_checkpoints=3, progress_bar=False)
     assert len(steps) == 1  # the scan's step traced once for both runs
-    assert len(scores) == 2  # once in that trace, once in the KSD checkpoints' jitted score
+    assert len(densities) == 2  # the model traced once in that step, once in the KSD checkpoints' score
 
 
 def test_padded_steps_change_nothing():

@@ -1,0 +1,28 @@
+"""Host-side (NumPy) helpers for the compiled paths: fixed sizes and random numbers without compiling.
+
+Every distinct shape a jitted function sees is one more XLA compilation, and every JAX op run
+outside jit is compiled on its first use. The audit's glue therefore runs in NumPy: inputs are
+padded to a few fixed sizes before they reach compiled code (:func:`pad_rows`), and random
+numbers that only feed NumPy work come from a NumPy generator seeded by the JAX key
+(:func:`numpy_rng`), so a run is still fixed by its ``rng_key``.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+__all__ = ["numpy_rng", "pad_rows"]
+
+
+def numpy_rng(rng_key) -> np.random.Generator:
+    """A NumPy generator determined by the JAX key ``rng_key`` (its raw key data is the seed)."""
+    return np.random.default_rng(np.asarray(jax.random.key_data(rng_key)).ravel().astype(np.uint32))
+
+
+def pad_rows(x, multiple: int) -> tuple[np.ndarray, int]:
+    """``x (n, ...)`` with copies of its first row appended up to a multiple of ``multiple`` rows,
+    and ``n``: a compiled function then sees one shape for every ``n`` in a bucket."""
+    x = np.asarray(x)
+    n = x.shape[0]
+    return np.concatenate([x, np.repeat(x[:1], -n % multiple, axis=0)]), n
