@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .devices import map_rows
+from .host import numpy_rng
 from .modes import find_modes
 from .ksd import (TEST_KERNEL, KSDTest, bootstrap_weights, check_bootstrap, default_block_size, ksd_test, points_and_scores,
                   quadratic_forms, standard_units, standardized)
@@ -46,33 +48,43 @@ def _matrix_roots(hessian):
     return root, inv_root, np.sum(np.log(eig), axis=-1)
 
 
-@partial(jax.jit, static_argnums=(0, 6))
-def _mode_jump(target, x, rng_key, loc, hessian_roots, theta, num_steps):
+@partial(jax.jit, static_argnums=0)
+def _mode_jump(target, x, pairs_from, pairs_to, log_u, loc, hessian_roots, theta):
+    """The mode-jump steps of every row of ``x (n, d)``; row ``r``'s step ``t`` proposes the jump
+    from mode ``pairs_from[r, t]`` to ``pairs_to[r, t]`` and accepts it when ``log_u[r, t]`` is
+    below the log acceptance ratio. Each device runs its share of the rows."""
     root, inv_root, logdet = hessian_roots
-    num_modes = loc.shape[0]
 
-    def step(_, carry):
-        x, key = carry
-        key, k_i, k_j, k_u = jax.random.split(key, 4)
-        i = jax.random.randint(k_i, x.shape[:1], 0, num_modes)
-        j = (i + jax.random.randint(k_j, x.shape[:1], 1, num_modes)) % num_modes
-        jump = jnp.einsum("nde,nef->ndf", inv_root[j], root[i])
-        proposal = theta * loc[j] + jnp.einsum("ndf,nf->nd", jump, x - theta * loc[i])
-        log_ratio = (target.log_density(proposal) - target.log_density(x)
-                     + 0.5 * (logdet[i] - logdet[j]))
-        accept = jnp.log(jax.random.uniform(k_u, x.shape[:1])) < jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
-        return jnp.where(accept[:, None], proposal, x), key
+    def rows(x, pairs_from, pairs_to, log_u):
+        def step(x, draws):
+            i, j, log_u = draws
+            jump = jnp.einsum("nde,nef->ndf", inv_root[j], root[i])
+            proposal = theta * loc[j] + jnp.einsum("ndf,nf->nd", jump, x - theta * loc[i])
+            log_ratio = target.log_density(proposal) - target.log_density(x) + 0.5 * (logdet[i] - logdet[j])
+            accept = log_u < jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
+            return jnp.where(accept[:, None], proposal, x), None
 
-    return jax.lax.fori_loop(0, num_steps, step, (x, rng_key))[0]
+        return jax.lax.scan(step, x, (pairs_from.T, pairs_to.T, log_u.T))[0]
+
+    return map_rows(rows, x.shape[0])(x, pairs_from, pairs_to, log_u)
 
 
 def mode_jump(target: Target, x, rng_key, modes, theta: float, num_steps: int = 10):
-    """Apply ``num_steps`` mode-jump Metropolis steps to every row of ``x (..., d)``."""
-    x = jnp.asarray(x)
-    roots = tuple(jnp.asarray(r, x.dtype) for r in _matrix_roots(modes.hessian))
+    """Apply ``num_steps`` mode-jump Metropolis steps to every row of ``x (..., d)``.
+
+    The random choices (an ordered pair of distinct modes and a uniform per row and step) are
+    drawn on the host (:func:`~numpyro_stein_diag.host.numpy_rng`), so the compiled steps hold
+    no random number generator and the result does not depend on how rows are split over devices."""
+    x = np.asarray(x)
     flat = x.reshape(-1, target.dim)
-    out = _mode_jump(target, flat, rng_key, jnp.asarray(modes.location, x.dtype), roots, float(theta), num_steps)
-    return out.reshape(x.shape)
+    rng, num_modes = numpy_rng(rng_key), len(modes.location)
+    pairs_from = rng.integers(0, num_modes, (len(flat), num_steps))
+    pairs_to = (pairs_from + rng.integers(1, max(num_modes, 2), pairs_from.shape)) % num_modes
+    log_u = np.log(rng.random(pairs_from.shape)).astype(x.dtype)
+    roots = tuple(np.asarray(r, x.dtype) for r in _matrix_roots(modes.hessian))
+    out = _mode_jump(target, flat, pairs_from, pairs_to, log_u, np.asarray(modes.location, x.dtype), roots,
+                     x.dtype.type(theta))
+    return np.asarray(out).reshape(x.shape)
 
 
 def _summed_forms(target, draws, weights, kernel, block_size, thetas, modes, num_steps, key, units):
@@ -101,7 +113,7 @@ def _split_halves(x, rng_key):
     half = x.shape[-2] // 2
     if x.ndim == 3:
         return x[:, :half], x[:, half:]
-    order = jax.random.permutation(rng_key, x.shape[0])
+    order = numpy_rng(rng_key).permutation(x.shape[0])
     return x[order[:half]], x[order[half:]]
 
 
