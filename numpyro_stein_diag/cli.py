@@ -87,6 +87,10 @@ def _method_settings(methods: tuple[str, ...], settings: list[str]) -> dict:
 def _check(args) -> int:
     from .diagnose import METHODS, diagnose
 
+    if args.compilation_cache:
+        from .compilation import enable_compilation_cache
+
+        enable_compilation_cache(args.compilation_cache)
     model, model_args, model_kwargs = _load_model(args.model)
     samples = _named_samples(args.samples)
     methods = tuple(args.methods) if args.methods is not None else (() if samples else tuple(METHODS))
@@ -161,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--out", help="folder for report.nc and the plots")
     check.add_argument("--repaired", metavar="DIR",
                        help="folder for one netCDF posterior per method, reweighted so each mode holds its mass")
+    check.add_argument("--compilation-cache", metavar="DIR",
+                       help="keep compiled programs in DIR so that the next check of the same model "
+                       "skips most compilation (JAX's persistent cache; off unless given)")
     check.set_defaults(run=_check)
     show = commands.add_parser("show", help="print the summary and draw the plots of a saved report")
     show.add_argument("report", help="a report.nc written by Report.save or check --out")

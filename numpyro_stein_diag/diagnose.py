@@ -16,6 +16,7 @@ from numpyro.infer import MCMC
 from tqdm.auto import tqdm
 
 from .check import check_mode_mass, draws_ess, ksd_flags
+from .host import split_keys
 from .ksd import ksd_test
 from .modes import Modes, assign_basins, find_modes, merge_modes, mode_masses, no_modes, without_masses
 from .nuts import nuts
@@ -195,13 +196,13 @@ def diagnose(
         raise ValueError(f"name(s) {reserved} cannot name a method: the report uses {sorted(RESERVED_NAMES)} "
                          "for its own groups and '/' separates groups; rename them.")
     target = Target.from_model(model, *model_args, **model_kwargs)
-    k_runs, k_modes, k_mass, k_ksd, k_repair = jax.random.split(rng_key, 5)
+    k_runs, k_modes, k_mass, k_ksd, k_repair = split_keys(rng_key, 5)
     num_steps = len(methods) + 2 + len(samples) + len(methods)  # runs, modes, masses, one check per method
     bar = tqdm(total=num_steps, desc="diagnose", disable=not progress_bar, leave=False)
 
     runs = {name: run_from_samples(target, name, s) for name, s in samples.items()}
     stages = []
-    for (name, method), key in zip(methods.items(), jax.random.split(k_runs, max(len(methods), 1))):
+    for (name, method), key in zip(methods.items(), split_keys(k_runs, max(len(methods), 1))):
         bar.set_description(f"diagnose: running {name}")
         run, stage = attempt(f"run {name}", method, target, key, progress_bar)
         stages.append(stage)
@@ -225,7 +226,7 @@ def diagnose(
 
     timings["checks"] = timings["repairs"] = 0.0
     checks, tests, perturbed, repairs = {}, {}, {}, {}
-    keys = zip(jax.random.split(k_ksd, max(len(runs), 1)), jax.random.split(k_repair, max(len(runs), 1)))
+    keys = zip(split_keys(k_ksd, max(len(runs), 1)), split_keys(k_repair, max(len(runs), 1)))
     for (name, run), (key, key_repair) in zip(list(runs.items()), keys):
         bar.set_description(f"diagnose: checking {name}")
         start = time.perf_counter()
@@ -283,7 +284,7 @@ def _check_method(target: Target, modes: Modes, run: Run, rng_key, canonicalize)
     basins = assign_basins(target, modes, run.draws, canonicalize=canonicalize)
     thinned = _thin(run.draws, KSD_MAX_DRAWS)
     x = thinned.reshape(-1, target.dim) if run.independent else thinned
-    k_plain, k_perturbed = jax.random.split(rng_key)
+    k_plain, k_perturbed = split_keys(rng_key)
     test = ksd_test(target, x, k_plain, num_bootstrap=KSD_BOOTSTRAP)
     perturbed = None
     if len(modes) > 1:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-__all__ = ["numpy_rng", "pad_rows"]
+__all__ = ["numpy_rng", "pad_rows", "split_keys"]
 
 
 def numpy_rng(rng_key) -> np.random.Generator:
@@ -26,3 +26,13 @@ def pad_rows(x, multiple: int) -> tuple[np.ndarray, int]:
     x = np.asarray(x)
     n = x.shape[0]
     return np.concatenate([x, np.repeat(x[:1], -n % multiple, axis=0)]), n
+
+
+def split_keys(rng_key, num: int = 2) -> list:
+    """``jax.random.split(rng_key, num)`` as a list of keys taken apart on the host: unpacking
+    or iterating a JAX array of keys compiles an ``unstack`` for every ``num``."""
+    keys = jax.random.split(rng_key, num)
+    if jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):  # new-style typed keys
+        impl = jax.random.key_impl(keys)
+        return [jax.random.wrap_key_data(data, impl=impl) for data in np.asarray(jax.random.key_data(keys))]
+    return list(np.asarray(keys))

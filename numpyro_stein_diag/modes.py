@@ -35,10 +35,11 @@ import numpy as np
 import optax
 import xarray as xr
 from arviz_stats.base import array_stats
-from scipy.special import logsumexp
+from scipy.linalg import solve_triangular
+from scipy.special import gammaln, logsumexp
 
 from .devices import map_rows
-from .host import pad_rows
+from .host import numpy_rng, pad_rows
 from .target import Target
 
 __all__ = [
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 PARETO_K_LIMIT = 0.7
-PROPOSAL_DF = 5  # Student-t degrees of freedom of the importance proposal (an integer: see _importance_chunk)
+PROPOSAL_DF = 5.0  # Student-t degrees of freedom of the importance proposal
 PROPOSAL_SCALE = 1.5  # its covariance is PROPOSAL_SCALE^2 H^{-1} at each mode
 
 
@@ -360,40 +361,35 @@ def assign_basins(
     return basin.reshape(x.shape[:-1])
 
 
-DRAW_CHUNK = 2048  # proposal draws per compiled call: the mass estimate and the repair's fill-in share one compilation
+DRAW_CHUNK = 2048  # draws per compiled log-density call: the mass estimate and the repair's fill-in share one compilation
 
 
-@partial(jax.jit, static_argnums=(0, 5))
-def _importance_chunk(target, rng_key, loc, hessian, weights, df, scale):
-    """``DRAW_CHUNK`` draws ``y`` from :math:`q = \\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})` and their log
-    weights :math:`\\log \\pi(y) - \\log q(y)` (``-inf`` where the target is not finite).
+@partial(jax.jit, static_argnums=0)
+def _log_density_chunk(target, y):
+    """``log pi`` at each row of ``y``, each device evaluating its share of the rows."""
+    return map_rows(target.log_density, y.shape[0])(y)
 
-    A multivariate t draw is :math:`m + L z / \\sqrt{g}` with :math:`g = \\chi^2_\\nu / \\nu`, and
-    for an integer :math:`\\nu` the chi-square is a sum of :math:`\\nu` squared normals: no gamma
-    sampler (its rejection loop took most of this function's compilation time)."""
-    chol_cov = jnp.linalg.cholesky(jnp.linalg.inv(hessian)) * scale  # (K, d, d)
-    d = loc.shape[1]
-    k_comp, k_z, k_g = jax.random.split(rng_key, 3)
-    comp = jax.random.choice(k_comp, len(weights), (DRAW_CHUNK,), p=weights)
-    z = jax.random.normal(k_z, (DRAW_CHUNK, d), loc.dtype)
-    g = jnp.sum(jax.random.normal(k_g, (DRAW_CHUNK, df), loc.dtype) ** 2, axis=1) / df
-    y = loc[comp] + jnp.einsum("nde,ne->nd", chol_cov[comp], z) / jnp.sqrt(g)[:, None]
 
-    def log_t(y):  # log density of each component at y, (K,)
-        sol = jax.vmap(lambda L, m: jax.scipy.linalg.solve_triangular(L, y - m, lower=True))(chol_cov, loc)
-        maha = jnp.sum(sol**2, -1)
-        logdet = jnp.sum(jnp.log(jnp.diagonal(chol_cov, axis1=1, axis2=2)), -1)
-        return (
-            jax.scipy.special.gammaln((df + d) / 2) - jax.scipy.special.gammaln(df / 2)
-            - 0.5 * d * jnp.log(df * jnp.pi) - logdet - 0.5 * (df + d) * jnp.log1p(maha / df)
-        )
+def _log_proposal(y, loc, chol, weights, df):
+    """:math:`\\log q(y) = \\log \\sum_k a_k t_\\nu(y; m_k, L_k L_k^\\top)` at each row of ``y (n, d)``,
+    on the host (float64), with
 
-    def log_weights(y):  # for one device's draws
-        log_q = jax.scipy.special.logsumexp(jax.vmap(log_t)(y) + jnp.log(weights), axis=1)
-        log_p = target.log_density(y)
-        return jnp.where(jnp.isfinite(log_p), log_p - log_q, -jnp.inf)
+    .. math::
 
-    return y, map_rows(log_weights, DRAW_CHUNK)(y)
+        \\log t_\\nu(y; m, L L^\\top) = \\log\\Gamma(\\tfrac{\\nu + d}{2}) - \\log\\Gamma(\\tfrac{\\nu}{2})
+            - \\tfrac{d}{2} \\log(\\nu\\pi) - \\log\\det L - \\tfrac{\\nu + d}{2}
+            \\log\\bigl(1 + \\|L^{-1}(y - m)\\|^2 / \\nu\\bigr).
+    """
+    d = y.shape[1]
+    const = gammaln((df + d) / 2) - gammaln(df / 2) - 0.5 * d * np.log(df * np.pi)
+    with np.errstate(divide="ignore"):  # a weight of 0 (the repair's one-mode proposal) is log 0 = -inf
+        log_a = np.log(weights)
+    per_mode = [
+        log_a[k] + const - np.sum(np.log(np.diag(chol[k])))
+        - 0.5 * (df + d) * np.log1p(np.sum(solve_triangular(chol[k], (y - loc[k]).T, lower=True) ** 2, axis=0) / df)
+        for k in range(len(loc))
+    ]
+    return logsumexp(np.stack(per_mode, axis=1), axis=1)
 
 
 def psis_weights(log_w):
@@ -416,23 +412,29 @@ def psis_weights(log_w):
 
 
 def proposal_draws(target: Target, modes: Modes, rng_key, num_draws: int, weights,
-                   df: int = PROPOSAL_DF, scale: float = PROPOSAL_SCALE):
+                   df: float = PROPOSAL_DF, scale: float = PROPOSAL_SCALE):
     """``num_draws`` draws ``y (n, d)`` from the mode mixture
-    :math:`q = \\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})` (``weights`` = :math:`a`, ``df`` =
-    :math:`\\nu` a positive integer) and their log importance weights
-    :math:`\\log \\pi(y) - \\log q(y)` (``-inf`` where the target is not finite), made
-    ``DRAW_CHUNK`` at a time."""
-    if int(df) != df or df < 1:
-        raise ValueError(f"df must be a positive integer (the t proposal's degrees of freedom), got {df}.")
+    :math:`q = \\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})` (``weights`` = :math:`a`) and their log
+    importance weights :math:`\\log \\pi(y) - \\log q(y)` (``-inf`` where the target is not finite).
+
+    A draw is :math:`m_c + L_c z / \\sqrt{g}` with :math:`c \\sim a`, :math:`z \\sim N(0, I)`,
+    :math:`g \\sim \\chi^2_\\nu / \\nu` and :math:`L_k L_k^\\top = s^2 H_k^{-1}`. The draws and
+    :math:`\\log q` are made on the host (:func:`~numpyro_stein_diag.host.numpy_rng`); only the
+    target's log density is compiled, for ``DRAW_CHUNK`` rows at a time."""
     dtype = jnp.result_type(float)
-    loc, hessian = np.asarray(modes.location, dtype), np.asarray(modes.hessian, dtype)
-    weights = np.asarray(weights, dtype)
-    chunks = [
-        _importance_chunk(target, jax.random.fold_in(rng_key, i), loc, hessian, weights, int(df), dtype.type(scale))
-        for i in range(-(-int(num_draws) // DRAW_CHUNK))
-    ]
-    y, log_w = (np.concatenate([np.asarray(c[j]) for c in chunks])[:num_draws] for j in range(2))
-    return y, log_w
+    loc = np.asarray(modes.location, float)
+    chol = np.linalg.cholesky(np.linalg.inv(np.asarray(modes.hessian, float))) * scale  # (K, d, d)
+    weights = np.asarray(weights, float)
+    rng = numpy_rng(rng_key)
+    comp = rng.choice(len(weights), num_draws, p=weights / weights.sum())
+    z = rng.standard_normal((num_draws, loc.shape[1]))
+    g = rng.chisquare(df, num_draws) / df
+    y = (loc[comp] + np.einsum("nde,ne->nd", chol[comp], z) / np.sqrt(g)[:, None]).astype(dtype)
+    padded, n = pad_rows(y, DRAW_CHUNK)
+    log_p = np.concatenate([np.asarray(_log_density_chunk(target, padded[i : i + DRAW_CHUNK]))
+                            for i in range(0, len(padded), DRAW_CHUNK)])[:n]
+    log_q = _log_proposal(y.astype(float), loc, chol, weights, df)
+    return y, np.where(np.isfinite(log_p), log_p - log_q, -np.inf)
 
 
 def without_masses(modes: Modes) -> Modes:
@@ -446,7 +448,7 @@ def mode_masses(
     modes: Modes,
     rng_key,
     num_draws: int = 2000,
-    df: int = PROPOSAL_DF,
+    df: float = PROPOSAL_DF,
     scale: float = PROPOSAL_SCALE,
     basin_iter: int = 50,
     canonicalize=None,

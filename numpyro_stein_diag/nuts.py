@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from numpyro.infer import MCMC, NUTS
 
+from .host import split_keys
 from .runs import Run
 from .target import Target
 
@@ -44,7 +45,7 @@ def nuts(
         target = Target.from_model(model_or_target, *model_args, **model_kwargs)
     if chain_method is None:
         chain_method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
-    k_init, k_run = jax.random.split(rng_key)
+    k_init, k_run = split_keys(rng_key)
     if target.model is not None:
         kernel = NUTS(target.model)
     else:

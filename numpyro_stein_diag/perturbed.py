@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .devices import map_rows
-from .host import numpy_rng
+from .host import numpy_rng, split_keys
 from .modes import find_modes
 from .ksd import (TEST_KERNEL, KSDTest, bootstrap_weights, check_bootstrap, default_block_size, ksd_test, points_and_scores,
                   quadratic_forms, standard_units, standardized)
@@ -95,7 +95,7 @@ def _summed_forms(target, draws, weights, kernel, block_size, thetas, modes, num
     coordinates. A kernel without a fixed lengthscale resolves it on each perturbed sample.
     """
     total = 0.0
-    for theta, k in zip(thetas, jax.random.split(key, len(thetas))):
+    for theta, k in zip(thetas, split_keys(key, len(thetas))):
         flat, s = points_and_scores(target, mode_jump(target, draws, k, modes, theta, num_steps))
         if units is not None:
             flat, s = standardized(flat, s, units)
@@ -143,7 +143,7 @@ def perturbed_ksd_test(
         raise ValueError(f"variant must be 'sum' (spKSD) or 'split' (ospKSD), got {variant!r}.")
     x = jnp.asarray(x)
     bootstrap = check_bootstrap(x, bootstrap)
-    k_modes, k_split, k_perturb, k_boot = jax.random.split(rng_key, 4)
+    k_modes, k_split, k_perturb, k_boot = split_keys(rng_key, 4)
     if modes is None:
         modes = find_modes(target, x.reshape(-1, target.dim)[:: max(1, x.size // target.dim // 64)], k_modes)
     thetas = tuple(float(t) for t in thetas)

@@ -36,10 +36,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax
 import numpy as np
 
-from .host import numpy_rng
+from .host import numpy_rng, split_keys
 from .modes import DRAW_CHUNK, PARETO_K_LIMIT, Modes, assign_basins, proposal_draws, psis_weights
 from .target import Target
 
@@ -91,7 +90,8 @@ def restricted_draws(target: Target, modes: Modes, k: int, rng_key, num: int, ca
     one_hot = np.eye(len(modes))[k]
     pool, log_w = [], []
     in_basin = 0
-    for batch, key in enumerate(jax.random.split(rng_key, MAX_POOL_BATCHES)):
+    *pool_keys, resample_key = split_keys(rng_key, MAX_POOL_BATCHES + 1)
+    for batch, key in enumerate(pool_keys):
         y, lw = proposal_draws(target, modes, key, DRAW_CHUNK, one_hot)
         basins = assign_basins(target, modes, y, canonicalize=canonicalize)
         lw = np.where(basins == k, lw, -np.inf)
@@ -109,7 +109,7 @@ def restricted_draws(target: Target, modes: Modes, k: int, rng_key, num: int, ca
         )
     w, khat = psis_weights(log_w)
     ess = float(1.0 / np.sum(w**2))
-    u = numpy_rng(jax.random.fold_in(rng_key, MAX_POOL_BATCHES)).random()
+    u = numpy_rng(resample_key).random()
     positions = (u + np.arange(num)) / num  # systematic resampling
     index = np.minimum(np.searchsorted(np.cumsum(w), positions), len(w) - 1)  # psis_weights sum to 1
     return y[index], khat, ess
@@ -123,13 +123,13 @@ def repair(target: Target, modes: Modes, draws, basins, rng_key, canonicalize=No
     flat, labels = draws.reshape(-1, shape[-1]), basins.reshape(-1)
     total, k = len(labels), len(modes)
     counts, none = basin_counts(modes.mass, modes.unknown_mass or 0.0, int(np.sum(labels < 0)), total)
-    k_pick, k_fill = jax.random.split(rng_key)
+    k_pick, k_fill = split_keys(rng_key)
     rng = numpy_rng(k_pick)
     chosen = [rng.choice(np.flatnonzero(labels < 0), none, replace=False)] if none else []
     kept, filled = np.zeros(k, int), np.zeros(k, int)
     fill_khat, fill_ess = np.full(k, np.nan), np.full(k, np.nan)
     fill = []
-    for j, key in zip(range(k), jax.random.split(k_fill, k)):
+    for j, key in zip(range(k), split_keys(k_fill, k)):
         own = np.flatnonzero(labels == j)
         kept[j] = min(len(own), counts[j])
         chosen.append(rng.choice(own, kept[j], replace=False))

@@ -29,6 +29,7 @@ import optax
 from tqdm.auto import tqdm
 
 from .devices import map_rows, place_on_rows, shard_rows
+from .host import split_keys
 from .kernels import RBF, squared_distances
 from .ksd import ksd
 from .runs import Run
@@ -406,7 +407,7 @@ def svgd(
         particles against the target is recorded in ``history["ksd"]``.
     """
     schedule = plain() if schedule is None else schedule
-    k_init, k_sched, k_run = jax.random.split(rng_key, 3)
+    k_init, k_sched, k_run = split_keys(rng_key, 3)
     schedule = schedule.resolve(target, k_sched)
     if init is None:
         x = target.initial_points(k_init, num_particles)

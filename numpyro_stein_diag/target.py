@@ -350,7 +350,15 @@ class Target:
         if self.sample_prior is None:
             x0 = ravel_pytree(self.init_params)[0]
             return x0 + self.init_scale * jax.random.normal(rng_key, (n, self.dim), x0.dtype)
-        return self.unconstrain(self.sample_prior(rng_key, n))
+        points = self._prior_points(rng_key, n)
+        if not np.all(np.isfinite(np.asarray(points))):  # a draw on its support's edge: say which site
+            return self.unconstrain(self.sample_prior(rng_key, n))
+        return points
+
+    @partial(jax.jit, static_argnums=(0, 2))
+    def _prior_points(self, rng_key, n):
+        """``n`` prior draws, unconstrained and flat: numpyro's Predictive compiled as one program."""
+        return self._unconstrain_rows(self.sample_prior(rng_key, n))[1]
 
 
 TARGET_CACHE_SIZE = 16

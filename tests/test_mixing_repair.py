@@ -332,7 +332,10 @@ def test_cli_writes_repaired_posteriors_arviz_opens(equal_mass_report, tmp_path)
     tree = arviz_base.convert_to_datatree(str(tmp_path / "fixed" / "stuck.nc"))  # ArviZ reads the file as it is
     x = tree["posterior"]["x"]
     assert x.dims == ("chain", "draw") and x.shape == (4, 500)
-    assert abs(float((x < 0).mean()) - float(tree["repair"]["mass"].sel(mode=int(np.argmin(equal_mass_report.modes.location[:, 0]))))) <= 1 / 2000
+    # basin counts are exact by construction; x < 0 stands for the left basin, and a draw near the
+    # saddle at 0 may ascend to the other side: 2 of 2000 draws allowed for that (measured: 1)
+    left = int(np.argmin(equal_mass_report.modes.location[:, 0]))
+    assert abs(float((x < 0).mean()) - float(tree["repair"]["mass"].sel(mode=left))) <= 2 / 2000
 
 
 def test_a_repair_that_cannot_be_made_leaves_the_audit_and_says_why(monkeypatch, tmp_path):
