@@ -281,7 +281,7 @@ def ksd_test(
     then the value :func:`ksd` returns). The default kernel is :data:`TEST_KERNEL`.
     """
     is_u = _check_statistic(statistic)
-    x = jnp.asarray(x)
+    x = np.asarray(x, jnp.result_type(float))  # host side: reshapes and slices compile nothing
     bootstrap = check_bootstrap(x, bootstrap)
     flat, s = points_and_scores(target, x)
     if standardize:
