@@ -438,7 +438,11 @@ def proposal_draws(target: Target, modes: Modes, rng_key, num_draws: int, weight
     comp = rng.choice(len(weights), num_draws, p=weights / weights.sum())
     z = rng.standard_normal((num_draws, loc.shape[1]))
     g = rng.chisquare(df, num_draws) / df
-    y = (loc[comp] + np.einsum("nde,ne->nd", chol[comp], z) / np.sqrt(g)[:, None]).astype(dtype)
+    y = np.empty_like(z)
+    for k in np.unique(comp):  # one product per mode, not an (n, d, d) stack of factors
+        rows = comp == k
+        y[rows] = loc[k] + z[rows] @ chol[k].T / np.sqrt(g[rows])[:, None]
+    y = y.astype(dtype)
     padded, n = pad_rows(y, DRAW_CHUNK)
     log_p = np.concatenate([np.asarray(_log_density_chunk(target, padded[i : i + DRAW_CHUNK]))
                             for i in range(0, len(padded), DRAW_CHUNK)])[:n]
