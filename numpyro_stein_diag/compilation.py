@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 
 __all__ = ["enable_compilation_cache"]
 
@@ -22,12 +23,16 @@ def enable_compilation_cache(path: str | os.PathLike) -> None:
 
     Sets ``jax_compilation_cache_dir`` and lowers JAX's thresholds (by default only programs
     that took over a second to compile are saved; most of the audit's take less, and together
-    they are most of a first call). It applies to everything JAX compiles in this process from
-    now on, this package's programs and your own. The folder grows with every new model and
-    shape; delete it to start afresh.
+    they are most of a first call). JAX decides whether to use the cache at its first
+    compilation, so the cache's state is reset here: a call after MCMC has already compiled
+    still applies. It applies to everything JAX compiles in this process from then on, this
+    package's programs and your own. The folder grows with every new model and shape; delete it
+    to start afresh. Anyone who can write to the folder can change what your process runs, so
+    keep it yours.
     """
-    path = os.fspath(path)
+    path = os.path.expanduser(os.fspath(path))
     os.makedirs(path, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # -1: no size limit, no override
+    compilation_cache.reset_cache()  # re-read the settings above at the next compilation

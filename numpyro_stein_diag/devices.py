@@ -8,6 +8,10 @@ replicated rest (all particles, all draws). With one device the mesh has one mem
 code path is the same, so a laptop and a multi-GPU node run the same program; results agree
 up to the order of floating-point sums.
 
+Rows are split evenly, so a mesh uses the largest number of devices that divides the rows: the
+fixed chunks (256 ascents, 32 Hessians, 2048 log densities) use all of 1, 2, 4 or 8 devices,
+but only 2 of 3 or 6 and 4 of 12; the KSD pads its rows to use them all.
+
 Fake several CPU devices to try it: ``XLA_FLAGS=--xla_force_host_platform_device_count=4``
 (set before JAX starts; the fake devices share the machine's cores).
 """

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 from numpyro.infer import MCMC

@@ -30,7 +30,8 @@ def pad_rows(x, multiple: int) -> tuple[np.ndarray, int]:
 
 def split_keys(rng_key, num: int = 2) -> list:
     """``jax.random.split(rng_key, num)`` as a list of keys taken apart on the host: unpacking
-    or iterating a JAX array of keys compiles an ``unstack`` for every ``num``."""
+    or iterating a JAX array of keys compiles an ``unstack`` for every ``num`` on top of the
+    split itself."""
     keys = jax.random.split(rng_key, num)
     if jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):  # new-style typed keys
         impl = jax.random.key_impl(keys)

@@ -126,14 +126,17 @@ def mode_values_dataset(values: dict) -> xr.Dataset:
 
 # ---------------------------------------------------------------------------- ascent
 ASCENT_CHUNK = 256  # points per compiled ascent call: one compilation serves every sample size
-STALL_TOLERANCE = 1e-6  # an ascent stops once a step moves no coordinate by more than this (relative)
+STALL_TOLERANCE = 1e-6  # a step that moves no coordinate by more than this (relative to it) has stalled
+STALLED_STEPS = 3  # an ascent stops after this many stalled steps in a row
 
 
 def _ascend(target: Target, x0, num_iter):
     """L-BFGS (optax, backtracking line search: it compiles in half the time of zoom under vmap)
-    on -log density from one start, at most ``num_iter`` steps: it stops once a step moves no
-    coordinate by more than ``STALL_TOLERANCE (1 + max |x|)`` (float32 round-off is about 1e-7),
-    and a chunk of ascents stops when all of them have."""
+    on -log density from one start, at most ``num_iter`` steps. It stops after ``STALLED_STEPS``
+    steps in a row that move no coordinate ``x_i`` by more than ``STALL_TOLERANCE (1 + |x_i|)``
+    (float32 round-off is about 1e-7): each coordinate on its own scale, and more than one step,
+    so that a first step shortened by a tiny gradient (far in a heavy tail) does not end the
+    ascent before L-BFGS has a curvature estimate. A chunk of ascents stops when all have."""
 
     def loss(x):
         value = -target.log_density(x)
@@ -143,19 +146,20 @@ def _ascend(target: Target, x0, num_iter):
     value_and_grad = optax.value_and_grad_from_state(loss)
 
     def step(carry):
-        i, x, state, _ = carry
+        i, x, state, stalled = carry
         value, grad = value_and_grad(x, state=state)
         updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=loss)
         x_new = optax.apply_updates(x, updates)
         x_new = jnp.where(jnp.all(jnp.isfinite(x_new)), x_new, x)
-        moved = jnp.max(jnp.abs(x_new - x)) > STALL_TOLERANCE * (1.0 + jnp.max(jnp.abs(x)))
-        return i + 1, x_new, state, moved
+        still = jnp.all(jnp.abs(x_new - x) <= STALL_TOLERANCE * (1.0 + jnp.abs(x)))
+        return i + 1, x_new, state, jnp.where(still, stalled + 1, 0)
 
     def going(carry):
-        i, _, _, moved = carry
-        return (i < num_iter) & moved
+        i, _, _, stalled = carry
+        return (i < num_iter) & (stalled < STALLED_STEPS)
 
-    return jax.lax.while_loop(going, step, (jnp.zeros((), jnp.int32), x0, opt.init(x0), jnp.array(True)))[1]
+    zero = jnp.zeros((), jnp.int32)
+    return jax.lax.while_loop(going, step, (zero, x0, opt.init(x0), zero))[1]
 
 
 @partial(jax.jit, static_argnums=0)
@@ -379,23 +383,38 @@ def _log_density_chunk(target, y):
     return map_rows(target.log_density, y.shape[0])(y)
 
 
-def _log_proposal(y, loc, chol, weights, df):
-    """:math:`\\log q(y) = \\log \\sum_k a_k t_\\nu(y; m_k, L_k L_k^\\top)` at each row of ``y (n, d)``,
-    on the host (float64), with
+def _precision_roots(modes: Modes, scale: float) -> np.ndarray:
+    """Lower-triangular :math:`R_k` with :math:`R_k R_k^\\top = H_k / s^2`, the precision of the
+    proposal's component ``k`` (its covariance is :math:`s^2 H_k^{-1}`), ``(K, d, d)``."""
+    hessian = np.asarray(modes.hessian, float)
+    hessian = 0.5 * (hessian + np.swapaxes(hessian, 1, 2))
+    try:
+        return np.linalg.cholesky(hessian) / scale
+    except np.linalg.LinAlgError:
+        k = next(k for k in range(len(hessian)) if np.linalg.eigvalsh(hessian[k])[0] <= 0)
+        raise ValueError(
+            f"the Hessian of -log p at {modes.describe(k)} is not positive definite, so it is not a mode "
+            "and no proposal can be centred there; pass modes from find_modes."
+        ) from None
+
+
+def _log_proposal(y, loc, roots, weights, df):
+    """:math:`\\log q(y) = \\log \\sum_k a_k t_\\nu(y; m_k, (R_k R_k^\\top)^{-1})` at each row of
+    ``y (n, d)``, on the host (float64), with
 
     .. math::
 
-        \\log t_\\nu(y; m, L L^\\top) = \\log\\Gamma(\\tfrac{\\nu + d}{2}) - \\log\\Gamma(\\tfrac{\\nu}{2})
-            - \\tfrac{d}{2} \\log(\\nu\\pi) - \\log\\det L - \\tfrac{\\nu + d}{2}
-            \\log\\bigl(1 + \\|L^{-1}(y - m)\\|^2 / \\nu\\bigr).
+        \\log t_\\nu(y; m, (R R^\\top)^{-1}) = \\log\\Gamma(\\tfrac{\\nu + d}{2}) - \\log\\Gamma(\\tfrac{\\nu}{2})
+            - \\tfrac{d}{2} \\log(\\nu\\pi) + \\log\\det R - \\tfrac{\\nu + d}{2}
+            \\log\\bigl(1 + \\|R^\\top (y - m)\\|^2 / \\nu\\bigr).
     """
     d = y.shape[1]
     const = gammaln((df + d) / 2) - gammaln(df / 2) - 0.5 * d * np.log(df * np.pi)
     with np.errstate(divide="ignore"):  # a weight of 0 (the repair's one-mode proposal) is log 0 = -inf
         log_a = np.log(weights)
     per_mode = [
-        log_a[k] + const - np.sum(np.log(np.diag(chol[k])))
-        - 0.5 * (df + d) * np.log1p(np.sum(solve_triangular(chol[k], (y - loc[k]).T, lower=True) ** 2, axis=0) / df)
+        log_a[k] + const + np.sum(np.log(np.diag(roots[k])))
+        - 0.5 * (df + d) * np.log1p(np.sum(((y - loc[k]) @ roots[k]) ** 2, axis=1) / df)
         for k in range(len(loc))
     ]
     return logsumexp(np.stack(per_mode, axis=1), axis=1)
@@ -426,13 +445,13 @@ def proposal_draws(target: Target, modes: Modes, rng_key, num_draws: int, weight
     :math:`q = \\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})` (``weights`` = :math:`a`) and their log
     importance weights :math:`\\log \\pi(y) - \\log q(y)` (``-inf`` where the target is not finite).
 
-    A draw is :math:`m_c + L_c z / \\sqrt{g}` with :math:`c \\sim a`, :math:`z \\sim N(0, I)`,
-    :math:`g \\sim \\chi^2_\\nu / \\nu` and :math:`L_k L_k^\\top = s^2 H_k^{-1}`. The draws and
+    A draw is :math:`m_c + R_c^{-\\top} z / \\sqrt{g}` with :math:`c \\sim a`, :math:`z \\sim N(0, I)`,
+    :math:`g \\sim \\chi^2_\\nu / \\nu` and :math:`R_k R_k^\\top = H_k / s^2`. The draws and
     :math:`\\log q` are made on the host (:func:`~numpyro_stein_diag.host.numpy_rng`); only the
     target's log density is compiled, for ``DRAW_CHUNK`` rows at a time."""
     dtype = jnp.result_type(float)
     loc = np.asarray(modes.location, float)
-    chol = np.linalg.cholesky(np.linalg.inv(np.asarray(modes.hessian, float))) * scale  # (K, d, d)
+    roots = _precision_roots(modes, scale)
     weights = np.asarray(weights, float)
     rng = numpy_rng(rng_key)
     comp = rng.choice(len(weights), num_draws, p=weights / weights.sum())
@@ -441,12 +460,12 @@ def proposal_draws(target: Target, modes: Modes, rng_key, num_draws: int, weight
     y = np.empty_like(z)
     for k in np.unique(comp):  # one product per mode, not an (n, d, d) stack of factors
         rows = comp == k
-        y[rows] = loc[k] + z[rows] @ chol[k].T / np.sqrt(g[rows])[:, None]
+        y[rows] = loc[k] + solve_triangular(roots[k].T, z[rows].T, lower=False).T / np.sqrt(g[rows])[:, None]
     y = y.astype(dtype)
     padded, n = pad_rows(y, DRAW_CHUNK)
     log_p = np.concatenate([np.asarray(_log_density_chunk(target, padded[i : i + DRAW_CHUNK]))
                             for i in range(0, len(padded), DRAW_CHUNK)])[:n]
-    log_q = _log_proposal(y.astype(float), loc, chol, weights, df)
+    log_q = _log_proposal(y.astype(float), loc, roots, weights, df)
     return y, np.where(np.isfinite(log_p), log_p - log_q, -np.inf)
 
 

@@ -10,6 +10,7 @@ import jax
 AUDIT_SCRIPT = """
 import sys, jax, jax.numpy as jnp, numpyro.distributions as dist
 import numpyro_stein_diag as nsd
+jnp.ones(3).sum()  # something compiled before the cache is turned on: it must still apply
 nsd.enable_compilation_cache(sys.argv[1])
 potential = lambda z: -jnp.logaddexp(dist.Normal(-3.0, 1.0).log_prob(z), dist.Normal(3.0, 1.0).log_prob(z)).sum()
 t = nsd.Target.from_potential(potential, jnp.zeros(1), init_scale=4.0)

@@ -124,14 +124,19 @@ def test_svgd_far_from_zero_is_as_good_as_at_zero():
 
 
 def test_svgd_called_twice_compiles_once(count_calls):
-    from numpyro_stein_diag.svgd import SVGDKernel
+    from numpyro_stein_diag.svgd import SVGDKernel, _run_chunk
 
     t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2))
     steps, densities = count_calls(SVGDKernel, "step"), count_calls(nsd.Target, "_log_density_1d")
+    programs = _run_chunk._cache_size()
     for seed in range(2):  # 100 steps in 3 checkpoints: chunks of 34, the last padded
         nsd.svgd(t, jax.random.PRNGKey(seed), 16, 100, num_checkpoints=3, progress_bar=False)
     assert len(steps) == 1  # the scan's step traced once for both runs
     assert len(densities) == 2  # the model traced once in that step, once in the KSD checkpoints' score
+    # and compiled once: the first chunk's state is laid out over the 4 devices as later chunks
+    # get it back (a different layout compiles again without tracing again); t is alive, so its
+    # cache entry cannot have been dropped
+    assert _run_chunk._cache_size() == programs + 1
 
 
 def test_padded_steps_change_nothing():
