@@ -391,7 +391,7 @@ def _precision_roots(modes: Modes, scale: float) -> np.ndarray:
     try:
         return np.linalg.cholesky(hessian) / scale
     except np.linalg.LinAlgError:
-        k = next(k for k in range(len(hessian)) if np.linalg.eigvalsh(hessian[k])[0] <= 0)
+        k = int(np.argmin([np.linalg.eigvalsh(h)[0] for h in hessian]))  # the least positive one
         raise ValueError(
             f"the Hessian of -log p at {modes.describe(k)} is not positive definite, so it is not a mode "
             "and no proposal can be centred there; pass modes from find_modes."
