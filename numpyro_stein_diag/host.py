@@ -2,7 +2,7 @@
 
 Every distinct shape a jitted function sees is one more XLA compilation, and every JAX op run
 outside jit is compiled on its first use. The audit's glue therefore runs in NumPy: inputs are
-padded to a few fixed sizes before they reach compiled code (:func:`pad_rows`), and random
+padded to a few fixed sizes before they reach compiled code (:func:`map_chunks`), and random
 numbers that only feed NumPy work come from a NumPy generator seeded by the JAX key
 (:func:`numpy_rng`), so a run is still fixed by its ``rng_key``.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-__all__ = ["numpy_rng", "pad_rows", "split_keys"]
+__all__ = ["map_chunks", "numpy_rng", "split_keys"]
 
 
 def numpy_rng(rng_key) -> np.random.Generator:
@@ -20,12 +20,15 @@ def numpy_rng(rng_key) -> np.random.Generator:
     return np.random.default_rng(np.asarray(jax.random.key_data(rng_key)).ravel().astype(np.uint32))
 
 
-def pad_rows(x, multiple: int) -> tuple[np.ndarray, int]:
-    """``x (n, ...)`` with copies of its first row appended up to a multiple of ``multiple`` rows,
-    and ``n``: a compiled function then sees one shape for every ``n`` in a bucket."""
+def map_chunks(fn, x, chunk: int):
+    """``fn`` applied to ``x (n, ...)`` ``chunk`` rows at a time, the last chunk padded with copies
+    of the first row, and its outputs (an array or a tuple of them) joined and cut back to ``n``
+    rows, as NumPy: a compiled ``fn`` sees one shape for every ``n``."""
     x = np.asarray(x)
     n = x.shape[0]
-    return np.concatenate([x, np.repeat(x[:1], -n % multiple, axis=0)]), n
+    padded = np.concatenate([x, np.repeat(x[:1], -n % chunk, axis=0)])
+    parts = [fn(padded[i : i + chunk]) for i in range(0, len(padded), chunk)]
+    return jax.tree.map(lambda *outputs: np.concatenate([np.asarray(o) for o in outputs])[:n], *parts)
 
 
 def split_keys(rng_key, num: int = 2) -> list:

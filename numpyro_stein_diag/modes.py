@@ -39,7 +39,7 @@ from scipy.linalg import solve_triangular
 from scipy.special import gammaln, logsumexp
 
 from .devices import map_rows
-from .host import numpy_rng, pad_rows
+from .host import map_chunks, numpy_rng
 from .target import Target
 
 __all__ = [
@@ -170,12 +170,7 @@ def _ascend_chunk(target, x0, num_iter):
 
 def _ascend_all(target: Target, x0, num_iter: int) -> np.ndarray:
     """Ascend every row of ``x0 (n, d)``, in padded chunks of a fixed size (one compilation)."""
-    padded, n = pad_rows(x0, ASCENT_CHUNK)
-    chunks = [
-        _ascend_chunk(target, padded[i : i + ASCENT_CHUNK], np.int32(num_iter))
-        for i in range(0, padded.shape[0], ASCENT_CHUNK)
-    ]
-    return np.concatenate([np.asarray(c) for c in chunks])[:n]
+    return map_chunks(lambda chunk: _ascend_chunk(target, chunk, np.int32(num_iter)), x0, ASCENT_CHUNK)
 
 
 CURVATURE_CHUNK = 32  # points per compiled curvature call (mode candidates, merged modes)
@@ -183,6 +178,8 @@ CURVATURE_CHUNK = 32  # points per compiled curvature call (mode candidates, mer
 
 @partial(jax.jit, static_argnums=0)
 def _curvature_chunk(target, x):
+    """Log density, gradient and Hessian of -log density at the rows of ``x``, split over devices."""
+
     def rows(x):
         log_p, grad = target.log_density_and_score(x)
         return log_p, grad, -jax.vmap(jax.hessian(target.log_density))(x)
@@ -193,9 +190,7 @@ def _curvature_chunk(target, x):
 def _curvature(target, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Log density, gradient and Hessian of -log density at each row of ``x (n, d)``, in padded
     chunks of a fixed size (one compilation for every ``n``)."""
-    padded, n = pad_rows(x, CURVATURE_CHUNK)
-    parts = [_curvature_chunk(target, padded[i : i + CURVATURE_CHUNK]) for i in range(0, len(padded), CURVATURE_CHUNK)]
-    return tuple(np.concatenate([np.asarray(p[j]) for p in parts])[:n] for j in range(3))
+    return map_chunks(lambda chunk: _curvature_chunk(target, chunk), x, CURVATURE_CHUNK)
 
 
 def _mahalanobis2(x, location, hessian) -> np.ndarray:
@@ -462,9 +457,7 @@ def proposal_draws(target: Target, modes: Modes, rng_key, num_draws: int, weight
         rows = comp == k
         y[rows] = loc[k] + solve_triangular(roots[k].T, z[rows].T, lower=False).T / np.sqrt(g[rows])[:, None]
     y = y.astype(dtype)
-    padded, n = pad_rows(y, DRAW_CHUNK)
-    log_p = np.concatenate([np.asarray(_log_density_chunk(target, padded[i : i + DRAW_CHUNK]))
-                            for i in range(0, len(padded), DRAW_CHUNK)])[:n]
+    log_p = map_chunks(lambda chunk: _log_density_chunk(target, chunk), y, DRAW_CHUNK)
     log_q = _log_proposal(y.astype(float), loc, roots, weights, df)
     return y, np.where(np.isfinite(log_p), log_p - log_q, -np.inf)
 
