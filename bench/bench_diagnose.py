@@ -91,7 +91,7 @@ def main():
             cached = audit_in_new_process(name, cache_dir)["first"]
         t = report.timings
         flags = sorted({f.kind for f in report.flags}) or ["none"]
-        print(f"{name:>18} {t_nuts:7.1f} {t['modes']:6.1f} {t['masses']:7.1f} {t['checks']:7.1f} {t['repairs']:8.1f} "
+        print(f"{name:>18} {t_nuts:7.1f} {t['modes']:6.1f} {t['masses']:7.1f} {t['check']:7.1f} {t['repair']:8.1f} "
               f"{first:8.1f} {first / t_nuts:6.2f} {second:9.1f} {second / t_nuts:6.2f} {cached:9.1f} "
               f"{cached / t_nuts:6.2f}  {len(report.modes)}, {', '.join(flags)}", flush=True)
 

@@ -48,9 +48,9 @@ def one_seed(model, seed):
         mixing=check.mixing,
         transitions=float(np.mean(check.transitions)),
         flagged=bool({f.kind for f in report.flags} & MODE_FLAGS),
-        off=abs(check.observed[left] - check.expected[left]) if len(report.modes) == 2 else np.nan,
-        share=check.observed[left] if len(report.modes) == 2 else np.nan,
-        mass=check.expected[left] if len(report.modes) == 2 else np.nan,
+        off=abs(check.observed_share[left] - check.expected_mass[left]) if len(report.modes) == 2 else np.nan,
+        share=check.observed_share[left] if len(report.modes) == 2 else np.nan,
+        mass=check.expected_mass[left] if len(report.modes) == 2 else np.nan,
         repaired=float(np.mean(basins == left)),
     )
 

@@ -37,73 +37,101 @@ the share is no evidence about the weights, so it is compared with the mass thro
 mass's own uncertainty alone, :math:`z_k = (o_k - M_k) / \\mathrm{se}_k`: the flag then says
 that the sample's weights are off, whatever the chains could or could not have seen.
 
-A flag needs both statistical significance and a practical size. Significance is judged on
-Holm-adjusted p-values over the family of one method's tests (every mode's test and the
-method's KSD tests, ``family``), so a correct sample raises a flag with probability at most
-``alpha`` however many modes and tests there are (Holm 1979: valid under any dependence):
+**A practical size is part of the test.** A share off by less than ``tolerance`` (5 points)
+is not worth a flag however precise it is, so each mode's null hypothesis is the interval
+:math:`|o_k - M_k| \\le \\delta` (``delta = tolerance``), not the point :math:`o_k = M_k`. Its
+p-value is the largest over that interval, reached at the end nearest the share: 1 when the
+share lies within the tolerance, else the tests above against :math:`M_k \\pm \\delta`
+(:math:`z_k = (|o_k - M_k| - \\delta) / \\mathrm{se}_k` for chains that do not mix). So a
+p-value below ``alpha`` already means "off by more than the tolerance", and the p-value a
+report prints never contradicts its flag column.
+
+Flags are judged on Holm-adjusted p-values over the family of one method's tests (every
+mode's test and the method's KSD tests, ``tests``), so a correct sample raises a flag with
+probability at most ``alpha`` however many modes and tests there are (Holm 1979: valid under
+any dependence). :func:`judge` is the one place this is done:
 
 - ``missed_mode``: :math:`M_k \\ge` ``mass_floor``, :math:`o_k < M_k / 4`, p < ``alpha``;
-- ``misweighted_mode``: :math:`|o_k - M_k| >` ``tolerance``, p < ``alpha``;
+- ``misweighted_mode``: any other mode with p < ``alpha``;
 - ``unverified_mode``: the mode's mass or its standard error is not a finite number, so the
   share cannot be judged (the check fails closed: a NaN mass never silences a flag). Masses
   that were not estimated at all (``mass_method = "none"``: the density grows above every
   mode) raise no flag of any kind; the report's masses stage says why;
-- ``unknown_region``: more than ``unknown_tolerance`` of the draws ascend to no known mode.
+- ``unknown_region``: more than ``unknown_tolerance`` of the draws ascend to no known mode;
+- ``ksd_reject``: one of the method's KSD tests rejects (the plain test sees local misfit, the
+  perturbed test also sees wrong weights once draws jump between modes).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Literal, get_args
 
 import numpy as np
 from arviz_stats.base import array_stats
 from scipy.stats import betabinom, binom, norm
 
+from .ksd import KSDTest
 from .modes import Modes
 
-__all__ = [
-    "Flag", "ModeCheck", "check_mode_mass", "basin_ess", "basin_rhat", "basin_transitions", "draws_ess",
-    "holm", "ksd_flags", "mixes_between_modes", "mixing_text", "share_pvalue",
-]
+__all__ = ["Flag", "FlagKind", "ModeCheck", "check_mode_mass", "judge", "holm", "share_pvalue"]
 
-FLAG_KINDS = ("missed_mode", "misweighted_mode", "unverified_mode", "unknown_region", "ksd_reject")
+FlagKind = Literal["missed_mode", "misweighted_mode", "unverified_mode", "unknown_region", "ksd_reject"]
+FLAG_KINDS: tuple[str, ...] = get_args(FlagKind)
+KSD_TESTS = {  # a method's KSD tests and what a rejection says
+    "plain": "the draws' local shape or spread differs from the posterior's",
+    "perturbed": "the mode weights look wrong once draws jump between modes",
+}
 
 
 @dataclass(frozen=True)
 class Flag:
-    """One finding about one method: what, where, the numbers, and a sentence."""
+    """One finding about one method: what (``kind``, one of :data:`FLAG_KINDS`), where (``mode``,
+    -1 when the flag is not about one mode), the numbers (expected mass and se against the
+    observed share; for ``ksd_reject`` the KSD^2 as ``observed``), the Holm-adjusted p-value and
+    a sentence."""
 
     method: str
-    kind: str
-    mode: int  # -1 when the flag is not about one mode
+    kind: FlagKind
+    mode: int
     expected: float
     expected_se: float
     observed: float
     pvalue: float
     message: str
 
+    def __post_init__(self):
+        if self.kind not in FLAG_KINDS:
+            raise ValueError(f"flag kind must be one of {FLAG_KINDS}, got {self.kind!r}.")
+
 
 @dataclass(frozen=True)
 class ModeCheck:
-    """Per-mode numbers of one method's check (arrays over modes).
+    """One method's mode-mass check (arrays over modes) and its flags.
 
-    ``transitions`` (per chain) and ``basin_rhat`` (per mode) describe how the chains move
-    between modes; both are None for independent draws. ``mixing`` is False when the chains
-    do not mix between modes (see the module docstring), and the shares were then judged
-    against the masses' standard errors alone.
+    ``expected_mass`` and ``expected_mass_se`` are the modes' masses as fractions of what the
+    modes hold; ``observed_share`` the share of the draws in a known basin that lie in each;
+    ``unknown_share`` the share of all draws in no known basin. ``ess`` is the basin
+    indicator's effective sample size, ``pvalue`` the unadjusted p-value of the interval null
+    (module docstring), ``tolerance`` its half-width. ``transitions`` (per chain) and
+    ``basin_rhat`` (per mode) describe how chains move between modes (None for independent
+    draws); ``mixing`` is False when they do not mix, and the shares were then judged against
+    the masses' standard errors alone. ``flags`` come from :func:`judge`.
     """
 
     method: str
-    expected: np.ndarray
-    expected_se: np.ndarray
-    observed: np.ndarray
+    expected_mass: np.ndarray
+    expected_mass_se: np.ndarray
+    observed_share: np.ndarray
     ess: np.ndarray
     pvalue: np.ndarray
     unknown_share: float
-    flags: tuple[Flag, ...]
+    flags: tuple[Flag, ...] = ()
     transitions: np.ndarray | None = None
     basin_rhat: np.ndarray | None = None
     mixing: bool = True
+    tolerance: float = 0.05
 
 
 MIXING_RHAT = 1.01
@@ -127,9 +155,14 @@ def basin_ess(basins: np.ndarray, num_modes: int, independent: bool, draws_ess: 
     return ess
 
 
-def share_pvalue(observed: float, ess: float, mass: float, se: float) -> float:
+def share_pvalue(observed: float, ess: float, mass: float, se: float, tolerance: float = 0.0) -> float:
     """Two-sided p-value of a share ``observed`` at effective size ``ess`` against a mass
-    ``mass +- se`` (module docstring): the beta-binomial tails of the effective count, doubled."""
+    ``mass +- se`` (module docstring): the beta-binomial tails of the effective count, doubled.
+    With ``tolerance`` the null is ``|share - mass| <= tolerance``: 1 inside, else the test
+    against the interval's end nearest the share."""
+    if abs(observed - mass) <= tolerance:
+        return 1.0
+    mass = float(np.clip(mass + np.sign(observed - mass) * tolerance, 0.0, 1.0))
     trials = max(int(round(ess)), 1)
     count = int(round(observed * trials))
     if mass <= 0.0 or mass >= 1.0:
@@ -139,6 +172,16 @@ def share_pvalue(observed: float, ess: float, mass: float, se: float) -> float:
         return 1.0
     law = binom(trials, mass) if np.isinf(spread) else betabinom(trials, mass * spread, (1.0 - mass) * spread)
     return float(min(1.0, 2.0 * min(law.cdf(count), law.sf(count - 1))))
+
+
+P_FLOOR = 1e-3  # share tests rest on a mass se and an ESS, each good to a few percent
+
+
+def format_pvalue(p: float, floor: float = P_FLOOR) -> str:
+    """``"0.046"``, ``"< 0.001"``: two digits, nothing below ``floor``; blank for NaN."""
+    if not np.isfinite(p):
+        return ""
+    return f"< {floor:.2g}" if p < floor else f"{p:.2g}"
 
 
 def holm(pvalues) -> np.ndarray:
@@ -219,21 +262,21 @@ def check_mode_mass(
     modes: Modes,
     independent: bool = False,
     draws_ess: float | None = None,
+    tests: Mapping[str, KSDTest] | None = None,
     alpha: float = 0.05,
     mass_floor: float = 0.05,
     tolerance: float = 0.05,
     unknown_tolerance: float = 0.01,
-    family=(),
 ) -> ModeCheck:
     """Compare the share of ``basins (chain, draw)`` (from :func:`assign_basins`) in each mode with
-    ``modes.mass``; return the numbers and the flags. Both are taken over the known basins:
-    the share of the draws that lie in some mode's basin, against the mass as a fraction of
-    the mass the modes hold (draws and mass in no basin are judged by ``unknown_region``).
-    Masses that were not estimated (``mass_method = "none"``) raise no flag. ``draws_ess``: see the module docstring
-    (:func:`draws_ess` computes it). Draws with a chain axis (``independent=False``) are first
-    judged for mixing between modes; chains that do not mix are judged against the masses'
-    standard errors alone. ``family``: the p-values of the method's other tests (its KSD tests)
-    that share the Holm correction; ``ModeCheck.pvalue`` holds the unadjusted ones."""
+    ``modes.mass`` and judge the method (:func:`judge`). Shares and masses are both taken over
+    the known basins: the share of the draws that lie in some mode's basin, against the mass as
+    a fraction of the mass the modes hold (draws in no basin are judged by ``unknown_region``).
+    Masses that were not estimated (``mass_method = "none"``) raise no flag. ``draws_ess``: see
+    the module docstring (:func:`draws_ess` computes it). Draws with a chain axis
+    (``independent=False``) are first judged for mixing between modes; chains that do not mix
+    are judged against the masses' standard errors alone. ``tests``: the method's KSD tests
+    (``{"plain": ..., "perturbed": ...}``), judged in one Holm family with the modes' tests."""
     if modes.mass is None:
         raise ValueError("modes carry no masses yet: run mode_masses(target, modes, rng_key) first.")
     basins = np.asarray(basins)
@@ -251,59 +294,95 @@ def check_mode_mass(
     if not independent:
         transitions, rhat = basin_transitions(basins), basin_rhat(basins, k)
         mixing = mixes_between_modes(transitions, rhat)
-    pvalue = _share_pvalues(observed, ess, expected, se, mixing)
-    adjusted = holm(np.concatenate([pvalue, np.asarray(family, dtype=float)]))[:k]
-    why = "" if mixing else (
-        f" The chains do not mix between modes ({mixing_text(transitions, rhat)}): the share reflects "
-        "where they started more than the posterior, so it is judged against the mass's standard "
-        "error alone."
+    check = ModeCheck(method, expected, se, observed, ess, _share_pvalues(observed, ess, expected, se, mixing, tolerance),
+                      float(np.mean(basins < 0)), (), transitions, rhat, mixing, tolerance)
+    return replace(check, flags=judge(check, modes, tests or {}, alpha, mass_floor, unknown_tolerance))
+
+
+def judge(check: ModeCheck, modes: Modes, tests: Mapping[str, KSDTest], alpha: float = 0.05,
+          mass_floor: float = 0.05, unknown_tolerance: float = 0.01) -> tuple[Flag, ...]:
+    """A method's flags: Holm once over the family of its tests (each mode's share test and each
+    KSD test in ``tests``), then the rules of the module docstring. Masses that were not
+    estimated (``modes.mass_method == "none"``) judge no share and no unknown region. ``tests``
+    are keyed as in :data:`KSD_TESTS`."""
+    k = len(check.expected_mass)
+    names = list(tests)
+    adjusted = holm(np.concatenate([check.pvalue, [tests[n].pvalue for n in names]]))
+    judged = modes.mass_method != "none"
+    flags = _mode_flags(check, modes, adjusted[:k], alpha, mass_floor) if judged else []
+    if judged and check.unknown_share > unknown_tolerance:
+        flags.append(Flag(method=check.method, kind="unknown_region", mode=-1, expected=0.0, expected_se=0.0,
+                          observed=check.unknown_share, pvalue=float("nan"), message=(
+            f"{check.unknown_share:.1%} of the {check.method} draws lie in no known mode's basin: a mode the "
+            "search did not find, or a region where the ascent did not converge."
+        )))
+    for name, p in zip(names, adjusted[k:]):
+        if p < alpha:
+            test = tests[name]
+            flags.append(Flag(method=check.method, kind="ksd_reject", mode=-1, expected=0.0, expected_se=0.0,
+                              observed=float(test.statistic), pvalue=float(p), message=(
+                f"{check.method}: {KSD_TESTS[name]} ({name} KSD test, {test.variant}, KSD^2 = "
+                f"{test.statistic:.3g}, p {_p_text(test.pvalue)}, Holm-adjusted {_p_text(p)})."
+            )))
+    return tuple(flags)
+
+
+def _mode_flags(check: ModeCheck, modes: Modes, adjusted, alpha: float, mass_floor: float) -> list[Flag]:
+    """``unverified_mode``, ``missed_mode`` and ``misweighted_mode`` flags from the modes'
+    Holm-adjusted p-values."""
+    expected, se, observed = check.expected_mass, check.expected_mass_se, check.observed_share
+    why = "" if check.mixing else (
+        f" The chains do not mix between modes ({mixing_text(check.transitions, check.basin_rhat)}): the "
+        "share reflects where they started more than the posterior, so it is judged against the mass's "
+        "standard error alone."
     )
     flags = []
-    unknown = float(np.mean(basins < 0))
-    if modes.mass_method == "none":  # nothing to judge the shares against (Modes.runaway says why)
-        return ModeCheck(method, expected, se, observed, ess, pvalue, unknown, (), transitions, rhat, mixing)
-    for j in range(k):
-        numbers = dict(method=method, mode=j, expected=float(expected[j]), expected_se=float(se[j]),
+    for j in range(len(expected)):
+        numbers = dict(method=check.method, mode=j, expected=float(expected[j]), expected_se=float(se[j]),
                        observed=float(observed[j]), pvalue=float(adjusted[j]))
         where = modes.describe(j)
-        precision = f"ESS {ess[j]:.0f}" if mixing else "mass se only"
-        p_text = f"Holm-adjusted p = {adjusted[j]:.2g}"
+        evidence = (f"{f'ESS {check.ess[j]:.0f}' if check.mixing else 'mass se only'}, "
+                    f"off by more than {check.tolerance:.0%}: Holm-adjusted p {_p_text(adjusted[j])}")
         if not (np.isfinite(expected[j]) and np.isfinite(se[j])):
             flags.append(Flag(kind="unverified_mode", message=(
-                f"{method}: the mass of {where} is not a finite number ({expected[j]:.3g} +- {se[j]:.3g}), "
+                f"{check.method}: the mass of {where} is not a finite number ({expected[j]:.3g} +- {se[j]:.3g}), "
                 f"so its share of the draws ({observed[j]:.1%}) cannot be verified."
             ), **numbers))
-        elif expected[j] >= mass_floor and observed[j] < expected[j] / 4 and adjusted[j] < alpha:
+        elif adjusted[j] >= alpha:
+            continue
+        elif expected[j] >= mass_floor and observed[j] < expected[j] / 4:
             flags.append(Flag(kind="missed_mode", message=(
-                f"{method} misses {where}: it holds {expected[j]:.1%} +- {se[j]:.1%} of the posterior "
-                f"mass but {observed[j]:.1%} of the draws ({precision}, {p_text}).{why}"
+                f"{check.method} misses {where}: it holds {expected[j]:.1%} +- {se[j]:.1%} of the posterior "
+                f"mass but {observed[j]:.1%} of the draws ({evidence}).{why}"
             ), **numbers))
-        elif abs(observed[j] - expected[j]) > tolerance and adjusted[j] < alpha:
+        else:
             flags.append(Flag(kind="misweighted_mode", message=(
-                f"{method} misweights {where}: {observed[j]:.1%} of the draws against an expected "
-                f"{expected[j]:.1%} +- {se[j]:.1%} of the mass ({precision}, {p_text}).{why}"
+                f"{check.method} misweights {where}: {observed[j]:.1%} of the draws against an expected "
+                f"{expected[j]:.1%} +- {se[j]:.1%} of the mass ({evidence}).{why}"
             ), **numbers))
-    if unknown > unknown_tolerance:
-        flags.append(Flag(method=method, kind="unknown_region", mode=-1, expected=0.0, expected_se=0.0,
-                          observed=unknown, pvalue=float("nan"), message=(
-            f"{unknown:.1%} of the {method} draws lie in no known mode's basin: a mode the search "
-            "did not find, or a region where the ascent did not converge."
-        )))
-    return ModeCheck(method, expected, se, observed, ess, pvalue, unknown, tuple(flags), transitions, rhat, mixing)
+    return flags
 
 
-def _share_pvalues(observed, ess, expected, se, mixing: bool) -> np.ndarray:
-    """Per-mode p-values: beta-binomial for chains that mix (or independent draws); against the
-    mass's standard error alone, ``z = (o - M) / se``, for chains that do not. NaN where the
-    mass or its se is not finite."""
+def _p_text(p: float) -> str:
+    """``"= 0.046"`` or ``"< 0.001"``, for sentences."""
+    text = format_pvalue(p)
+    return text if text.startswith("<") else f"= {text}"
+
+
+def _share_pvalues(observed, ess, expected, se, mixing: bool, tolerance: float) -> np.ndarray:
+    """Per-mode p-values of the interval null ``|o - M| <= tolerance``: beta-binomial for chains
+    that mix (or independent draws); against the mass's standard error alone,
+    ``z = (|o - M| - tolerance) / se``, for chains that do not. NaN where the mass or its se is
+    not finite."""
     pvalues = np.full(len(expected), np.nan)
     for j in range(len(expected)):
         if not (np.isfinite(expected[j]) and np.isfinite(se[j])):
             continue
         if mixing:
-            pvalues[j] = share_pvalue(observed[j], ess[j], expected[j], se[j])
+            pvalues[j] = share_pvalue(observed[j], ess[j], expected[j], se[j], tolerance)
         else:
-            pvalues[j] = 2 * norm.sf(abs(observed[j] - expected[j]) / max(se[j], 1e-12))
+            excess = max(abs(observed[j] - expected[j]) - tolerance, 0.0)
+            pvalues[j] = min(1.0, 2 * norm.sf(excess / max(se[j], 1e-12)))
     return pvalues
 
 
@@ -315,27 +394,3 @@ def draws_ess(draws) -> float:
     ess = np.asarray(array_stats.ess(np.moveaxis(draws, -1, 0), chain_axis=-2, draw_axis=-1, method="bulk"))
     ess = ess[np.isfinite(ess)]
     return float(np.clip(ess.min(), 1.0, draws.shape[0] * draws.shape[1])) if ess.size else float(draws.shape[0])
-
-
-def ksd_flags(method: str, plain, perturbed=None, alpha: float = 0.05, family=()) -> list[Flag]:
-    """``ksd_reject`` flags for a method whose plain or perturbed KSD test rejects.
-
-    The plain test sees local misfit (wrong shape or scale of a mode); the perturbed test
-    (mode jumps, :mod:`numpyro_stein_diag.perturbed`) also sees wrong mixing proportions.
-    A test rejects when its Holm-adjusted p-value, over these tests and ``family`` (the
-    method's mode-mass p-values, :attr:`ModeCheck.pvalue`), is below ``alpha``.
-    """
-    tests = [(t, what) for t, what in ((plain, "the draws' local shape or spread differs from the posterior's"),
-                                       (perturbed, "the mode weights look wrong once draws jump between modes"))
-             if t is not None]
-    adjusted = holm([t.pvalue for t, _ in tests] + list(family))[:len(tests)]
-    flags = []
-    for (test, what), p in zip(tests, adjusted):
-        if p < alpha:
-            name = test.variant.split(" (")[0]
-            flags.append(Flag(method=method, kind="ksd_reject", mode=-1, expected=0.0, expected_se=0.0,
-                              observed=float(test.statistic), pvalue=float(p), message=(
-                f"{method}: {what} ({name} KSD test, KSD^2 = {test.statistic:.3g}, "
-                f"p = {test.pvalue:.3g}, Holm-adjusted {p:.3g})."
-            )))
-    return flags

@@ -88,9 +88,10 @@ def run_demo(out_dir: str = "stein_diag_demo", weight_left: float = 0.2, repeats
     right = int(np.argmax(report.modes.location[:, 0]))
     print(f"\nShare of draws in the mode at x = 4 (mass {report.modes.mass[right]:.1%}), before -> repaired:")
     for m in report.methods:
-        repair = report.repaired(m)["repair"].sel(mode=right)
-        after = int(repair["draws_kept"] + repair["draws_filled"]) / report.runs[m].particles.shape[0]
-        print(f"  {m:14s} {float(repair['share_before']):6.1%} -> {after:6.1%}")
+        repair = report.repaired(m)["repair"]
+        drawn = repair["draws_kept"] + repair["draws_filled"]
+        after = float(drawn.sel(mode=right)) / (float(drawn.sum()) + repair.attrs["unknown_kept"])
+        print(f"  {m:14s} {float(repair['share_before'].sel(mode=right)):6.1%} -> {after:6.1%}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report.save(out / "report.nc")

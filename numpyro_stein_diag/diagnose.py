@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import time
 from collections.abc import Mapping
 from typing import Callable
 
@@ -12,55 +11,57 @@ import jax
 import numpy as np
 import xarray as xr
 from numpyro.infer import MCMC
-from tqdm.auto import tqdm
 
-from .check import check_mode_mass, draws_ess, ksd_flags
+from .audit import MethodAudit, audit
 from .host import split_keys
-from .ksd import ksd_test
-from .modes import Modes, assign_basins, find_modes, merge_modes, mode_masses, no_modes, without_masses
+from .modes import Modes, find_modes, merge_modes, mode_masses, no_modes, without_masses
 from .nuts import nuts
-from .perturbed import perturbed_ksd_test
-from .repair import Repair, repair
+from .repair import repair
 from .report import Report
 from .runs import Run
-from .stages import Stage, attempt
+from .stages import StageLog
 from .svgd import annealed, plain, svgd, tempered
 from .target import Target
 
-__all__ = ["diagnose", "make_method", "METHODS", "METHOD_DEFAULTS", "run_from_samples"]
+__all__ = ["diagnose", "make_method", "run_from_samples"]
 
-KSD_MAX_DRAWS = 1000  # draws per method the KSD tests use (thinned evenly within each chain)
-KSD_BOOTSTRAP = 500
 MODE_STARTS_PER_RUN = 32  # draws of each method used as extra starts for the mode search
 RESERVED_NAMES = frozenset({"modes", "flags"})  # the report tree's own groups
 
-METHOD_DEFAULTS = {  # the package's own methods and their default settings
-    "nuts": {"num_chains": 4, "num_warmup": 1000, "num_samples": 1000},
-    "svgd": {"num_particles": 512, "num_steps": 2000},
-    "svgd_annealed": {"num_particles": 512, "num_steps": 2000},
-    "svgd_tempered": {"num_particles": 512, "num_steps": 2000, "langevin": 1.0},
-}
-NUTS_SETTINGS = ("num_chains", "num_warmup", "num_samples", "chain_method", "init_spread")
-SVGD_SETTINGS = ("num_particles", "num_steps", "step_size", "kernel", "optimizer", "num_checkpoints")
+METHOD_NAMES = ("nuts", "svgd", "svgd_annealed", "svgd_tempered")  # the package's own methods
 SCHEDULES = {"svgd": plain, "svgd_annealed": annealed, "svgd_tempered": tempered}
+# settings where a method differs from its function's defaults: tempered SVGD adds Langevin
+# noise, which lets particles cross between modes while beta is small
+METHOD_DEFAULTS = {"svgd_tempered": {"langevin": 1.0}}
 
 Method = Callable[[Target, jax.Array, bool], Run]  # (target, rng_key, progress_bar) -> Run
 
 
+def _settings(fn, fixed) -> tuple[str, ...]:
+    """The keyword settings of ``fn`` a user may choose (those not in ``fixed``)."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(n for n, p in inspect.signature(fn).parameters.items() if p.kind in kinds and n not in fixed)
+
+
+NUTS_SETTINGS = _settings(nuts, {"model_or_target", "rng_key", "progress_bar"})
+SVGD_SETTINGS = _settings(svgd, {"target", "rng_key", "schedule", "init", "progress_bar", "method"})
+
+
 def make_method(name: str, **settings) -> Method:
-    """The package's method ``name`` with ``settings`` over its defaults (:data:`METHOD_DEFAULTS`).
+    """The package's method ``name`` with ``settings`` over its defaults.
 
     ``"nuts"`` takes :func:`~numpyro_stein_diag.nuts.nuts`'s settings (``num_chains``,
     ``num_warmup``, ``num_samples``, ``chain_method``, ``init_spread``); the SVGD methods take
     :func:`~numpyro_stein_diag.svgd.svgd`'s (``num_particles``, ``num_steps``, ``step_size``,
     ``kernel``, ``optimizer``, ``num_checkpoints``) and their schedule's (``sigma_max``,
     ``num_noise``, ... of :func:`annealed`; ``beta_min``, ``langevin``, ... of :func:`tempered`).
+    The defaults are those functions' own, except :data:`METHOD_DEFAULTS`.
     E.g. ``make_method("svgd_annealed", step_size=0.01, sigma_max=2.0)``.
     """
-    if name not in METHOD_DEFAULTS:
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHOD_DEFAULTS)}.")
-    settings = {**METHOD_DEFAULTS[name], **settings}
-    schedule_settings = () if name == "nuts" else tuple(inspect.signature(SCHEDULES[name]).parameters)
+    if name not in METHOD_NAMES:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHOD_NAMES)}.")
+    settings = {**METHOD_DEFAULTS.get(name, {}), **settings}
+    schedule_settings = () if name == "nuts" else _settings(SCHEDULES[name], ())
     allowed = NUTS_SETTINGS if name == "nuts" else SVGD_SETTINGS + schedule_settings
     unknown = sorted(set(settings) - set(allowed))
     if unknown:
@@ -72,7 +73,7 @@ def make_method(name: str, **settings) -> Method:
     return lambda target, key, bar: svgd(target, key, schedule=schedule, progress_bar=bar, method=name, **run_settings)
 
 
-METHODS: dict[str, Method] = {name: make_method(name) for name in METHOD_DEFAULTS}
+METHODS: dict[str, Method] = {name: make_method(name) for name in METHOD_NAMES}
 
 
 def _methods(methods) -> dict[str, Method]:
@@ -130,13 +131,6 @@ def run_from_samples(target: Target, name: str, samples) -> Run:
                mcmc=mcmc, groups=groups, independent=False)
 
 
-def _thin(draws, max_draws):
-    """At most ``max_draws`` draws, evenly spaced within each chain: ``(chain, draw', d)``."""
-    chains, n = draws.shape[:2]
-    step = max(1, -(-chains * n // max_draws))
-    return np.asarray(draws)[:, ::step]
-
-
 def diagnose(
     model,
     *model_args,
@@ -180,6 +174,32 @@ def diagnose(
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     methods = _methods(methods)
     samples = {} if samples is None else samples
+    _check_names(samples, methods)
+    target = Target.from_model(model, *model_args, **model_kwargs)
+    k_runs, k_modes, k_mass, k_ksd, k_repair = split_keys(rng_key, 5)
+    num_audits = len(samples) + len(methods)
+    log = StageLog(total=len(methods) + 2 + 2 * num_audits, progress_bar=progress_bar)
+
+    runs = {name: run_from_samples(target, name, s) for name, s in samples.items()}
+    for (name, method), key in zip(methods.items(), split_keys(k_runs, max(len(methods), 1))):
+        with log.stage("run", f"running {name}", method=name):
+            # flags and checks carry the name it was run as
+            runs[name] = dataclasses.replace(method(target, key, progress_bar), method=name)
+
+    modes = _search_modes(target, runs, k_modes, canonicalize, log)
+    modes = _estimate_masses(target, modes, k_mass, canonicalize, log)
+    audits = {}
+    keys = zip(split_keys(k_ksd, max(len(runs), 1)), split_keys(k_repair, max(len(runs), 1)))
+    for (name, run), (key, key_repair) in zip(runs.items(), keys):
+        with log.stage("check", f"checking {name}", method=name):
+            audits[name] = audit(target, modes, run, key, canonicalize)
+        if name in audits:  # the report keeps the methods it could check; the stage says why not the others
+            audits[name] = _repair(target, modes, audits[name], key_repair, canonicalize, log)
+    return Report.build(modes, audits, log.close())
+
+
+def _check_names(samples, methods) -> None:
+    """Refuse what cannot name a method of the report, and a report with nothing in it."""
     if isinstance(samples, MCMC | xr.DataTree) or not isinstance(samples, Mapping):  # a DataTree is a Mapping too
         raise TypeError(
             f"samples is a {type(samples).__name__}; pass a dict that names it, e.g. "
@@ -194,110 +214,46 @@ def diagnose(
     if reserved:
         raise ValueError(f"name(s) {reserved} cannot name a method: the report uses {sorted(RESERVED_NAMES)} "
                          "for its own groups and '/' separates groups; rename them.")
-    target = Target.from_model(model, *model_args, **model_kwargs)
-    k_runs, k_modes, k_mass, k_ksd, k_repair = split_keys(rng_key, 5)
-    num_steps = len(methods) + 2 + len(samples) + len(methods)  # runs, modes, masses, one check per method
-    bar = tqdm(total=num_steps, desc="diagnose", disable=not progress_bar, leave=False)
-
-    runs = {name: run_from_samples(target, name, s) for name, s in samples.items()}
-    stages = []
-    for (name, method), key in zip(methods.items(), split_keys(k_runs, max(len(methods), 1))):
-        bar.set_description(f"diagnose: running {name}")
-        run, stage = attempt(f"run {name}", method, target, key, progress_bar)
-        stages.append(stage)
-        if run is not None:
-            runs[name] = dataclasses.replace(run, method=name)  # flags and checks carry the name it was run as
-        bar.update()
-
-    timings = {}
-    start = time.perf_counter()
-    bar.set_description("diagnose: searching for modes")
-    modes, stage = _search_modes(target, runs, k_modes, canonicalize)
-    stages.append(stage)
-    timings["modes"] = time.perf_counter() - start
-    bar.update()
-    bar.set_description(f"diagnose: masses of {len(modes)} mode{'s' * (len(modes) != 1)}")
-    start = time.perf_counter()
-    modes, stage = _estimate_masses(target, modes, k_mass, canonicalize)
-    stages.append(stage)
-    timings["masses"] = time.perf_counter() - start
-    bar.update()
-
-    timings["checks"] = timings["repairs"] = 0.0
-    checks, tests, perturbed, repairs = {}, {}, {}, {}
-    keys = zip(split_keys(k_ksd, max(len(runs), 1)), split_keys(k_repair, max(len(runs), 1)))
-    for (name, run), (key, key_repair) in zip(list(runs.items()), keys):
-        bar.set_description(f"diagnose: checking {name}")
-        start = time.perf_counter()
-        result, stage = attempt(f"check {name}", _check_method, target, modes, run, key, canonicalize)
-        stages.append(stage)
-        bar.update()
-        timings["checks"] += time.perf_counter() - start
-        if result is None:  # the report keeps the methods it could check; the stage says why not this one
-            del runs[name]
-            continue
-        checks[name], tests[name], basins, maybe_perturbed = result
-        if maybe_perturbed is not None:
-            perturbed[name] = maybe_perturbed
-        start = time.perf_counter()
-        repairs[name] = _repair(target, modes, run, basins, key_repair, canonicalize)
-        timings["repairs"] += time.perf_counter() - start
-    bar.close()
-    return Report.build(runs, modes, checks, tests, timings, perturbed, repairs, stages)
 
 
-def _search_modes(target: Target, runs: dict[str, Run], rng_key, canonicalize) -> tuple[Modes, Stage]:
+def _search_modes(target: Target, runs: dict[str, Run], rng_key, canonicalize, log: StageLog) -> Modes:
     """Modes from prior draws and every run's draws; with no mode, the empty set and the reason."""
-    starts = [_thin(run.draws, MODE_STARTS_PER_RUN).reshape(-1, target.dim) for run in runs.values()]
-    modes, stage = attempt("modes", find_modes, target, np.concatenate(starts) if starts else None, rng_key)
-    if modes is None:
-        return no_modes(target, stage.reason), stage
-    if canonicalize is not None:
-        merged, stage = attempt("modes", merge_modes, target, modes, canonicalize)
-        if merged is None:
-            return no_modes(target, stage.reason), stage
-        modes = dataclasses.replace(merged, runaway=modes.runaway)
-    return modes, Stage("modes", "warning", modes.runaway) if modes.runaway else stage
+    starts = [run.thinned(MODE_STARTS_PER_RUN).reshape(-1, target.dim) for run in runs.values()]
+    modes = None
+    with log.stage("modes", "searching for modes") as outcome:
+        modes = find_modes(target, np.concatenate(starts) if starts else None, rng_key)
+        if canonicalize is not None:
+            modes = dataclasses.replace(merge_modes(target, modes, canonicalize), runaway=modes.runaway)
+        if modes.runaway:
+            outcome.warn(modes.runaway)
+    return no_modes(target, outcome.reason) if outcome.status == "failed" else modes
 
 
-def _estimate_masses(target: Target, modes: Modes, rng_key, canonicalize) -> tuple[Modes, Stage]:
+def _estimate_masses(target: Target, modes: Modes, rng_key, canonicalize, log: StageLog) -> Modes:
     """Masses of the modes, and how far to trust them: importance (ok), Laplace (warning), none (failed)."""
-    estimated, stage = attempt("masses", mode_masses, target, modes, rng_key, canonicalize=canonicalize)
-    if estimated is None:
-        return without_masses(modes), stage
-    if estimated.mass_method == "none":
-        why = ("no mode was found" if len(modes) == 0 else "the log density grows above every mode found "
-               "(see modes), so each basin's share of the draws is reported but not judged")
-        return estimated, Stage("masses", "failed", f"not estimated: {why}")
-    if estimated.mass_method == "laplace":
-        return estimated, Stage("masses", "warning", (
-            f"the importance weights are not reliable (Pareto k = {estimated.pareto_k:.2f} > 0.7), so the "
-            "masses are the Laplace approximation's, with the gap to the importance estimate as their se"
-        ))
-    return estimated, stage
+    estimated = without_masses(modes)
+    with log.stage("masses", f"masses of {len(modes)} mode{'s' * (len(modes) != 1)}") as outcome:
+        estimated = mode_masses(target, modes, rng_key, canonicalize=canonicalize)
+        if estimated.mass_method == "none":
+            why = ("no mode was found" if len(modes) == 0 else "the log density grows above every mode found "
+                   "(see modes), so each basin's share of the draws is reported but not judged")
+            outcome.fail(f"not estimated: {why}")
+        elif estimated.mass_method == "laplace":
+            outcome.warn(
+                f"the importance weights are not reliable (Pareto k = {estimated.pareto_k:.2f} > 0.7), so the "
+                "masses are the Laplace approximation's, with the gap to the importance estimate as their se"
+            )
+    return estimated
 
 
-def _check_method(target: Target, modes: Modes, run: Run, rng_key, canonicalize):
-    """One method's checks: basins, the plain and perturbed KSD tests and the mode-mass check, with
-    flags judged on Holm-adjusted p-values over the method's tests."""
-    basins = assign_basins(target, modes, run.draws, canonicalize=canonicalize)
-    thinned = _thin(run.draws, KSD_MAX_DRAWS)
-    x = thinned.reshape(-1, target.dim) if run.independent else thinned
-    k_plain, k_perturbed = split_keys(rng_key)
-    test = ksd_test(target, x, k_plain, num_bootstrap=KSD_BOOTSTRAP)
-    perturbed = None
-    if len(modes) > 1:
-        perturbed = perturbed_ksd_test(target, x, k_perturbed, modes=modes, num_bootstrap=KSD_BOOTSTRAP)
-    ksd_pvalues = [t.pvalue for t in (test, perturbed) if t is not None]
-    check = check_mode_mass(run.method, basins, modes, independent=run.independent, family=ksd_pvalues,
-                            draws_ess=None if run.independent else draws_ess(run.draws))
-    flags = ksd_flags(run.method, test, perturbed, family=check.pvalue)
-    return dataclasses.replace(check, flags=check.flags + tuple(flags)), test, basins, perturbed
-
-
-def _repair(target: Target, modes: Modes, run: Run, basins, rng_key, canonicalize) -> Repair | str:
-    """The repaired posterior, or the reason there is none (the audit stands without it)."""
-    if modes.mass_method == "none" or len(modes) == 0:
-        return "no repair: the modes' masses were not estimated"
-    repaired, stage = attempt("repair", repair, target, modes, run.draws, basins, rng_key, canonicalize=canonicalize)
-    return stage.reason if repaired is None else repaired
+def _repair(target: Target, modes: Modes, method: MethodAudit, rng_key, canonicalize, log: StageLog) -> MethodAudit:
+    """The audit with its repaired posterior; a repair that cannot be made is a warning (the audit
+    stands without it)."""
+    name = method.run.method
+    with log.stage("repair", f"repairing {name}", method=name) as outcome:
+        if modes.mass_method == "none" or len(modes) == 0:
+            outcome.warn("no repair: the modes' masses were not estimated")
+        else:
+            method = dataclasses.replace(method, repair=repair(target, modes, method.run.draws, method.basins,
+                                                               rng_key, canonicalize=canonicalize))
+    return method

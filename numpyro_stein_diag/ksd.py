@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +45,8 @@ BLOCK_ELEMENTS = 2**22  # block_size * n kept near 4M entries (~32 MB per float6
 # (pairwise distances grow like sqrt(2 d)): measured, the perturbed test's power on a one-mode
 # sample fell to 0 at d = 100 with it and stayed at 1 with the median.
 TEST_KERNEL = IMQ(lengthscale=None)
+Variant = Literal["plain", "spKSD", "ospKSD"]  # plain KSD; perturbed summed over theta (spKSD) or split (ospKSD)
+VARIANTS: tuple[str, ...] = get_args(Variant)
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,9 @@ class KSDTest:
     """Result of a KSD goodness-of-fit test.
 
     ``statistic`` is the KSD^2 estimate (``statistic_type`` "V" or "U"), ``pvalue``
-    the bootstrap p-value :math:`(1 + \\#\\{b : S^*_b \\ge S\\}) / (B + 1)`.
+    the bootstrap p-value :math:`(1 + \\#\\{b : S^*_b \\ge S\\}) / (B + 1)`. ``variant`` is one of
+    :data:`VARIANTS`; ``setting`` says in words how a perturbed test was run (its thetas, jump
+    steps and modes), or why it fell back to the plain test.
     """
 
     statistic: float
@@ -62,8 +67,13 @@ class KSDTest:
     kernel: object
     lengthscale: float
     statistic_type: str = "V"
-    variant: str = "plain"
+    variant: Variant = "plain"
     standardized: bool = False  # True: computed in the draws' standard units (see standardized())
+    setting: str = ""
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}.")
 
     @classmethod
     def from_bootstrap(cls, statistic, bootstrap_statistics, **fields) -> "KSDTest":
@@ -75,8 +85,9 @@ class KSDTest:
 
     def __str__(self) -> str:
         units = " in standard units" if self.standardized else ""
+        variant = f"{self.variant}, {self.setting}" if self.setting else self.variant
         return (
-            f"KSD test ({self.variant}): KSD^2 = {self.statistic:.4g} ({self.statistic_type} statistic{units}), "
+            f"KSD test ({variant}): KSD^2 = {self.statistic:.4g} ({self.statistic_type} statistic{units}), "
             f"p-value = {self.pvalue:.3g}, n = {self.n}, {self.bootstrap} bootstrap "
             f"(B = {self.num_bootstrap}), kernel {self.kernel} with lengthscale {self.lengthscale:.3g}"
         )

@@ -43,8 +43,7 @@ from .host import map_chunks, numpy_rng
 from .target import Target
 
 __all__ = [
-    "Modes", "find_modes", "assign_basins", "mode_masses", "merge_modes", "mode_values_dataset", "no_modes",
-    "proposal_draws", "psis_weights",
+    "Modes", "find_modes", "assign_basins", "mode_masses", "merge_modes", "mode_labels",
 ]
 
 PARETO_K_LIMIT = 0.7
@@ -84,16 +83,13 @@ class Modes:
         """Mode locations in the model's constrained space, ``{site: (K, ...)}``."""
         return self.values
 
-    def describe(self, k: int, max_numbers: int = 4) -> str:
-        """``"mode k (mu = [-3, 3])"``: the location in the model's space, if it is short."""
-        label = self.label(k, max_numbers)
-        return f"mode {k} (log density {self.log_density[k]:.4g})" if label == f"mode {k}" else f"mode {k} ({label})"
+    def describe(self, k: int) -> str:
+        """``"mode 1 (mu = [-3, 3])"``: the mode's index and its label (:func:`mode_labels`)."""
+        return f"mode {k} ({self.label(k)})"
 
-    def label(self, k: int, max_numbers: int = 4) -> str:
-        """``"mu = [-3, 3]"`` when mode ``k`` is at most ``max_numbers`` numbers, else ``"mode k"``."""
-        if sum(np.size(v[k]) for v in self.values.values()) > max_numbers:
-            return f"mode {k}"
-        return self.location_text(k)
+    def label(self, k: int) -> str:
+        """Mode ``k``'s short name (:func:`mode_labels`)."""
+        return mode_labels(self)[k]
 
     def location_text(self, k: int) -> str:
         """``"mu = [-3, 3], sigma = 1.2"``: mode ``k`` in the model's space, 3 significant digits, and
@@ -104,6 +100,37 @@ class Modes:
     def laplace_mass(self) -> np.ndarray:
         """Laplace masses as fractions of their sum."""
         return np.exp(self.laplace_log_mass - logsumexp(self.laplace_log_mass))
+
+
+LABEL_NUMBERS = 4  # a location of at most this many numbers names its mode
+LABEL_COORDINATES = 2  # otherwise, the coordinates that set the modes apart most
+
+
+def mode_labels(modes: Modes) -> list[str]:
+    """A short name per mode: its location in the model's space when that is at most
+    ``LABEL_NUMBERS`` numbers (``"x = 4"``), else the ``LABEL_COORDINATES`` coordinates whose
+    values differ most between the modes relative to their size (``"tau = 0.52, z[3] = 2.1"``),
+    so that two modes never read alike where they differ."""
+    k = len(modes)
+    names, columns = _flat_coordinates(modes.values, k)
+    if k == 0 or len(names) <= LABEL_NUMBERS:
+        return [modes.location_text(j) for j in range(k)]
+    if k == 1:
+        return ["the only mode"]
+    spread = np.ptp(columns, axis=0) / (np.max(np.abs(columns), axis=0) + 1e-12)
+    chosen = np.argsort(-spread, kind="stable")[:LABEL_COORDINATES]
+    return [", ".join(f"{names[c]} = {format_numbers(columns[j, c])}" for c in chosen) for j in range(k)]
+
+
+def _flat_coordinates(values: dict, k: int) -> tuple[list[str], np.ndarray]:
+    """``{site: (K, ...)}`` as coordinate names (``z[3]``, ``L[1,0]``) and a ``(K, n)`` array."""
+    names, columns = [], []
+    for site, v in values.items():
+        v = np.asarray(v, dtype=float)
+        for index in np.ndindex(v.shape[1:]):
+            names.append(site if not index else f"{site}[{','.join(map(str, index))}]")
+            columns.append(v[(slice(None), *index)])
+    return names, np.stack(columns, axis=1) if columns else np.zeros((k, 0))
 
 
 def format_numbers(value) -> str:

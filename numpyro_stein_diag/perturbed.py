@@ -150,7 +150,7 @@ def perturbed_ksd_test(
     if len(modes.location) < 2:
         plain = ksd_test(target, x, rng_key, kernel, num_bootstrap, bootstrap, "v", block_size, flip_prob,
                          standardize)
-        return dataclasses.replace(plain, variant="plain (fewer than two modes: nothing to perturb)")
+        return dataclasses.replace(plain, setting="fewer than two modes: nothing to perturb")
 
     def forms(draws, weights, thetas):
         units = standard_units(draws.reshape(-1, target.dim)) if standardize else None
@@ -171,6 +171,6 @@ def perturbed_ksd_test(
     return KSDTest.from_bootstrap(
         stat, boot, n=n, bootstrap=bootstrap, kernel=kernel, lengthscale=float(lengthscale),
         statistic_type="V", standardized=standardize,
-        variant=f"perturbed ({'spKSD' if variant == 'sum' else 'ospKSD'}, theta = {', '.join(f'{t:g}' for t in thetas)}, "
-                f"{num_steps} steps, {len(modes.location)} modes)",
+        variant="spKSD" if variant == "sum" else "ospKSD",
+        setting=f"theta = {', '.join(f'{t:g}' for t in thetas)}, {num_steps} steps, {len(modes.location)} modes",
     )

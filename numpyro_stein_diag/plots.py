@@ -60,17 +60,20 @@ def _map_visual(pc, visuals, name, func, data, defaults=None, **map_kwargs):
 
 def mode_mass_dataset(dt) -> xr.Dataset:
     """``(method, mode)`` table: expected mass, its se, observed share, and whether it is flagged."""
-    ds = _by_method(_trees(dt), ["expected_mass", "expected_mass_se", "observed_mass", "missed", "misweighted"])
+    ds = _by_method(_trees(dt), ["expected_mass", "expected_mass_se", "observed_share", "missed", "misweighted"])
     return ds.assign(flagged=(ds["missed"] + ds["misweighted"]) > 0)
 
 
 def ksd_dataset(dt) -> xr.Dataset:
-    """``(method,)`` table of the KSD statistic and p-value of every test the report holds."""
-    names = ["ksd", "ksd_pvalue"]
-    trees = _trees(dt)
-    if all("perturbed_ksd" in t["stein_diagnostics"].dataset for t in trees.values()):
-        names += ["perturbed_ksd", "perturbed_ksd_pvalue"]
-    return _by_method(trees, names)
+    """``(method,)`` table of the KSD statistic and p-value of every test all methods hold:
+    ``ksd``, ``ksd_pvalue`` (plain) and ``perturbed_ksd``, ``perturbed_ksd_pvalue``."""
+    table = _by_method(_trees(dt), ["ksd", "ksd_pvalue"])
+    prefix = {"plain": "", "perturbed": "perturbed_"}
+    return xr.Dataset({
+        f"{prefix[str(test)]}{name}": table[name].sel(test=test, drop=True)
+        for test in table["test"].values if bool(table["ksd"].sel(test=test).notnull().all())
+        for name in ("ksd", "ksd_pvalue")
+    })
 
 
 # ---------------------------------------------------------------------------- visuals
@@ -130,7 +133,7 @@ def plot_mode_mass(
     x_expected, x_observed = x - SIDE_BY_SIDE, x + SIDE_BY_SIDE
     low = table["expected_mass"] - num_se * table["expected_mass_se"]
     high = table["expected_mass"] + num_se * table["expected_mass_se"]
-    observed = _with_axis("mass", x=x_observed, y=table["observed_mass"])
+    observed = _with_axis("mass", x=x_observed, y=table["observed_share"])
     if plot_collection is None:
         pc_kwargs.setdefault("cols", ["mode"])
         pc_kwargs.setdefault("aes", {"color": ["method"]})
@@ -145,7 +148,7 @@ def plot_mode_mass(
         "observed": (scatter_xy, observed, {"marker": "o", "size": 60}),
         "flagged": (
             scatter_xy,
-            _with_axis("mass", x=x_observed, y=table["observed_mass"].where(table["flagged"])),
+            _with_axis("mass", x=x_observed, y=table["observed_share"].where(table["flagged"])),
             {"marker": "x", "size": 160, "color": FLAG_COLOR},
         ),
     }

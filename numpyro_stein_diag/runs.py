@@ -52,3 +52,9 @@ class Run:
     @property
     def num_chains(self) -> int:
         return int(self.draws.shape[0])
+
+    def thinned(self, max_draws: int) -> np.ndarray:
+        """At most ``max_draws`` draws, evenly spaced within each chain: ``(chain, draw', d)``."""
+        chains, n = self.draws.shape[:2]
+        step = max(1, -(-chains * n // max_draws))
+        return np.asarray(self.draws)[:, ::step]

@@ -18,7 +18,7 @@ level :math:`\\sigma_t` (a number, or one per coordinate) of the smoothed target
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, partial
 from typing import Callable, NamedTuple
 
@@ -58,7 +58,8 @@ class Schedule:
 
     Schedules compose with :func:`chain` (whose ``parts`` are kept). ``num_noise`` is the
     number of Gaussian perturbations per particle used to estimate the smoothed score
-    (0: no smoothing).
+    (0: no smoothing). ``kind`` (``"plain"``, ``"annealed"``, ``"tempered"`` or ``"chain"``)
+    names the run it makes (``svgd``, ``svgd_annealed``, ...); ``name`` describes it.
     """
 
     name: str
@@ -66,6 +67,7 @@ class Schedule:
     num_noise: int = 0
     sigma_max: float | None = None  # None: resolved from the target by svgd(); else the largest sigma
     parts: tuple["Schedule", ...] = ()  # the schedules a chain() was built from
+    kind: str = "plain"
 
     def resolve(self, target: Target, rng_key) -> "Schedule":
         """Fill a ``sigma_max`` left to the target, one per coordinate: twice the robust spread
@@ -78,7 +80,7 @@ class Schedule:
         if self.num_noise == 0 or self.sigma_max is not None:
             return self
         scale = 2.0 * robust_spread(target.initial_points(rng_key, 512))
-        return Schedule(self.name, partial(_rescale_sigma, self.level, scale), self.num_noise, float(jnp.max(scale)))
+        return replace(self, level=partial(_rescale_sigma, self.level, scale), sigma_max=float(jnp.max(scale)))
 
 
 def robust_spread(x) -> jax.Array:
@@ -149,8 +151,9 @@ def annealed(
         return Level(jnp.ones_like(u), sigma, jnp.zeros_like(u))
 
     if sigma_max is None:
-        return Schedule("annealed", level, num_noise, None)
-    return Schedule("annealed", partial(_rescale_sigma, level, float(sigma_max)), num_noise, float(sigma_max))
+        return Schedule("annealed", level, num_noise, None, kind="annealed")
+    return Schedule("annealed", partial(_rescale_sigma, level, float(sigma_max)), num_noise, float(sigma_max),
+                    kind="annealed")
 
 
 def tempered(
@@ -181,6 +184,7 @@ def tempered(
         return Schedule(
             f"tempered(beta={beta:g})",
             lambda u: Level(jnp.full_like(u, beta), jnp.zeros_like(u), jnp.zeros_like(u)),
+            kind="tempered",
         )
     if kind not in ("geometric", "cyclic"):
         raise ValueError(f"kind must be 'geometric' or 'cyclic', got {kind!r}.")
@@ -200,7 +204,7 @@ def tempered(
             b = jnp.where(v >= 1.0, 1.0, jnp.maximum(phase**power, beta_min))
         return Level(b, jnp.zeros_like(u), langevin * (1.0 - b))
 
-    return Schedule(f"tempered({kind})", level)
+    return Schedule(f"tempered({kind})", level, kind="tempered")
 
 
 def chain(*schedules: Schedule) -> Schedule:
@@ -225,6 +229,7 @@ def chain(*schedules: Schedule) -> Schedule:
         max(s.num_noise for s in schedules),
         None if any(v is None for v in sigmas) else (math.sqrt(sum(v * v for v in sigmas)) if sigmas else None),
         tuple(schedules),
+        kind="chain",
     )
 
 
@@ -443,7 +448,7 @@ def svgd(
     history["ksd_step"] = np.array([c[0] for c in checkpoints])
     history["ksd"] = np.array([c[1] for c in checkpoints])
     return Run(
-        method=method or ("svgd" if schedule.name == "plain" else f"svgd_{schedule.name.split('(')[0]}"),
+        method=method or ("svgd" if schedule.kind == "plain" else f"svgd_{schedule.kind}"),
         draws=state.particles[None],
         samples=target.constrain(state.particles[None]),
         history=history,

@@ -38,18 +38,46 @@ def test_share_pvalue_is_the_binomial_one_without_mass_uncertainty_and_wider_wit
     assert share_pvalue(0.7, 10, 0.7, 0.01) == 1.0
 
 
+def ksd_result(pvalue):
+    return nsd.KSDTest(statistic=0.1, pvalue=pvalue, n=100, bootstrap="multinomial", num_bootstrap=99,
+                       kernel=nsd.IMQ(), lengthscale=1.0)
+
+
 def test_holm_adjusts_over_the_family():
     np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.5]), [0.04, 0.09, 0.09, 0.5])
     modes = fixed_modes([0.5, 0.5], [0.02, 0.02])
-    # 62% against 50% +- 2%, n = 100: p = 0.032 for each mode, Holm-adjusted 0.064 over the two
-    # modes and 0.128 once two KSD tests join the family
+    # 62% against 50% +- 2%, n = 100, point null (tolerance 0): p = 0.032 for each mode,
+    # Holm-adjusted 0.064 over the two modes and 0.128 once two KSD tests join the family
     basins = np.array([0] * 62 + [1] * 38)[None]
-    alone = nsd.check_mode_mass("m", basins, modes, independent=True, tolerance=0.05, alpha=0.1)
-    with_family = nsd.check_mode_mass("m", basins, modes, independent=True, tolerance=0.05, alpha=0.1,
-                                      family=[0.5, 0.5])
+    alone = nsd.check_mode_mass("m", basins, modes, independent=True, tolerance=0.0, alpha=0.1)
+    tests = {"plain": ksd_result(0.5), "perturbed": ksd_result(0.5)}
+    with_family = nsd.check_mode_mass("m", basins, modes, independent=True, tolerance=0.0, alpha=0.1, tests=tests)
     assert {f.kind for f in alone.flags} == {"misweighted_mode"}
     assert not with_family.flags
     np.testing.assert_allclose(alone.pvalue, with_family.pvalue)  # ModeCheck keeps the raw p-values
+    # a KSD test is judged in the same family: p = 0.01 is the smallest of three, adjusted 0.03
+    rejected = nsd.check_mode_mass("m", basins, modes, independent=True, tolerance=0.0, alpha=0.1,
+                                   tests={"plain": ksd_result(0.01)})
+    assert [f.kind for f in rejected.flags if f.mode < 0] == ["ksd_reject"]
+
+
+def test_tolerance_is_part_of_the_test_so_p_never_contradicts_the_flag():
+    # 0.5 / 0.5 with a precise mass; shares from 40% to 60% of 2000 independent draws
+    modes = fixed_modes([0.5, 0.5], [0.002, 0.002])
+    for count in range(800, 1201, 25):
+        basins = np.array([0] * count + [1] * (2000 - count))[None]
+        check = nsd.check_mode_mass("m", basins, modes, independent=True)
+        off = abs(count / 2000 - 0.5)
+        if off <= 0.05:  # inside the tolerance: nothing to reject, p = 1, no flag
+            assert np.all(check.pvalue == 1.0) and not check.flags
+        flagged = {f.mode for f in check.flags}
+        adjusted = holm(check.pvalue)
+        assert flagged == {j for j in range(2) if adjusted[j] < 0.05}
+    # 58% of 2000 against 50% +- 0.2%: 3 points beyond the tolerance, 2.7 binomial sd from 55%
+    # (57% is 1.8 sd from it, p = 0.07: not beyond the tolerance with confidence)
+    basins = np.array([0] * 1160 + [1] * 840)[None]
+    assert {f.kind for f in nsd.check_mode_mass("m", basins, modes, independent=True).flags} == {"misweighted_mode"}
+    assert share_pvalue(0.57, 2000, 0.5, 0.0, tolerance=0.05) == share_pvalue(0.57, 2000, 0.55, 0.0)
 
 
 def test_a_nan_mass_never_silences_a_flag():

@@ -66,11 +66,12 @@ def test_save_load_loses_nothing(two_mode_report, tmp_path):
     np.testing.assert_array_equal(loaded.modes.mass, two_mode_report.modes.mass)
     for m in two_mode_report.methods:
         xr.testing.assert_identical(loaded.to_datatree(m), two_mode_report.to_datatree(m))
-        np.testing.assert_array_equal(loaded.runs[m].draws, two_mode_report.runs[m].draws)
         assert loaded.ksd[m] == two_mode_report.ksd[m]
         assert loaded.perturbed_ksd[m] == two_mode_report.perturbed_ksd[m]
     diag = loaded.to_datatree("one_mode")["stein_diagnostics"]
-    assert int(diag["missed"].sum()) == 1 and float(diag["ksd_pvalue"]) == two_mode_report.ksd["one_mode"].pvalue
+    assert int(diag["missed"].sum()) == 1
+    assert float(diag["ksd_pvalue"].sel(test="plain")) == two_mode_report.ksd["one_mode"].pvalue
+    assert loaded.stages == two_mode_report.stages and all(s.seconds >= 0 for s in loaded.stages)
 
 
 def test_dataframe_html_and_flag_variables_hold_the_checks_numbers(two_mode_report):
@@ -78,8 +79,8 @@ def test_dataframe_html_and_flag_variables_hold_the_checks_numbers(two_mode_repo
     df = r.to_dataframe()
     assert list(df.index.names) == ["method", "mode"] and len(df) == 3 * len(r.modes)
     for m, check in r.checks.items():
-        np.testing.assert_array_equal(df.loc[m, "expected_mass"].values, check.expected)
-        np.testing.assert_array_equal(df.loc[m, "observed_share"].values, check.observed)
+        np.testing.assert_array_equal(df.loc[m, "expected_mass"].values, check.expected_mass)
+        np.testing.assert_array_equal(df.loc[m, "observed_share"].values, check.observed_share)
         assert (df.loc[m, "ksd_pvalue"] == r.ksd[m].pvalue).all()
     left = int(np.argmin(r.modes.location[:, 0]))
     assert "missed_mode" in df.loc[("one_mode", left), "flags"] and df.loc["exact", "flags"].eq("").all()
@@ -136,7 +137,9 @@ def test_samples_from_a_datatree_and_an_mcmc_object():
     run = nsd.nuts(two_mode_model, jax.random.PRNGKey(0), num_chains=2, num_warmup=200, num_samples=200, weight_left=0.5, progress_bar=False)
     tree = arviz_base.from_numpyro(run.mcmc)
     report = nsd.diagnose(two_mode_model, samples={"mcmc": run.mcmc, "tree": tree}, methods=(), progress_bar=False)
-    np.testing.assert_array_equal(report.runs["mcmc"].draws, report.runs["tree"].draws)
+    xr.testing.assert_equal(report.to_datatree("mcmc")["posterior"].dataset,
+                            report.to_datatree("tree")["posterior"].dataset)  # equal up to attrs (creation time)
+    np.testing.assert_array_equal(report.checks["mcmc"].observed_share, report.checks["tree"].observed_share)
     assert "sample_stats" in report.to_datatree("mcmc").children
 
 
@@ -204,12 +207,16 @@ def test_real_problem_nuts_chains_in_a_squared_parameter():
     assert abs(report.modes.mass[positive] - truth_positive) < max(0.03, 3 * report.modes.mass_se[positive])
     share = chain_sides.mean()
     # the chains never cross, so they do not mix between modes and the share (the chains'
-    # starts) is judged against the mass's standard error alone: flagged exactly when it is
-    # off by more than the practical tolerance of 0.05
+    # starts) is judged against the mass's standard error alone: never flagged within the
+    # practical tolerance of 0.05, always flagged beyond it by more than 3 se
     check = report.checks["nuts"]
     assert not check.mixing and int(np.sum(check.transitions)) == 0
     flagged = bool(kinds(report, "nuts") & {"misweighted_mode", "missed_mode"})
-    assert flagged == (abs(share - report.modes.mass[positive]) > 0.05)
+    excess = abs(share - report.modes.mass[positive]) - 0.05
+    if excess <= 0:
+        assert not flagged
+    if excess > 3 * report.modes.mass_se[positive]:
+        assert flagged
 
 
 def test_own_methods_are_checked_and_their_histories_round_trip(tmp_path):
@@ -220,15 +227,14 @@ def test_own_methods_are_checked_and_their_histories_round_trip(tmp_path):
                                                       progress_bar=bar),
     }
     report = nsd.diagnose(two_mode_model, methods=methods, rng_key=jax.random.PRNGKey(3), progress_bar=False)
-    assert set(report.runs) == set(methods) and len(report.modes) == 2
+    assert report.methods == list(methods) and len(report.modes) == 2
     for m in methods:
-        history = report.runs[m].history
-        assert len(history["step_norm"]) == 300 and np.all(np.isfinite(history["ksd"]))
+        diag = report.diagnostics(m)
+        assert diag.sizes["step"] == 300 and np.all(np.isfinite(diag["history_ksd"]))
     path = tmp_path / "own.nc"
     report.save(path)
     loaded = nsd.Report.load(path)
     assert loaded == report and loaded.flags == report.flags
     for m in methods:
-        for key, value in report.runs[m].history.items():
-            np.testing.assert_array_equal(loaded.runs[m].history[key], value)
+        xr.testing.assert_identical(loaded.diagnostics(m), report.diagnostics(m))
         assert loaded.ksd[m] == report.ksd[m]

@@ -87,7 +87,7 @@ def test_rarely_crossing_chains_with_a_share_off_by_015_are_flagged(equal_mass_r
     assert check.transitions.tolist() == [0, 2, 2, 1]
     assert not check.mixing and np.nanmax(check.basin_rhat) > MIXING_RHAT
     left = int(np.argmin(equal_mass_report.modes.location[:, 0]))
-    assert check.observed[left] == pytest.approx(0.65)
+    assert check.observed_share[left] == pytest.approx(0.65)
     assert mode_kinds(equal_mass_report, "rare_crossing") == {"misweighted_mode"}
     # before this rule: ESS about 5 per basin, p ~ 0.5, no flag
     assert check.ess[left] < 20

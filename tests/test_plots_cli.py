@@ -39,11 +39,11 @@ def test_mode_mass_plot_holds_the_reports_numbers(report):
     for method, check in report.checks.items():
         for mode in range(2):
             y = offsets(observed.sel({"method": method, "mode": mode}).item())[0, 1]
-            assert y == pytest.approx(check.observed[mode])
+            assert y == pytest.approx(check.observed_share[mode])
             line = pc.viz["expected"]["mass"].sel({"method": method, "mode": mode}).item()
             low, high = line.get_ydata()
-            assert (low + high) / 2 == pytest.approx(check.expected[mode])
-            assert high - low == pytest.approx(4 * check.expected_se[mode], rel=1e-5)  # float32 masses
+            assert (low + high) / 2 == pytest.approx(check.expected_mass[mode])
+            assert high - low == pytest.approx(4 * check.expected_mass_se[mode], rel=1e-5)  # float32 masses
     crosses = sum(np.isfinite(offsets(pc.viz["flagged"]["mass"].sel(mode=m).item())[:, 1]).sum() for m in range(2))
     flagged_pairs = {(f.method, f.mode) for f in report.flags if f.mode >= 0}
     assert crosses == len(flagged_pairs) > 0

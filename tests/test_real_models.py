@@ -95,7 +95,7 @@ def test_a_failing_method_is_reported_and_the_rest_is_audited(eight_schools_mcmc
 
     report = nsd.diagnose(eight_schools_noncentred, samples={"mine": eight_schools_mcmc},
                           methods={"broken": broken, "copy": copy}, progress_bar=False)
-    assert report.methods == ["mine", "copy"] and report.runs["copy"].method == "copy"
+    assert report.methods == ["mine", "copy"] and report.checks["copy"].method == "copy"
     assert set(report.checks) == {"mine", "copy"}
     failed = stage(report, "run broken")
     assert failed.status == "failed" and "step 40 of 100" in failed.reason
@@ -106,9 +106,10 @@ def test_annealed_svgd_on_eight_schools_finishes_finite(eight_schools_mcmc):
     settings = {"num_particles": 64, "num_steps": 300, "num_checkpoints": 2}
     report = nsd.diagnose(eight_schools_noncentred, methods={"svgd_annealed": settings}, progress_bar=False)
     assert stage(report, "run svgd_annealed").ok
-    run = report.runs["svgd_annealed"]
-    assert run.draws.shape == (1, 64, 10) and len(run.history["step_norm"]) == 300  # the settings reached svgd()
-    draws = run.samples
+    posterior = report.to_datatree("svgd_annealed")["posterior"].dataset
+    diag = report.diagnostics("svgd_annealed")
+    assert posterior.sizes["draw"] == 64 and diag.sizes["step"] == 300  # the settings reached svgd()
+    draws = {k: v.values for k, v in posterior.data_vars.items()}
     assert all(np.isfinite(np.asarray(v)).all() for v in draws.values())
     # the posterior mean of mu (NUTS: about 4.4, sd 3.3) within one posterior sd
     nuts_mu = eight_schools_mcmc.get_samples()["mu"]
@@ -130,7 +131,7 @@ def test_a_hierarchy_with_60_groups_passes():
     mcmc = run_nuts(hierarchical, group=group, y=y, num_groups=60)
     report = nsd.diagnose(hierarchical, group, y, 60, samples={"nuts": mcmc}, methods=(), progress_bar=False)
     assert report.ok and len(report.modes) == 1 and stage(report, "modes").ok
-    assert report.runs["nuts"].draws.shape[-1] == 62
+    assert report.modes.location.shape[-1] == 62
 
 
 def constrained_sites():
@@ -146,7 +147,7 @@ def test_dirichlet_halfnormal_lkj_and_deterministic_sites(tmp_path):
     report = nsd.diagnose(constrained_sites, samples={"nuts": mcmc}, methods=(), progress_bar=False)
     assert report.ok and len(report.modes) == 1
     # unconstrained: 2 (simplex) + 1 (positive) + 3 (3x3 correlation Cholesky factor)
-    assert report.runs["nuts"].draws.shape[-1] == 6
+    assert report.modes.location.shape[-1] == 6
     plots = report.plot(tmp_path)
     assert list(plots["methods"].viz["plot"]["L"].sizes.values()) == [3, 3]
 

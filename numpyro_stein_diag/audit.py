@@ -1,0 +1,50 @@
+"""Auditing one method: the basins of its draws, its KSD tests and its mode-mass check, judged together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .check import ModeCheck, check_mode_mass, draws_ess
+from .host import split_keys
+from .ksd import KSDTest, ksd_test
+from .modes import Modes, assign_basins
+from .perturbed import perturbed_ksd_test
+from .repair import Repair
+from .runs import Run
+from .target import Target
+
+__all__ = ["MethodAudit", "audit"]
+
+KSD_MAX_DRAWS = 1000  # draws per method the KSD tests use (thinned evenly within each chain)
+KSD_BOOTSTRAP = 500
+
+
+@dataclass(frozen=True, eq=False)
+class MethodAudit:
+    """Everything diagnose() found about one method: its ``run``, the ``basins`` of its draws
+    (``(chain, draw)``, -1 for no known basin), its KSD ``tests`` (``"plain"``, and
+    ``"perturbed"`` with two or more modes), the mode-mass ``check`` with the method's
+    flags, and its ``repair`` (None when none could be made; the repair stage says why)."""
+
+    run: Run
+    basins: np.ndarray
+    tests: dict[str, KSDTest]
+    check: ModeCheck
+    repair: Repair | None = None
+
+
+def audit(target: Target, modes: Modes, run: Run, rng_key, canonicalize=None) -> MethodAudit:
+    """One method's checks: basins, the plain and perturbed KSD tests and the mode-mass check,
+    judged together (Holm over the method's tests, :func:`~numpyro_stein_diag.check.judge`)."""
+    basins = assign_basins(target, modes, run.draws, canonicalize=canonicalize)
+    thinned = run.thinned(KSD_MAX_DRAWS)
+    x = thinned.reshape(-1, target.dim) if run.independent else thinned
+    k_plain, k_perturbed = split_keys(rng_key)
+    tests = {"plain": ksd_test(target, x, k_plain, num_bootstrap=KSD_BOOTSTRAP)}
+    if len(modes) > 1:
+        tests["perturbed"] = perturbed_ksd_test(target, x, k_perturbed, modes=modes, num_bootstrap=KSD_BOOTSTRAP)
+    check = check_mode_mass(run.method, basins, modes, independent=run.independent, tests=tests,
+                            draws_ess=None if run.independent else draws_ess(run.draws))
+    return MethodAudit(run, basins, tests, check)
