@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set up and run numpyro_stein_diag on a fresh machine.
 #   ./dev.sh demo   install into .venv (Python >= 3.12) and run the demo
-#   ./dev.sh test   install into .venv with the test extras and run the test suite
+#   ./dev.sh test   install into .venv (pytest is in the lock) and run the test suite
 #   ./dev.sh bench  install the benchmark peers and run bench/
+# Every command installs the pinned environment of requirements-dev.lock (the versions the
+# README's numbers come from), then the package itself without touching those pins.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -23,19 +25,34 @@ find_python() {
     return 1
 }
 
+LOCK=requirements-dev.lock
+
 setup() {
-    local extras=$1
+    # An existing .venv is brought to the locked versions (pip moves every pinned package that
+    # differs); extras install under the lock as a constraint, so they cannot move a pin either.
+    local extras=${1:-}
     if ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
         rm -rf .venv
         "$(find_python)" -m venv .venv
         .venv/bin/python -m pip install --quiet --upgrade pip
     fi
-    .venv/bin/python -m pip install --quiet -e ".[$extras]"
+    .venv/bin/python -m pip install --quiet -r "$LOCK"
+    if [ -n "$extras" ]; then
+        .venv/bin/python -m pip install --quiet -c "$LOCK" -e ".[$extras]"
+    else
+        .venv/bin/python -m pip install --quiet --no-deps -e .
+    fi
+    local broken
+    if ! broken=$(.venv/bin/python -m pip check); then
+        echo "$broken" >&2
+        echo "error: $LOCK does not satisfy the package's dependencies; update the lock (see its header)." >&2
+        return 1
+    fi
 }
 
 case "${1:-}" in
-    demo) setup dev; shift; exec .venv/bin/python -m numpyro_stein_diag demo "$@" ;;
-    test) setup dev; shift; exec .venv/bin/python -m pytest -q "$@" ;;
-    bench) setup dev,bench; shift; for b in bench/bench_*.py; do .venv/bin/python "$b" "$@"; done ;;
+    demo) setup; shift; exec .venv/bin/python -m numpyro_stein_diag demo "$@" ;;
+    test) setup; shift; exec .venv/bin/python -m pytest -q "$@" ;;
+    bench) setup bench; shift; for b in bench/bench_*.py; do .venv/bin/python "$b" "$@"; done ;;
     *) echo "usage: ./dev.sh demo | test | bench" >&2; exit 2 ;;
 esac
