@@ -63,7 +63,7 @@ def test_nuts_chains_stay_put_and_every_split_is_far_from_the_mass(report, right
     check = report.checks["nuts"]
     assert not check.mixing
     assert int(np.sum(check.transitions)) == 0
-    assert check.observed[right] == pytest.approx(2 / DEMO_NUM_CHAINS)
+    assert check.observed_share[right] == pytest.approx(2 / DEMO_NUM_CHAINS)
     # the verdict is no edge case: whatever number of chains starts at x = 4, the share misses
     # the mass by far more than the tolerance plus four of the mass's standard errors
     splits = np.arange(DEMO_NUM_CHAINS + 1) / DEMO_NUM_CHAINS
@@ -72,7 +72,7 @@ def test_nuts_chains_stay_put_and_every_split_is_far_from_the_mass(report, right
 
 
 def test_svgd_shares_plain_keeps_its_start_annealed_recovers_tempered_between(report, right):
-    share = {m: report.checks[m].observed[right] for m in ("svgd", "svgd_annealed", "svgd_tempered")}
+    share = {m: report.checks[m].observed_share[right] for m in ("svgd", "svgd_annealed", "svgd_tempered")}
     mass = report.modes.mass[right]
     assert share["svgd"] < mass / 4  # N(-2, 1) puts 98% of the particles left of 0, and they stay
     assert abs(share["svgd_annealed"] - mass) < TOLERANCE / 2
