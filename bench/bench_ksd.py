@@ -4,7 +4,8 @@
 
 Prints values (they must agree), seconds, the speed-up over stein-thinning, and the
 peak resident memory of a run at n = 100,000 (in a fresh process, so the figure is its own);
-with --million also at n = 1,000,000 (about half an hour on 2 cores: n^2 = 10^12 kernel entries).
+with --million also at n = 1,000,000 (n^2 = 10^12 kernel entries: the better part of an hour on
+2 cores; docs/benchmarks.md has the figures).
 """
 
 import resource

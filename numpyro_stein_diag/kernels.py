@@ -69,7 +69,7 @@ class IMQ:
     def profile(self, r):
         """:math:`f, f', f''` at :math:`r = \\|x-y\\|^2/\\ell^2`."""
         base = self.c**2 + r
-        if self.beta == -0.5:  # rsqrt is ~2.5x cheaper than a general power
+        if self.beta == -0.5:  # rsqrt avoids the exp(beta * log(base)) of a general power
             f = jax.lax.rsqrt(base)
             inverse = f * f
         else:
@@ -122,9 +122,9 @@ def kth_smallest(values, k: int):
     Non-negative IEEE floats order like their bit patterns read as integers, so bisection on
     those integers, keeping :math:`\\#\\{v \\le lo\\} < k \\le \\#\\{v \\le hi\\}`, ends with
     ``hi`` the bit pattern of the answer after at most 31 (float32) or 63 (float64) halvings
-    of one comparison pass each. On the CPU, for the median heuristic's 128 x 128 matrix, this
-    takes 0.29 ms where XLA's sort of its 8128 pairs (``jnp.median``) takes 1.8 ms; SVGD
-    refreshes the median every 10 steps of about 0.2 ms.
+    of one comparison pass each. It is used instead of a sort (``jnp.median``) because XLA's
+    CPU sort of the median heuristic's 8128 pairs costs several SVGD steps, and SVGD refreshes
+    the median every ``svgd.BANDWIDTH_EVERY`` steps (timings in ``docs/benchmarks.md``).
     """
     int_dtype = jnp.int32 if values.dtype.itemsize == 4 else jnp.int64
 

@@ -131,17 +131,16 @@ def annealed(
     :math:`s_i` the robust spread of coordinate ``i`` over the target's initial points (prior
     draws, or numpyro's ``init_to_uniform`` box): the noise then spans the region where the
     modes can be in every coordinate at once, a shifted or rescaled coordinate gets noise
-    shifted or rescaled alike, and a heavy-tailed prior cannot inflate it (on eight schools,
-    one isotropic sigma of 9.9 from the N(0, 5) prior on ``mu`` threw ``log tau`` to
-    :math:`\\pm 20`). A given ``sigma_max`` is one scale for every coordinate.
+    shifted or rescaled alike, a heavy-tailed prior cannot inflate it, and the widest
+    coordinate does not set the noise of the narrow ones (one sigma for all, sized by a wide
+    prior, throws a narrow coordinate far outside its range). A given ``sigma_max`` is one
+    scale for every coordinate.
 
     The ratio estimator is biased at O(1/num_noise), most where ``sigma`` is large
-    against the modes: on 0.1 N(-4, 1) + 0.9 N(4, 1) from N(-2, 1), 200 particles,
-    2000 steps, 64 draws, measured left shares were 0.10 with ``sigma_max=8.2`` and
-    0.135-0.14 with ``sigma_max=20``; with the default (about 6 there) and 32 draws, 0.10-0.11
-    from six starts (``examples/paper_figure2.py``). Each smoothed step costs ``num_noise``
-    evaluations of the log density and its gradient: on a 200-point mixture likelihood the
-    run took 7.6x plain SVGD's time (``bench/bench_annealed_real.py``), 2x on eight schools.
+    against the modes. A smoothed step evaluates the log density and its gradient
+    ``num_noise`` times per particle instead of once, so where the likelihood dominates the
+    cost, the smoothed part of a run takes up to ``num_noise`` times plain SVGD's time.
+    Measured bias and times: ``docs/benchmarks.md``.
     """
 
     steps_down = optax.schedules.linear_schedule(1.0, 0.0, transition_steps=num_levels)  # 1 -> 0 by level

@@ -207,7 +207,7 @@ class Target:
     # ------------------------------------------------------------------ densities
     # Every method that evaluates the model is compiled, once per Target and shape (the Target is
     # the static argument): called from Python it runs as one XLA program instead of op by op
-    # (a vmapped model density dispatched eagerly compiled 58 small programs on a first call);
+    # (dispatched eagerly, a vmapped model density compiles a small program for each op it runs);
     # called inside another jitted function it is inlined.
     @partial(jax.jit, static_argnums=0)
     def log_density(self, x: jax.Array) -> jax.Array:

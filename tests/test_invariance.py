@@ -39,7 +39,9 @@ def test_squared_distances_far_from_zero_match_float64():
 def test_median_lengthscale_is_exact_with_an_outlier():
     x = np.concatenate([np.random.default_rng(0).normal(size=(30, 2)), [[1000.0, 0.0]]])
     pairs = np.sqrt(np.sum((x[:, None] - x[None]) ** 2, -1))[np.triu_indices(31, 1)]
-    # float32 with one point 1000 away: ~1e-5 relative round-off; bisection was off by a factor of 6
+    # float32 with one point 1000 away: ~1e-5 relative round-off. The outlier makes the largest squared
+    # distance 1e6, so bisecting values with a fixed number of halvings (precision relative to the
+    # largest) cannot resolve a median near 1; bisecting bit patterns (kth_smallest) is exact
     assert float(median_lengthscale(jnp.asarray(x))) == pytest.approx(np.median(pairs), rel=1e-4)
 
 

@@ -43,7 +43,7 @@ def cross_check_draws():
 def test_v_statistic_matches_published_value_and_float64(cross_check_draws):
     x = cross_check_draws
     value = float(ksd(bimodal_pm1(), x[:, None]))
-    # 0.174375: kgof, stein-thinning and a closed form agree (DESIGN.md); float32 round-off ~1e-7
+    # 0.174375: kgof, stein-thinning and a closed form agree; float32 round-off ~1e-7
     assert abs(value - 0.174375) < 1e-6
     assert abs(value - numpy_stein_matrix(x).mean()) < 1e-6
 

@@ -89,7 +89,7 @@ def test_rarely_crossing_chains_with_a_share_off_by_015_are_flagged(equal_mass_r
     left = int(np.argmin(equal_mass_report.modes.location[:, 0]))
     assert check.observed_share[left] == pytest.approx(0.65)
     assert mode_kinds(equal_mass_report, "rare_crossing") == {"misweighted_mode"}
-    # before this rule: ESS about 5 per basin, p ~ 0.5, no flag
+    # judged with the indicator's ESS (about 5 per basin here) the share would get p ~ 0.5 and no flag
     assert check.ess[left] < 20
 
 
