@@ -7,7 +7,8 @@ import pytest
 import xarray as xr
 
 import numpyro_stein_diag as nsd
-from numpyro_stein_diag.cli import main
+from numpyro_stein_diag import plots
+from numpyro_stein_diag.cli import EXIT_INCOMPLETE, EXIT_OK, main
 from numpyro_stein_diag.demo import two_mode_model
 from numpyro_stein_diag.plots import constant_draws, plot_ksd, plot_methods, plot_mode_mass
 
@@ -224,3 +225,60 @@ def nsd_posterior(sites: dict) -> xr.Dataset:
     import arviz_base
 
     return arviz_base.from_dict({"posterior": sites})["posterior"].dataset
+
+
+LKJ_FILE = '''
+import numpyro
+import numpyro.distributions as dist
+
+
+def model():
+    numpyro.sample("L", dist.LKJCholesky(3, concentration=2.0))
+    numpyro.sample("corr", dist.LKJ(3, concentration=2.0))
+'''
+
+
+def test_lkj_sites_plot_and_the_cli_exits_by_the_verdict(tmp_path, capsys):
+    """LKJ's diagonal is 1 +- 1e-7 in float32 (the KDE raised on it) and LKJCholesky's first row and
+    L[1, 2] are fixed; exact prior draws of a model without data are exact posterior draws."""
+    import jax
+    import numpyro.distributions as dist
+
+    key_l, key_c = jax.random.split(jax.random.PRNGKey(0))
+    draws = {"L": np.asarray(dist.LKJCholesky(3, 2.0).sample(key_l, (2, 200))),
+             "corr": np.asarray(dist.LKJ(3, 2.0).sample(key_c, (2, 200)))}
+    assert np.ptp(np.diagonal(draws["corr"], axis1=-2, axis2=-1)) > 0  # near-constant, not constant
+    (tmp_path / "lkj.py").write_text(LKJ_FILE)
+    samples = tmp_path / "exact.nc"
+    xr.DataTree.from_dict({"posterior": nsd_posterior(draws)}).to_netcdf(samples, engine="h5netcdf")
+    out, repaired = tmp_path / "out", tmp_path / "repaired"
+    code = main(["check", f"{tmp_path / 'lkj.py'}:model", "--samples", f"exact={samples}", "--out", str(out),
+                 "--repaired", str(repaired)])
+    assert "could not draw" not in capsys.readouterr().err
+    loaded = nsd.Report.load(out / "report.nc")
+    assert loaded.ok  # exact draws: no flag
+    assert code == (EXIT_OK if loaded.complete else EXIT_INCOMPLETE)
+    assert (repaired / "exact.nc").exists()
+    for name in ("mode_mass", "ksd", "methods"):
+        assert (out / f"{name}.png").stat().st_size > 5000
+    pc = plot_methods(loaded)
+    titles = [pc.viz["title"][var].sel({f"{var}_dim_0": i, f"{var}_dim_1": j}).item().get_text()
+              for var in ("L", "corr") for i in range(3) for j in range(3)]
+    assert [t for t in titles if t.endswith("(constant)")] == [
+        "L[0, 0] = 1 (constant)", "L[0, 1] = 0 (constant)", "L[0, 2] = 0 (constant)", "L[1, 2] = 0 (constant)",
+        "corr[0, 0] = 1 (constant)", "corr[1, 1] = 1 (constant)", "corr[2, 2] = 1 (constant)"]
+    assert not any("\n" in t for t in titles)  # one line each: no title runs into the tick labels above
+
+
+def test_a_picture_that_fails_leaves_the_others_and_says_why(report, tmp_path, monkeypatch, capsys):
+    def no_ink(dt):
+        raise RuntimeError("no ink")
+
+    monkeypatch.setattr(plots, "plot_ksd", no_ink)
+    made = report.plot(tmp_path)
+    assert set(made) == {"mode_mass", "methods"} and report.plot_failures == {"ksd": "RuntimeError: no ink"}
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["methods.png", "mode_mass.png"]
+    report.save(tmp_path / "r.nc")
+    assert main(["show", str(tmp_path / "r.nc"), "--out", str(tmp_path / "shown")]) == 1  # by the flags, not 2
+    assert "numpyro-stein-diag show: could not draw ksd.png: RuntimeError: no ink" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "shown").glob("*.png")) == ["methods.png", "mode_mass.png"]
