@@ -1,7 +1,8 @@
 """The ``numpyro-stein-diag`` command (also ``python -m numpyro_stein_diag``).
 
 Exit codes: 0 no flags, 1 the check raised flags, 2 bad arguments or input, 3 no flags but
-a stage could not run (the summary's "Stages" lines say which and why).
+a stage could not run (the summary's "Stages" lines say which and why). A picture that cannot
+be drawn is named on stderr with the reason; it does not change the exit code.
 """
 
 from __future__ import annotations
@@ -97,15 +98,25 @@ def _check(args) -> int:
     methods = _method_settings(methods, args.set)
     report = diagnose(model, *model_args, samples=samples, methods=methods, **model_kwargs)
     print(report.summary())
-    if args.out:
-        out = Path(args.out)
+    out = Path(args.out) if args.out else None
+    if out:
         out.mkdir(parents=True, exist_ok=True)
         report.save(out / "report.nc")
-        report.plot(out)
-        print(f"\nwrote {out / 'report.nc'} and the plots in {out}/")
+        print(f"\nwrote {out / 'report.nc'}")
     if args.repaired:
         _write_repaired(report, Path(args.repaired))
+    if out:  # the pictures last: the files above never wait on them
+        _draw(report, out, args.command)
     return _exit_code(report)
+
+
+def _draw(report, out: Path, command: str) -> None:
+    """Save the report's pictures in ``out``; one line on stderr for each that could not be drawn."""
+    drawn = report.plot(out)
+    if drawn:
+        print(f"wrote {', '.join(f'{name}.png' for name in drawn)} in {out}/")
+    for name, reason in report.plot_failures.items():
+        print(f"numpyro-stein-diag {command}: could not draw {name}.png: {reason}", file=sys.stderr)
 
 
 def _write_repaired(report, folder: Path) -> None:
@@ -130,8 +141,8 @@ def _show(args) -> int:
     report = Report.load(args.report)
     print(report.summary())
     out = Path(args.out) if args.out else Path(args.report).with_suffix("").with_name(Path(args.report).stem + "_plots")
-    report.plot(out)
-    print(f"\nplots in {out}/")
+    print()
+    _draw(report, out, args.command)
     return _exit_code(report)
 
 

@@ -115,5 +115,7 @@ def run_demo(out_dir: str = "stein_diag_demo", weight_left: float = DEMO_WEIGHT_
     out.mkdir(parents=True, exist_ok=True)
     report.save(out / "report.nc")
     report.plot(out)
+    for name, reason in report.plot_failures.items():
+        print(f"could not draw {name}.png: {reason}")
     print(f"\nwrote {out / 'report.nc'} and {', '.join(p.name for p in sorted(out.glob('*.png')))} in {out}/")
     return report

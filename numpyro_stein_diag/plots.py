@@ -8,20 +8,25 @@ Each visual is one small function mapped over the PlotCollection, as in arviz-pl
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
+from importlib import import_module
 
 import numpy as np
 import xarray as xr
 from arviz_base import rcParams
+from arviz_base.labels import BaseLabeller, MapLabeller
+from arviz_base.validate import validate_sample_dims
 from arviz_plots import PlotCollection, plot_dist
-from arviz_plots.visuals import backend_from_object, ci_line_y, labelled_title, scatter_xy
+from arviz_plots.visuals import backend_from_object, ci_line_y, labelled_title, labelled_y, scatter_xy
 
 from .modes import mode_values_dataset
 
-__all__ = ["plot_mode_mass", "plot_ksd", "plot_methods", "mode_mass_dataset", "ksd_dataset"]
+__all__ = ["plot_mode_mass", "plot_ksd", "plot_methods", "mode_mass_dataset", "ksd_dataset", "constant_draws"]
 
 FLAG_COLOR = "black"  # not a colour of the default method cycle, so a flag never reads as a method
 SIDE_BY_SIDE = 0.15  # x offset of the expected mass (left) and the observed share (right) of a method
+CONSTANT_STEPS = 1024  # float steps: twice the KDE's 512-point grid (see constant_draws)
 
 
 def _trees(dt) -> dict[str, xr.DataTree]:
@@ -85,10 +90,21 @@ def _hline(da, target, value, **kwargs):
     return backend_from_object(target).hline(value, target, **kwargs)
 
 
+def _text(da, target, x, y, string, **kwargs):
+    return backend_from_object(target).text(x, y, string, target, **kwargs)
+
+
 def _vlines(da, target, **kwargs):
-    """One vertical line per value of ``da`` (e.g. every mode of one parameter)."""
+    """One vertical line per finite value of ``da`` (e.g. every mode of one parameter)."""
     plot_backend = backend_from_object(target)
-    return [plot_backend.vline(float(v), target, **kwargs) for v in np.ravel(da.values)]
+    return [plot_backend.vline(float(v), target, **kwargs) for v in np.ravel(da.values) if np.isfinite(v)]
+
+
+def _legend(pc, entries: dict, title: str, **kwargs):
+    """A figure legend of marks that no aesthetic maps: ``entries`` is ``{label: miniature kwargs}``
+    (the backend's line miniature, e.g. matplotlib's ``Line2D`` kwargs)."""
+    plot_backend = import_module(f"arviz_plots.backend.{pc.backend}")
+    return plot_backend.legend(pc, list(entries.values()), list(entries), title=title, **kwargs)
 
 
 def _marks_like(posterior: xr.Dataset, mode_values: dict) -> xr.Dataset:
@@ -119,10 +135,12 @@ def plot_mode_mass(
     with a tick at its centre (left) and the observed share as a dot (right), with a black
     cross on flagged pairs (missed or misweighted; black is no method's colour). A method with
     chains is labelled with its moves between modes and basin R-hat, and "not mixing" when its
-    shares were judged against the masses' se alone. The mass axis runs from 0 to 1. Visuals:
-    ``expected``, ``expected_point``, ``observed``, ``flagged``, ``title``, ``xticks``,
-    ``limits`` (each a mapping of kwargs, or False to skip). There is nothing to label
-    or compute, so arviz-plots' ``labeller``, ``aes_by_visuals`` and ``stats`` are not taken.
+    shares were judged against the masses' se alone. The mass axis runs from 0 to 1 and is
+    labelled on the first panel; a legend says what bar, tick, dot and cross mean (when this
+    function makes the figure). Visuals: ``expected``, ``expected_point``, ``observed``,
+    ``flagged``, ``title``, ``xticks``, ``ylabel``, ``limits``, ``legend`` (each a mapping of
+    kwargs, or False to skip). There is nothing to label or compute, so arviz-plots'
+    ``labeller``, ``aes_by_visuals`` and ``stats`` are not taken.
     """
     visuals = dict(visuals or {})
     table = mode_mass_dataset(dt)
@@ -134,11 +152,12 @@ def plot_mode_mass(
     low = table["expected_mass"] - num_se * table["expected_mass_se"]
     high = table["expected_mass"] + num_se * table["expected_mass_se"]
     observed = _with_axis("mass", x=x_observed, y=table["observed_share"])
-    if plot_collection is None:
+    made_here = plot_collection is None
+    if made_here:
         pc_kwargs.setdefault("cols", ["mode"])
         pc_kwargs.setdefault("aes", {"color": ["method"]})
         width = max(1.6 * len(methods), 3.6) * min(table.sizes["mode"], 4)  # a panel is wide enough for its title
-        pc_kwargs.setdefault("figure_kwargs", {"figsize": (1.2 + width, 4.5)})
+        pc_kwargs.setdefault("figure_kwargs", {"figsize": (1.2 + width, 5.2), "layout": "constrained"})
         plot_collection = PlotCollection.wrap(observed, backend=backend or rcParams["plot.backend"], **pc_kwargs)
     pc = plot_collection
     layers = {
@@ -160,17 +179,32 @@ def plot_mode_mass(
     trees = _trees(dt)
     _map_visual(pc, visuals, "xticks", _xticks, panel, ignore_aes="all", store_artist=False,
                 labels=[_mixing_label(m, trees[m]["stein_diagnostics"].dataset) for m in methods])
+    _map_visual(pc, visuals, "ylabel", labelled_y, panel.isel(mode=[0]), ignore_aes="all", store_artist=False,
+                text="probability mass of the mode")  # on the first panel only: not stored (viz would not align)
     _map_visual(pc, visuals, "limits", _limits, panel, ignore_aes="all", store_artist=False,
                 xlims=(-0.5, len(methods) - 0.5), ylims=(-0.03, 1.03))
+    if made_here and visuals.get("legend", True) is not False:
+        _legend(pc, _mass_marks(num_se), "colour: method", **{"loc": "outside lower center", "ncols": 2,
+                                                               **(visuals.get("legend") or {})})
     return pc
 
 
+def _mass_marks(num_se: float) -> dict:
+    """Legend entries of :func:`plot_mode_mass`'s marks, drawn in grey (colour is the method's)."""
+    mark = {"color": "gray", "linestyle": "none"}
+    return {
+        f"expected mass ± {num_se:g} se (bar)": {**mark, "alpha": 0.4, "marker": "|", "markersize": 14,
+                                                   "markeredgewidth": 6},
+        "expected mass (tick)": {**mark, "marker": "_", "markersize": 14, "markeredgewidth": 1.5},
+        "observed share of the draws (dot)": {**mark, "marker": "o", "markersize": 7},
+        "flagged: missed or misweighted (cross)": {**mark, "color": FLAG_COLOR, "marker": "x", "markersize": 10},
+    }
+
+
 def _limits(da, target, xlims, ylims, **kwargs):
-    """x limits on every panel; y limits on panels of masses or p-values (not on a KSD^2 panel)."""
     plot_backend = backend_from_object(target)
     plot_backend.xlim(xlims, target, **kwargs)
-    if da.name is None or da.name in ("mass",) or str(da.name).endswith("pvalue"):
-        plot_backend.ylim(ylims, target, **kwargs)
+    plot_backend.ylim(ylims, target, **kwargs)
 
 
 def _mixing_label(method: str, diag: xr.Dataset) -> str:
@@ -205,33 +239,42 @@ def plot_ksd(
     visuals=None,
     **pc_kwargs,
 ):
-    """KSD statistic and p-value per method (and the perturbed test's, when the report has it).
+    """Bootstrap p-value of each KSD test per method, read against a line at ``alpha``.
 
-    One panel per quantity, methods along x (names broken at ``_`` so they need no rotation);
-    the p-value panels run from 0 to 1 and carry a line at ``alpha``. Visuals: ``points``,
-    ``alpha_line``, ``title``, ``xticks``, ``limits``. As in :func:`plot_mode_mass`, there is
-    nothing to label or compute, so ``labeller``, ``aes_by_visuals`` and ``stats`` are not taken.
+    One panel per test: the plain one and, when the report has it, the perturbed one (mode
+    jumps). Methods along x (names broken at ``_`` so they need no rotation), p-values from 0
+    to 1. KSD^2 itself is not drawn: its size depends on the kernel, the lengthscale and the
+    dimension, and the report keeps the statistic and its p-value but not the bootstrap
+    replicates it was compared with, so a KSD^2 on its own axis has nothing to be read against;
+    the p-value is that statistic's place in its bootstrap null (:func:`ksd_dataset` holds both).
+    Visuals: ``points``, ``alpha_line``, ``alpha_text``, ``title``, ``xticks``, ``ylabel``,
+    ``limits``. As in :func:`plot_mode_mass`, there is nothing to label or compute, so
+    ``labeller``, ``aes_by_visuals`` and ``stats`` are not taken.
     """
     visuals = dict(visuals or {})
     table = ksd_dataset(dt)
+    table = table[[name for name in table.data_vars if name.endswith("pvalue")]]
     methods = list(table["method"].values)
     x = _method_positions(table)
     points = xr.merge([_with_axis(name, x=x, y=table[name]) for name in table.data_vars])
     if plot_collection is None:
         pc_kwargs.setdefault("cols", ["__variable__"])
-        pc_kwargs.setdefault("col_wrap", 2)
         pc_kwargs.setdefault("aes", {"color": ["method"]})
-        pc_kwargs.setdefault("figure_kwargs", {"figsize": (2.5 + 2.2 * len(methods), 3.4 * len(table.data_vars) / 2),
+        pc_kwargs.setdefault("figure_kwargs", {"figsize": ((1.5 + 1.4 * len(methods)) * len(table.data_vars), 3.6),
                                                "layout": "constrained"})
         plot_collection = PlotCollection.wrap(points, backend=backend or rcParams["plot.backend"], **pc_kwargs)
     pc = plot_collection
     _map_visual(pc, visuals, "points", scatter_xy, points, {"marker": "o", "size": 60})
     panels = xr.Dataset({name: table[name].isel(method=0) for name in table.data_vars})
-    pvalues = panels[[n for n in panels.data_vars if n.endswith("pvalue")]]
-    _map_visual(pc, visuals, "alpha_line", _hline, pvalues, {"color": FLAG_COLOR, "linestyle": "--"},
+    _map_visual(pc, visuals, "alpha_line", _hline, panels, {"color": FLAG_COLOR, "linestyle": "--"},
                 ignore_aes="all", value=alpha)
+    _map_visual(pc, visuals, "alpha_text", _text, panels,
+                {"color": FLAG_COLOR, "vertical_align": "bottom", "horizontal_align": "left"},
+                ignore_aes="all", x=-0.45, y=alpha, string=f"α = {alpha:g}")
     _map_visual(pc, visuals, "title", labelled_title, panels, ignore_aes="all", subset_info=True,
-                labeller=_VarLabeller())
+                labeller=MapLabeller(var_name_map=KSD_TITLES))
+    _map_visual(pc, visuals, "ylabel", labelled_y, panels[list(panels.data_vars)[:1]], ignore_aes="all",
+                text="bootstrap p-value")
     _map_visual(pc, visuals, "xticks", _xticks, panels, ignore_aes="all", store_artist=False,
                 labels=[m.replace("_", "\n") for m in methods])
     _map_visual(pc, visuals, "limits", _limits, panels, ignore_aes="all", store_artist=False,
@@ -239,13 +282,7 @@ def plot_ksd(
     return pc
 
 
-KSD_TITLES = {"ksd": "KSD^2, plain", "ksd_pvalue": "p-value, plain",
-              "perturbed_ksd": "KSD^2, perturbed", "perturbed_ksd_pvalue": "p-value, perturbed"}
-
-
-class _VarLabeller:
-    def make_label_vert(self, var_name, sel, isel):
-        return KSD_TITLES.get(var_name, var_name)
+KSD_TITLES = {"ksd_pvalue": "plain KSD test", "perturbed_ksd_pvalue": "perturbed KSD test (mode jumps)"}
 
 
 def plot_methods(
@@ -269,9 +306,13 @@ def plot_methods(
 
     Methods of different sizes keep their credible intervals (``skipna`` is set for the
     outer-joined draws). ``modes``: ``{site: (K, ...)}`` mode locations to mark; taken from
-    the Report when ``dt`` is one. Visuals ``modes`` (the vertical lines) and ``legend``
-    (:meth:`PlotCollection.add_legend`) join plot_dist's own; its ``point_estimate_text`` is
-    off unless asked for (one "mean" label per method would stack up on each panel).
+    the Report when ``dt`` is one. Panel titles take one line (``x[3]``). A coordinate whose
+    draws in a method are constant up to float rounding (:func:`constant_draws`: LKJ's unit
+    diagonal, LKJCholesky's fixed entries) has no density to estimate; it is drawn as a line at
+    its value in the method's colour, and a title says ``= value (constant)`` where every method
+    is. Visuals ``constant`` (those lines), ``modes`` (dotted black lines at the modes) and
+    ``legend`` (:meth:`PlotCollection.add_legend`, with the mode mark) join plot_dist's own; its
+    ``point_estimate_text`` is off unless asked for (one "mean" label per method would stack up).
     """
     visuals = dict(visuals or {})
     mode_values = modes if modes is not None else (dt.modes.constrained() if hasattr(dt, "modes") else None)
@@ -281,24 +322,80 @@ def plot_methods(
         stats.setdefault(key, {"skipna": True})
     visuals.setdefault("point_estimate_text", False)  # one "mean" label per method would stack up
     mode_visual = visuals.pop("modes", {})
+    constant_visual = visuals.pop("constant", {})
     legend_visual = visuals.pop("legend", {})
     # concatenated here with an explicit outer join: methods may hold different numbers of draws
     joined = xr.concat([t[group].dataset for t in trees.values()], dim="model", join="outer")
-    joined = xr.DataTree.from_dict({group: joined.assign_coords(model=list(trees))})
-    pc = plot_dist(
-        joined, var_names=var_names, filter_vars=filter_vars, group=group,
-        coords=coords, sample_dims=sample_dims, plot_collection=plot_collection, backend=backend,
-        labeller=labeller, aes_by_visuals=aes_by_visuals, visuals=visuals, stats=stats, **pc_kwargs,
-    )
+    joined = joined.assign_coords(model=list(trees))
+    sample_dims = validate_sample_dims(sample_dims, data=joined)
+    constant = constant_draws(joined, sample_dims)
+    values = joined.mean(sample_dims)
+    joined = joined.where(~constant | joined.isnull(), values)  # exactly constant: the KDE's one-value case
+    if labeller is None:
+        labeller = _PanelLabeller(values.where(constant.all("model")))
+    if plot_collection is None:  # titles, tick labels and the legends outside kept apart
+        pc_kwargs["figure_kwargs"] = {"layout": "constrained", **pc_kwargs.get("figure_kwargs", {})}
+    with warnings.catch_warnings():  # the KDE's note on one-value draws: those are drawn as lines below
+        warnings.filterwarnings("ignore", message="Your data appears to have a single value")
+        pc = plot_dist(
+            xr.DataTree.from_dict({group: joined}), var_names=var_names, filter_vars=filter_vars, group=group,
+            coords=coords, sample_dims=sample_dims, plot_collection=plot_collection, backend=backend,
+            labeller=labeller, aes_by_visuals=aes_by_visuals, visuals=visuals, stats=stats, **pc_kwargs,
+        )
+    if constant_visual is not False:
+        pc.map(_vlines, "constant", data=_on_panels(pc, values.where(constant)), store_artist=False,
+               ignore_aes=pc.aes_set - {"color"}, **{"width": 2, **(constant_visual or {})})
+    mode_mark = {"color": "black", "linestyle": ":", **(mode_visual or {})}
     if mode_values is not None and mode_visual is not False:
         posterior = next(iter(trees.values()))[group].dataset
-        marks = _marks_like(posterior, {
-            k: v for k, v in mode_values.items() if k in posterior.data_vars and (var_names is None or k in var_names)
-        })
-        if coords:
-            marks = marks.sel({k: v for k, v in coords.items() if k in marks.dims})
-        pc.map(_vlines, "modes", data=marks, ignore_aes="all", store_artist=False,
-               **{"color": "black", "linestyle": ":", **(mode_visual or {})})
+        marks = _marks_like(posterior, {k: v for k, v in mode_values.items() if k in posterior.data_vars})
+        pc.map(_vlines, "modes", data=_on_panels(pc, marks), ignore_aes="all", store_artist=False, **mode_mark)
     if plot_collection is None and legend_visual is not False:
-        pc.add_legend("model", **(legend_visual or {}))
+        pc.add_legend("model", title="method", **(legend_visual or {}))
+        if mode_values is not None and mode_visual is not False:
+            _legend(pc, {"mode found": mode_mark}, "marks")
     return pc
+
+
+def constant_draws(posterior: xr.Dataset, sample_dims=("chain", "draw")) -> xr.Dataset:
+    """True for each coordinate whose draws are constant up to float rounding.
+
+    Constant means a spread :math:`\\max x - \\min x \\le 1024\\,\\varepsilon \\max |x|` over
+    ``sample_dims`` (:math:`\\varepsilon` the dtype's machine epsilon, 0 for integers): at most
+    1024 float steps of the draws' magnitude. A KDE cuts the range into a 512-point grid, which
+    numpy cannot do across fewer than 512 float steps ("Too many bins for data range"; LKJ's
+    unit diagonal is 1 +- 1e-7 in float32), and a range of 0 leaves it no density at all
+    (LKJCholesky's fixed zeros); 1024 keeps a factor of two from that edge. All-NaN draws are
+    not constant.
+    """
+    def spread_is_rounding(da: xr.DataArray) -> xr.DataArray:
+        eps = np.finfo(da.dtype).eps if np.issubdtype(da.dtype, np.floating) else 0.0
+        spread = da.max(sample_dims) - da.min(sample_dims)
+        return spread <= CONSTANT_STEPS * eps * abs(da).max(sample_dims)
+
+    return posterior.map(spread_is_rounding)
+
+
+def _on_panels(pc, ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` cut to the variables and coordinates that ``pc`` draws (after var_names, coords, ...)."""
+    shown = pc.data
+    ds = ds[[v for v in ds.data_vars if v in shown.data_vars]]
+    return ds.sel({d: shown[d].values for d in ds.dims if d in shown.coords})
+
+
+class _PanelLabeller(BaseLabeller):
+    """One-line panel titles (``x[3]``, not plot_dist's ``x`` over ``3``, which runs into the tick
+    labels above), with ``= value (constant)`` where ``constant_values`` (``model`` dim; NaN where a
+    method's draws vary) has values: ``= 1 or 2`` when methods sit at different constants."""
+
+    def __init__(self, constant_values: xr.Dataset):
+        self.constant_values = constant_values
+
+    def make_label_vert(self, var_name, sel, isel):
+        label = self.make_label_flat(var_name, sel, isel)
+        if var_name not in self.constant_values:
+            return label
+        values = np.ravel(self.constant_values[var_name].sel(sel).values)
+        if np.isnan(values).any():
+            return label
+        return f"{label} = {' or '.join(dict.fromkeys(f'{v:.4g}' for v in values))} (constant)"

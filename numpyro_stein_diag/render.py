@@ -169,6 +169,9 @@ def summary_text(report: Report) -> str:
     lines += [f"  [{f.kind}] {f.message}" for f in summary.flags]
     lines += ["", "Repaired posteriors, each basin at its mass (report.repaired(method)):"]
     lines += [f"  {line}" for line in summary.repairs]
+    if report.plot_failures:
+        lines += ["", "Pictures that could not be drawn:"]
+        lines += [f"  {name}.png: {reason}" for name, reason in report.plot_failures.items()]
     return "\n".join(lines)
 
 

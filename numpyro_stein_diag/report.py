@@ -67,6 +67,7 @@ class Report:
 
     def __init__(self, tree: xr.DataTree):
         self.tree = tree
+        self.plot_failures: dict[str, str] = {}  # pictures the last plot() could not make, and why
 
     @classmethod
     def build(cls, modes: Modes, audits: dict[str, MethodAudit], stages: list[Stage]) -> "Report":
@@ -237,18 +238,31 @@ class Report:
     # ------------------------------------------------------------------ pictures
     def plot(self, out_dir=None) -> dict:
         """The plots, ``{"mode_mass", "ksd", "methods"}: PlotCollection`` (none without a method,
-        ``mode_mass`` only when a mode was found); with ``out_dir`` each is also saved there as
-        ``<name>.png``."""
+        ``mode_mass`` only when a mode was found); with ``out_dir`` each is saved there as
+        ``<name>.png`` as soon as it is drawn.
+
+        A picture that cannot be drawn or saved does not stop the others: it is left out of
+        the result, and ``self.plot_failures`` (``{name: "ErrorType: reason"}``, reset at each
+        call) says why.
+        """
         from . import plots
 
-        collections = {}
+        makers = {}
         if self.methods:
-            collections = {"mode_mass": plots.plot_mode_mass(self)} if len(self.modes) else {}
-            collections.update({"ksd": plots.plot_ksd(self), "methods": plots.plot_methods(self)})
+            makers = {"mode_mass": plots.plot_mode_mass} if len(self.modes) else {}
+            makers.update({"ksd": plots.plot_ksd, "methods": plots.plot_methods})
         if out_dir is not None:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
-            for name, pc in collections.items():
-                pc.savefig(Path(out_dir) / f"{name}.png", bbox_inches="tight")
+        collections, self.plot_failures = {}, {}
+        for name, make in makers.items():
+            try:
+                pc = make(self)
+                if out_dir is not None:
+                    pc.savefig(Path(out_dir) / f"{name}.png", bbox_inches="tight")
+            except Exception as err:  # one picture's failure must not cost the others
+                self.plot_failures[name] = f"{type(err).__name__}: {err}"
+                continue
+            collections[name] = pc
         return collections
 
     # ------------------------------------------------------------------ files
