@@ -16,7 +16,7 @@ import optax
 
 from numpyro_stein_diag import RBF, Target, plain
 from numpyro_stein_diag.kernels import squared_distances
-from numpyro_stein_diag.svgd import SVGDKernel, _run_chunk, _step_inputs
+from numpyro_stein_diag.stein_variational import SVGDKernel, _run_chunk, _step_inputs
 
 STEPS = 20
 

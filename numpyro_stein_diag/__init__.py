@@ -11,11 +11,11 @@ from .perturbed import perturbed_ksd_test
 from .report import Report
 from .runs import Run
 from .stages import Stage
-from .svgd import Schedule, annealed, chain, plain, svgd, tempered
+from .stein_variational import Schedule, SVGDKernel, annealed, chain, plain, svgd, tempered
 from .target import Target
 
 __all__ = [
-    "IMQ", "RBF", "Flag", "KSDTest", "Modes", "Report", "Run", "Schedule", "Stage", "Target",
+    "IMQ", "RBF", "Flag", "KSDTest", "Modes", "Report", "Run", "Schedule", "SVGDKernel", "Stage", "Target",
     "annealed", "assign_basins", "chain", "check_mode_mass", "diagnose", "enable_compilation_cache", "find_modes",
     "ksd", "ksd_test", "make_method", "mode_masses", "nuts", "perturbed_ksd_test", "plain", "svgd", "tempered",
 ]

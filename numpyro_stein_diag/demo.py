@@ -74,7 +74,7 @@ def diagnose_demo(weight_left: float = DEMO_WEIGHT_LEFT, num_chains: int = DEMO_
     ``quick`` shrinks every run (for smoke tests); the README's figures come from the full size.
     """
     from .nuts import nuts
-    from .svgd import annealed, plain, svgd, tempered
+    from .stein_variational import annealed, plain, svgd, tempered
 
     steps, particles, draws = (300, 128, 300) if quick else (2000, 512, 1000)
     # SVGD starts from N(-2, 1), as in the paper's Figure 2 (from prior draws, which here are

@@ -20,7 +20,7 @@ from .repair import repair
 from .report import Report
 from .runs import Run
 from .stages import StageLog
-from .svgd import annealed, plain, svgd, tempered
+from .stein_variational import annealed, plain, svgd, tempered
 from .target import Target
 
 __all__ = ["diagnose", "make_method", "run_from_samples"]
@@ -52,7 +52,7 @@ def make_method(name: str, **settings) -> Method:
 
     ``"nuts"`` takes :func:`~numpyro_stein_diag.nuts.nuts`'s settings (``num_chains``,
     ``num_warmup``, ``num_samples``, ``chain_method``, ``init_spread``); the SVGD methods take
-    :func:`~numpyro_stein_diag.svgd.svgd`'s (``num_particles``, ``num_steps``, ``step_size``,
+    :func:`~numpyro_stein_diag.stein_variational.svgd`'s (``num_particles``, ``num_steps``, ``step_size``,
     ``kernel``, ``optimizer``, ``num_checkpoints``) and their schedule's (``sigma_max``,
     ``num_noise``, ... of :func:`annealed`; ``beta_min``, ``langevin``, ... of :func:`tempered`).
     The defaults are those functions' own, except :data:`METHOD_DEFAULTS`.

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-__all__ = ["RBF", "IMQ", "kth_smallest", "median_lengthscale", "squared_distances"]
+__all__ = ["RBF", "IMQ"]
 
 MEDIAN_SUBSAMPLE = 128  # points used by the median heuristic; its cost stays O(128^2)
 

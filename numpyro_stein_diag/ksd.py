@@ -36,8 +36,7 @@ from .host import numpy_rng
 from .kernels import IMQ, squared_distances
 from .target import Target
 
-__all__ = ["ksd", "ksd_test", "KSDTest", "stein_kernel_rows", "quadratic_forms", "points_and_scores",
-           "bootstrap_weights", "check_bootstrap", "standard_units", "standardized"]
+__all__ = ["ksd", "ksd_test", "KSDTest"]
 
 BLOCK_ELEMENTS = 2**22  # block_size * n kept near 4M entries (~32 MB per float64 temporary)
 # The tests' kernel: IMQ (Gorham & Mackey 2017) with the median pairwise distance as lengthscale,

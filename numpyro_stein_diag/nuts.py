@@ -10,7 +10,7 @@ from .host import split_keys
 from .runs import Run
 from .target import Target
 
-__all__ = ["nuts", "NUTS_EXTRA_FIELDS"]
+__all__ = ["nuts"]
 
 # what arviz_base.from_numpyro needs for a full sample_stats group
 NUTS_EXTRA_FIELDS = ("potential_energy", "energy", "diverging", "num_steps", "accept_prob", "mean_accept_prob")

@@ -35,7 +35,7 @@ from .ksd import (TEST_KERNEL, KSDTest, bootstrap_weights, check_bootstrap, defa
                   quadratic_forms, standard_units, standardized)
 from .target import Target
 
-__all__ = ["perturbed_ksd_test", "mode_jump"]
+__all__ = ["perturbed_ksd_test"]
 
 DEFAULT_THETAS = (0.5, 0.75, 1.25, 1.5)
 

@@ -42,7 +42,7 @@ from .host import numpy_rng, split_keys
 from .modes import DRAW_CHUNK, PARETO_K_LIMIT, Modes, assign_basins, proposal_draws, psis_weights
 from .target import Target
 
-__all__ = ["Repair", "repair", "basin_counts", "restricted_draws"]
+__all__ = ["Repair", "repair"]
 
 FILL_POOL_FACTOR = 4  # pool draws in the basin per fill-in draw needed
 MAX_POOL_BATCHES = 32  # batches of DRAW_CHUNK proposal draws (the size the mass estimate compiled)

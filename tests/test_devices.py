@@ -15,7 +15,7 @@ import numpyro_stein_diag as nsd
 from numpyro_stein_diag.devices import map_rows, row_mesh
 from numpyro_stein_diag.kernels import IMQ, RBF
 from numpyro_stein_diag.ksd import quadratic_forms, stein_kernel_rows
-from numpyro_stein_diag.svgd import svgd_direction
+from numpyro_stein_diag.stein_variational import svgd_direction
 
 
 def test_the_suite_sees_four_devices_and_meshes_use_a_divisor_of_the_rows():

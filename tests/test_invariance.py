@@ -10,7 +10,7 @@ import pytest
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.kernels import kth_smallest, median_lengthscale, squared_distances
-from numpyro_stein_diag.svgd import smoothed_score
+from numpyro_stein_diag.stein_variational import smoothed_score
 
 
 def gaussian(c, s, dim=2):
@@ -126,7 +126,7 @@ def test_svgd_far_from_zero_is_as_good_as_at_zero():
 
 
 def test_svgd_called_twice_compiles_once(count_calls):
-    from numpyro_stein_diag.svgd import SVGDKernel, _run_chunk
+    from numpyro_stein_diag.stein_variational import SVGDKernel, _run_chunk
 
     t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2))
     steps, densities = count_calls(SVGDKernel, "step"), count_calls(nsd.Target, "_log_density_1d")

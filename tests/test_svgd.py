@@ -9,7 +9,7 @@ import pytest
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.demo import two_mode_model
-from numpyro_stein_diag.svgd import smoothed_score
+from numpyro_stein_diag.stein_variational import smoothed_score
 
 
 def test_plain_svgd_on_a_correlated_gaussian():
@@ -110,7 +110,7 @@ def test_constrained_samples_stay_in_their_support():
 
 
 def test_scan_compiles_once_per_run(count_calls):
-    from numpyro_stein_diag.svgd import SVGDKernel
+    from numpyro_stein_diag.stein_variational import SVGDKernel
 
     t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2))
     traces = count_calls(SVGDKernel, "step")
@@ -135,7 +135,7 @@ def test_a_diverging_run_stops_at_the_first_chunk_that_is_not_finite():
 def test_init_and_step_are_the_loop_svgd_runs():
     import optax
 
-    from numpyro_stein_diag.svgd import SVGDInfo, SVGDKernel
+    from numpyro_stein_diag.stein_variational import SVGDInfo, SVGDKernel
 
     t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2))
     key = jax.random.PRNGKey(3)

@@ -36,7 +36,7 @@ from .runs import Run
 from .target import Target
 
 __all__ = ["Level", "Schedule", "SVGDInfo", "SVGDKernel", "SVGDState", "plain", "annealed", "tempered", "chain",
-           "svgd", "svgd_direction"]
+           "svgd"]
 
 DEFAULT_STEP_SIZE = 0.05
 BANDWIDTH_EVERY = 10  # steps between median-heuristic refreshes; particles move little in 10 steps
@@ -287,7 +287,7 @@ PLAIN = Level(1.0, 0.0, 0.0)  # beta 1, no smoothing, no Langevin noise (numbers
 @dataclass(frozen=True)
 class SVGDKernel:
     """One SVGD update in the blackjax shape: ``init(position) -> SVGDState`` and
-    ``step(state, rng_key, level) -> (SVGDState, SVGDInfo)``, both pure and jit-able.
+    ``step(rng_key, state, level) -> (SVGDState, SVGDInfo)``, both pure and jit-able.
 
     ``level`` (a :class:`Level`: beta, sigma, Langevin noise scale of this step, the latter
     already multiplied by :math:`\\sqrt{2 \\epsilon}`) is what a schedule sets; :func:`svgd`
@@ -307,7 +307,7 @@ class SVGDKernel:
         return SVGDState(position, self.optimizer.init(position), self.kernel.resolve_lengthscale(position),
                          jnp.zeros((), jnp.int32))
 
-    def step(self, state: SVGDState, rng_key, level: Level = PLAIN) -> tuple[SVGDState, SVGDInfo]:
+    def step(self, rng_key, state: SVGDState, level: Level = PLAIN) -> tuple[SVGDState, SVGDInfo]:
         x = shard_rows(state.particles)  # the scores are computed where the particles are
         lengthscale = jax.lax.cond(
             state.step % BANDWIDTH_EVERY == 0, self.kernel.resolve_lengthscale, lambda _: state.lengthscale, x
@@ -352,7 +352,7 @@ def _run_chunk(update: SVGDKernel, state: SVGDState, inputs: StepInputs):
     kernel and chunk shape (the schedule enters as data). Inactive (padding) steps keep the state."""
 
     def body(state, inputs):
-        new, info = update.step(state, inputs.key, inputs.level)
+        new, info = update.step(inputs.key, state, inputs.level)
         return jax.tree.map(lambda a, b: jnp.where(inputs.active, a, b), new, state), info
 
     return jax.lax.scan(body, state, inputs)
