@@ -119,7 +119,7 @@ class Target:
         if not latent:
             raise InputError("The model has no latent sample sites: there is no posterior to check.")
         with model_errors("Target.from_model was building the target (numpyro's initialize_model: the log "
-                          "density at initial points)", lambda: _latent_values(trace)):
+                          "density at random initial points)"):
             try:
                 info = initialize_model(rng_key, model, model_args=model_args, model_kwargs=model_kwargs)
             except RuntimeError as err:

@@ -25,8 +25,8 @@ import numpy as np
 
 __all__ = [
     "InputError", "ModelError", "MIN_DRAWS", "as_float_draws", "check_chain_draw_axes", "check_finite",
-    "check_independent_names",
-    "check_site_names", "check_support", "first_draw", "model_errors", "sample_axes", "validate_samples",
+    "check_independent_names", "check_site_names", "check_support", "first_draw", "model_errors",
+    "sample_axes", "validate_samples",
 ]
 
 MIN_DRAWS = 2  # the KSD is a mean over pairs of distinct draws
@@ -107,10 +107,11 @@ def _site_sample_axes(name: str, given: tuple, shape: tuple, num_sample_axes: in
         return tuple(given[:nb])
     leading = "(chain, draw" if num_sample_axes == 2 else "(..."
     expected = leading + "".join(f", {n}" for n in shape) + ")"
-    if given[nb:] != shape or nb < 1:
+    if given[max(nb, 0):] != shape:
         fix = f"its trailing axes must be the site's shape {shape}"
-    elif nb < num_sample_axes:
-        fix = "add a chain axis to pass (chain, draw, ...) arrays, e.g. x[None] for one chain"
+    elif nb < (num_sample_axes or 1):
+        fix = ("add a chain axis to pass (chain, draw, ...) arrays, e.g. x[None] for one chain"
+               if num_sample_axes == 2 else "add a leading sample axis, e.g. x[None]")
     else:
         fix = f"it has {nb} leading axes: merge or drop the extra ones"
     raise InputError(
