@@ -213,11 +213,14 @@ def basin_rhat(basins: np.ndarray, num_modes: int) -> np.ndarray:
     """Rank-normalised split R-hat (arviz-stats) of each basin indicator over ``basins (chain, draw)``.
 
     NaN where the indicator is the same in every draw (nothing to compare); ``inf`` where it
-    differs between chains or chain halves but is constant within each (no move at all).
+    differs between chains or chain halves but is constant within each (no move at all). A single
+    chain is passed to arviz-stats (which needs two) as its two halves, so its split R-hat
+    compares the chain's quarters. Halves drop the middle draw of an odd-length chain, as arviz's do.
     """
     basins = np.asarray(basins)
     half = basins.shape[1] // 2
-    halves = np.concatenate([basins[:, :half], basins[:, half:]]) if half else basins
+    halves = np.concatenate([basins[:, :half], basins[:, basins.shape[1] - half:]]) if half else basins
+    chains = halves if basins.shape[0] == 1 else basins
     rhat = np.full(num_modes, np.nan)
     for k in range(num_modes):
         indicator = (basins == k).astype(float)
@@ -226,7 +229,7 @@ def basin_rhat(basins: np.ndarray, num_modes: int) -> np.ndarray:
         if all(len(set(h)) == 1 for h in halves == k):  # no chain half ever enters or leaves
             rhat[k] = np.inf
             continue
-        rhat[k] = float(array_stats.rhat(indicator, chain_axis=0, draw_axis=1, method="rank"))
+        rhat[k] = float(array_stats.rhat((chains == k).astype(float), chain_axis=0, draw_axis=1, method="rank"))
     return rhat
 
 

@@ -22,6 +22,7 @@ from .runs import Run
 from .stages import StageLog
 from .stein_variational import annealed, plain, svgd, tempered
 from .target import Target
+from .validation import InputError, check_chain_draw_axes, check_independent_names, first_draw, model_errors
 
 __all__ = ["diagnose", "make_method", "run_from_samples"]
 
@@ -95,20 +96,33 @@ def _methods(methods) -> dict[str, Method]:
     return out
 
 
-def run_from_samples(target: Target, name: str, samples) -> Run:
+def run_from_samples(target: Target, name: str, samples, independent: bool = False) -> Run:
     """A Run from what users have: an MCMC object, a DataTree with a posterior group, or a
-    dict ``{site: (chain, draw, ...)}`` of constrained arrays."""
+    dict ``{site: (chain, draw, ...)}`` of constrained arrays.
+
+    ``independent``: the draws are independent (exact draws, a predictive's draws given as one
+    chain), not Markov chains: the checks then use ESS = n and no mixing judgement. A DataTree
+    can also say so itself with ``posterior.attrs["independent"] = 1`` (as the report writes it).
+    The input is checked by :mod:`~numpyro_stein_diag.validation` (whose docstring has the rules
+    for the (chain, draw) axes; integer draws are cast to float); an error the model raises while
+    it is evaluated at the draws comes back as a ``ModelError`` that names this sample.
+    """
     mcmc, groups = None, {}
     if isinstance(samples, MCMC):
         mcmc, values = samples, samples.get_samples(group_by_chain=True)
     elif isinstance(samples, xr.DataTree):
         if "posterior" not in samples.children:
-            raise ValueError(f"samples[{name!r}] is a DataTree without a posterior group.")
+            raise InputError(f"samples[{name!r}] is a DataTree without a posterior group.")
+        posterior = samples["posterior"].dataset
+        if not {"chain", "draw"} <= set(posterior.dims):
+            raise InputError(f"samples[{name!r}]: the posterior group has dims {tuple(posterior.dims)}; it needs "
+                             "'chain' and 'draw' dims (arviz_base.from_dict adds them).")
         groups = {
             g: samples[g].dataset.transpose("chain", "draw", ..., missing_dims="ignore")
             for g in ("posterior", "sample_stats") if g in samples.children
         }
         values = {k: v.values for k, v in groups["posterior"].data_vars.items()}
+        independent = independent or bool(posterior.attrs.get("independent", False))
     elif isinstance(samples, dict):
         values = samples
     else:
@@ -117,18 +131,18 @@ def run_from_samples(target: Target, name: str, samples) -> Run:
             "DataTree with a posterior group, or a dict {site: array (chain, draw, ...)}."
         )
     if not values:
-        raise ValueError(f"samples[{name!r}] is empty: it holds no sites.")
+        raise InputError(f"samples[{name!r}] is empty: it holds no sites.")
     try:
-        draws = target.unconstrain(dict(values))  # validates sites, shapes, NaN and emptiness
-    except ValueError as err:
-        raise ValueError(f"samples[{name!r}]: {err}") from None
-    if draws.ndim != 3:
-        raise ValueError(
-            f"samples[{name!r}] has sample axes {draws.shape[:-1]}; pass (chain, draw, ...) arrays "
-            "(add a chain axis with x[None] for a single chain or for independent draws)."
-        )
-    return Run(method=name, draws=draws, samples={k: np.asarray(v) for k, v in values.items()},
-               mcmc=mcmc, groups=groups, independent=False)
+        latent, axes = target.validate_samples(dict(values), num_sample_axes=2)
+        site, shape = next(iter(target.site_shapes.items()))
+        check_chain_draw_axes(axes, name, site, shape, independent, axes_named=not isinstance(samples, dict))
+        with model_errors(f"diagnose() was evaluating it at the draws of samples[{name!r}] (all at once; the "
+                          "first draw's values shown)", lambda: first_draw(latent, 2)):
+            draws = target.unconstrain(latent, num_sample_axes=2)
+    except InputError as err:
+        raise InputError(f"samples[{name!r}]: {err}") from None
+    samples = {**{k: np.asarray(v) for k, v in values.items()}, **latent}
+    return Run(method=name, draws=draws, samples=samples, mcmc=mcmc, groups=groups, independent=independent)
 
 
 def diagnose(
@@ -138,6 +152,7 @@ def diagnose(
     methods=("nuts", "svgd", "svgd_annealed", "svgd_tempered"),
     rng_key=None,
     canonicalize=None,
+    independent=(),
     progress_bar: bool = True,
     **model_kwargs,
 ) -> Report:
@@ -150,13 +165,20 @@ def diagnose(
         each name becomes a method in the report.
     methods : tuple of str, or dict
         The package's own runs to add: any of ``"nuts"``, ``"svgd"``, ``"svgd_annealed"``,
-        ``"svgd_tempered"`` (default settings in :data:`METHOD_DEFAULTS`); ``()`` runs none.
+        ``"svgd_tempered"`` (with their functions' defaults, see :func:`make_method`); ``()`` runs none.
         A dict sets them: ``{"svgd_annealed": {"step_size": 0.01, "sigma_max": 2.0}}`` (see
         :func:`make_method`), or ``{name: fn(target, rng_key, progress_bar) -> Run}`` for your own.
         A method that fails is reported as a failed stage; the others are still checked.
     canonicalize : callable, optional
         ``fn(one draw's constrained {site: value}) -> same structure``, e.g. sort mixture
         components; applied to every draw and mode, so label-switched modes count as one.
+    independent : collection of str, optional
+        Names of ``samples`` whose draws are independent rather than Markov chains, e.g. exact
+        draws or ``MixtureGuidePredictive`` draws given as one chain ``{"x": (1, n)}``: their
+        mode-mass check uses ESS = n and no mixing judgement, their KSD tests the multinomial
+        bootstrap. Without it, each chain (one included) is judged by its split R-hat and its
+        transitions between modes. A dict's arrays with more chains than draws are refused as
+        swapped (chain, draw) axes unless declared here (see :mod:`~numpyro_stein_diag.validation`).
 
     The mode set is built once from prior draws and every method's draws, masses are
     estimated once, and each method gets a mode-mass check (chains are first judged for
@@ -180,7 +202,8 @@ def diagnose(
     num_audits = len(samples) + len(methods)
     log = StageLog(total=len(methods) + 2 + 2 * num_audits, progress_bar=progress_bar)
 
-    runs = {name: run_from_samples(target, name, s) for name, s in samples.items()}
+    independent = check_independent_names(independent, samples)
+    runs = {name: run_from_samples(target, name, s, name in independent) for name, s in samples.items()}
     for (name, method), key in zip(methods.items(), split_keys(k_runs, max(len(methods), 1))):
         with log.stage("run", f"running {name}", method=name):
             # flags and checks carry the name it was run as

@@ -33,7 +33,8 @@ class Run:
         ``sample_stats``), kept with their dimension names and coordinates for the report.
     independent : bool
         True when draws are independent or interacting particles (no autocorrelation to
-        correct for), False for Markov chains.
+        correct for), False for Markov chains. Samples a user brings are chains unless declared
+        with ``diagnose(..., independent={name})`` or ``posterior.attrs["independent"] = 1``.
     """
 
     method: str

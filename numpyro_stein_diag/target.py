@@ -26,6 +26,8 @@ from numpyro import handlers
 from numpyro.infer import init_to_uniform
 from numpyro.infer.util import Predictive, constrain_fn, initialize_model, unconstrain_fn
 
+from .validation import InputError, check_support, model_errors, validate_samples
+
 __all__ = ["Target"]
 
 
@@ -75,8 +77,11 @@ class Target:
         Raises
         ------
         ValueError
-            If a latent site is discrete and not enumerated, or if no initial point
-            with a finite log density can be found.
+            (:class:`~numpyro_stein_diag.validation.InputError`) If a latent site is discrete and
+            not enumerated, or if no initial point with a finite log density can be found.
+        ModelError
+            (:class:`~numpyro_stein_diag.validation.ModelError`) If the model itself raises while it
+            is run: the message says at which step and site values, the model's error is its cause.
         """
         rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
         key = (_fingerprint(model), _fingerprint((model_args, model_kwargs)), _fingerprint(rng_key))
@@ -94,13 +99,17 @@ class Target:
 
     @classmethod
     def _build_from_model(cls, model, model_args, model_kwargs, rng_key) -> "Target":
-        try:
-            trace = handlers.trace(handlers.seed(model, rng_key)).get_trace(*model_args, **model_kwargs)
-            prior_can_be_sampled = True
-        except NotImplementedError:  # a site that cannot be sampled (ImproperUniform): numpyro's init values
-            seeded = handlers.substitute(handlers.seed(model, rng_key), substitute_fn=init_to_uniform)
-            trace = handlers.trace(seeded).get_trace(*model_args, **model_kwargs)
-            prior_can_be_sampled = False
+        tracer = handlers.trace(handlers.seed(model, rng_key))
+        with model_errors("Target.from_model was building the target (running the model once with prior draws)",
+                          lambda: _latent_values(getattr(tracer, "trace", {}))):
+            try:
+                trace = tracer.get_trace(*model_args, **model_kwargs)
+                prior_can_be_sampled = True
+            except NotImplementedError:  # a site that cannot be sampled (ImproperUniform): numpyro's init values
+                seeded = handlers.substitute(handlers.seed(model, rng_key), substitute_fn=init_to_uniform)
+                tracer = handlers.trace(seeded)
+                trace = tracer.get_trace(*model_args, **model_kwargs)
+                prior_can_be_sampled = False
         _reject_discrete_sites(trace)
         latent = {
             name: site
@@ -108,15 +117,17 @@ class Target:
             if site["type"] == "sample" and not site["is_observed"]
         }
         if not latent:
-            raise ValueError("The model has no latent sample sites: there is no posterior to check.")
-        try:
-            info = initialize_model(rng_key, model, model_args=model_args, model_kwargs=model_kwargs)
-        except RuntimeError as err:
-            raise ValueError(
-                "The model's log density is not finite at any initial point tried "
-                f"({err}). Check priors and likelihood for NaN/inf (e.g. a scale that can be 0, "
-                "log of a negative value), or pass data that the model supports."
-            ) from err
+            raise InputError("The model has no latent sample sites: there is no posterior to check.")
+        with model_errors("Target.from_model was building the target (numpyro's initialize_model: the log "
+                          "density at random initial points)"):
+            try:
+                info = initialize_model(rng_key, model, model_args=model_args, model_kwargs=model_kwargs)
+            except RuntimeError as err:
+                raise InputError(
+                    "The model's log density is not finite at any initial point tried "
+                    f"({err}). Check priors and likelihood for NaN/inf (e.g. a scale that can be 0, "
+                    "log of a negative value), or pass data that the model supports."
+                ) from err
         init_params = info.param_info.z
         flat, unravel = ravel_pytree(init_params)
         site_shapes = {name: tuple(jnp.shape(site["value"])) for name, site in latent.items()}
@@ -166,10 +177,10 @@ class Target:
         """
         leaves = jax.tree_util.tree_leaves_with_path(example_params)
         if not leaves:
-            raise ValueError("example_params is empty: pass an array or a pytree of float arrays.")
+            raise InputError("example_params is empty: pass an array or a pytree of float arrays.")
         for path, leaf in leaves:
             if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-                raise ValueError(
+                raise InputError(
                     f"example_params leaf {jax.tree_util.keystr(path) or 'x'} has dtype "
                     f"{jnp.result_type(leaf)}; a log density needs float parameters. "
                     "Cast it, e.g. jnp.asarray(value, dtype=float)."
@@ -178,15 +189,18 @@ class Target:
         names = _site_names(params)
         treedef = jax.tree_util.tree_structure(params)
         flat, unravel = ravel_pytree(params)
-        value = potential_fn(params)
-        if not jnp.isfinite(value):
-            raise ValueError(
-                f"potential_fn(example_params) = {value}: the log density must be finite at "
-                "example_params. Pass a point inside the support."
-            )
 
         def to_sites(p, deterministic=False):  # a potential has no deterministic sites
             return dict(zip(names, jax.tree_util.tree_leaves(p)))
+
+        with model_errors("Target.from_potential was building the target (evaluating potential_fn at "
+                          "example_params)", lambda: to_sites(params)):
+            value = potential_fn(params)
+        if not jnp.isfinite(value):
+            raise InputError(
+                f"potential_fn(example_params) = {value}: the log density must be finite at "
+                "example_params. Pass a point inside the support."
+            )
 
         def from_sites(values):
             return jax.tree_util.tree_unflatten(treedef, [values[name] for name in names])
@@ -261,81 +275,25 @@ class Target:
         unconstrained = jax.vmap(self.unconstrain_sites)(latent)
         return unconstrained, jax.vmap(lambda v: ravel_pytree(v)[0])(unconstrained)
 
-    def unconstrain(self, samples: dict) -> jax.Array:
+    def unconstrain(self, samples: dict, num_sample_axes: int | None = None) -> jax.Array:
         """Constrained ``{site: (..., *shape)}`` -> flat unconstrained ``(..., d)``.
 
-        Sites the model computes (deterministic or observed) are ignored; every
-        latent site must be present with the model's shape, finite, non-empty, and inside its
-        support (its unconstrained value finite).
+        Sites the model computes (deterministic or observed) are ignored; every latent site must
+        be present with the model's shape after the same leading sample axes (``num_sample_axes``
+        of them when given), real-valued (integer draws are cast to float), finite, non-empty, and
+        inside its support (its unconstrained value finite): see :mod:`numpyro_stein_diag.validation`.
         """
-        batch_shape = self.validate_samples(samples)
-        latent = {
-            k: np.asarray(samples[k]).reshape((-1,) + self.site_shapes[k]) for k in self.site_shapes
-        }
-        unconstrained, flat = self._unconstrain_rows(latent)
-        if self.site_supports:
-            for name, value in unconstrained.items():
-                self._check_support(name, np.asarray(latent[name]), np.asarray(value), batch_shape)
+        latent, batch_shape = self.validate_samples(samples, num_sample_axes)
+        rows = {k: v.reshape((-1,) + self.site_shapes[k]) for k, v in latent.items()}
+        unconstrained, flat = self._unconstrain_rows(rows)
+        for name, support in self.site_supports.items():
+            check_support(name, rows[name], np.asarray(unconstrained[name]), batch_shape, support)
         return jnp.asarray(np.asarray(flat).reshape(batch_shape + (self.dim,)))
 
-    def validate_samples(self, samples: dict) -> tuple[int, ...]:
-        """Check a constrained sample dict against the model; return its batch shape."""
-        if not isinstance(samples, dict):
-            raise TypeError(f"samples must be a dict {{site: array}}, got {type(samples).__name__}.")
-        missing = sorted(set(self.site_shapes) - set(samples))
-        unknown = sorted(set(samples) - set(self.site_shapes) - self.extra_sites)
-        if missing or unknown:
-            raise ValueError(
-                f"samples do not match the model's latent sites {sorted(self.site_shapes)}: "
-                + (f"missing {missing}" if missing else "")
-                + ("; " if missing and unknown else "")
-                + (f"unknown {unknown}" if unknown else "")
-                + ". Pass one array per latent site, named as in the model."
-            )
-        batch_shape = None
-        for name, shape in self.site_shapes.items():
-            value = np.asarray(samples[name])
-            nb = value.ndim - len(shape)
-            if nb < 1 or value.shape[nb:] != shape:
-                raise ValueError(
-                    f"site '{name}' has shape {value.shape}; the model's site has shape {shape}, "
-                    "so samples need shape (..., " + ", ".join(map(str, shape)) + ") "
-                    "with leading sample axes such as (chain, draw)."
-                )
-            if batch_shape is None:
-                batch_shape = value.shape[:nb]
-            elif value.shape[:nb] != batch_shape:
-                raise ValueError(
-                    f"site '{name}' has sample axes {value.shape[:nb]} but other sites have "
-                    f"{batch_shape}; every site needs the same (chain, draw) axes."
-                )
-            if value.size == 0:
-                raise ValueError(f"site '{name}' is empty (shape {value.shape}): pass at least one draw.")
-            bad = ~np.isfinite(value)
-            if bad.any():
-                raise ValueError(
-                    f"site '{name}' has {int(bad.sum())} non-finite values (NaN or inf) in "
-                    f"{value.size}; drop or fix those draws before checking."
-                )
-        return tuple(batch_shape)
-
-    def _check_support(self, name: str, value: np.ndarray, unconstrained: np.ndarray, batch_shape) -> None:
-        """Raise when draws ``value (n, ...)`` of a model's site lie outside its support (their
-        unconstrained value is not finite), naming the site and the support. Judged through the
-        transform rather than the support's own check, so float32 round-off (a simplex summing to
-        1 + 1e-6) passes where a draw the density cannot take (a negative scale) does not."""
-        inside = np.isfinite(unconstrained.reshape(len(unconstrained), -1)).all(axis=1)
-        if inside.all():
-            return
-        first = int(np.argmin(inside))
-        example = np.array2string(value[first], precision=3, threshold=6)
-        where = tuple(map(int, np.unravel_index(first, batch_shape)))
-        raise ValueError(
-            f"site '{name}' has {int((~inside).sum())} of {inside.size} draws outside its support "
-            f"{self.site_supports[name]!r} (the first at sample index {where}: {example}); these "
-            "samples are not from this model: check the site's name, its parametrisation (e.g. a "
-            "scale saved as its log) and the model's arguments."
-        )
+    def validate_samples(self, samples: dict, num_sample_axes: int | None = None) -> tuple[dict, tuple[int, ...]]:
+        """Check a constrained sample dict against the model (:func:`~numpyro_stein_diag.validation.validate_samples`);
+        return its latent sites as float arrays and its sample axes."""
+        return validate_samples(samples, self.site_shapes, self.extra_sites, num_sample_axes)
 
     def initial_points(self, rng_key: jax.Array, n: int) -> jax.Array:
         """``n`` over-dispersed starting points ``(n, d)``: prior draws mapped to unconstrained space.
@@ -394,6 +352,12 @@ def _site_names(params) -> list[str]:
     return [f"x.{p}" if p else "x" for p in paths]
 
 
+def _latent_values(trace) -> dict:
+    """``{site: value}`` of the latent sample sites of a (possibly partial) numpyro trace."""
+    return {name: site["value"] for name, site in trace.items()
+            if site["type"] == "sample" and not site["is_observed"]}
+
+
 def _reject_discrete_sites(trace) -> None:
     for name, site in trace.items():
         if (
@@ -402,7 +366,7 @@ def _reject_discrete_sites(trace) -> None:
             and site["fn"].support.is_discrete
             and site["infer"].get("enumerate") != "parallel"
         ):
-            raise ValueError(
+            raise InputError(
                 f"latent site '{name}' has a discrete distribution ({type(site['fn']).__name__}); "
                 "score-based diagnostics need a continuous, differentiable density. Marginalise it "
                 "out in the model, or mark it with infer={'enumerate': 'parallel'} (needs funsor) "

@@ -9,6 +9,7 @@ import pytest
 from scipy import integrate, stats
 
 from numpyro_stein_diag import Target
+from numpyro_stein_diag.validation import ModelError
 
 
 def constrained_model():
@@ -148,13 +149,49 @@ def test_integer_example_params_are_refused():
             {"scale": np.ones((0,)), "loc": np.zeros((0, 2)), "weights": np.ones((0, 3)) / 3},
             "is empty",
         ),
+        (  # the scalar site has the stray axis: it is named, not the sites that are right
+            {"scale": np.ones((2, 5, 2)), "loc": np.zeros((2, 5, 2)), "weights": np.ones((2, 5, 3)) / 3},
+            r"site 'scale' has sample axes \(2, 5, 2\).*\['weights', 'loc'\] have \(2, 5\)",
+        ),
+        (
+            {"scale": np.ones((2, 5)), "loc": np.zeros((2, 5, 2), complex), "weights": np.ones((2, 5, 3)) / 3},
+            r"site 'loc' has dtype complex128.*continuous",
+        ),
+        (
+            {"scale": -np.ones((2, 5)), "loc": np.zeros((2, 5, 2)), "weights": np.ones((2, 5, 3)) / 3},
+            r"site 'scale' has 10 of 10 draws outside its support.*sample index \(0, 0\)",
+        ),
     ],
-    ids=["missing", "unknown", "shape", "axes", "nan", "empty"],
+    ids=["missing", "unknown", "shape", "axes", "nan", "empty", "stray-axis", "dtype", "support"],
 )
 def test_samples_that_do_not_fit_the_model(samples, message):
     t = Target.from_model(constrained_model)
     with pytest.raises(ValueError, match=message):
         t.unconstrain(samples)
+
+
+def test_integer_draws_are_cast_to_float():
+    t = Target.from_model(constrained_model)
+    counts = {"scale": np.arange(1, 7).reshape(2, 3), "loc": np.arange(12).reshape(2, 3, 2),
+              "weights": np.full((2, 3, 3), 1 / 3)}
+    as_float = {k: np.asarray(v, dtype=np.float32) for k, v in counts.items()}
+    flat = t.unconstrain(counts)
+    assert flat.dtype == jnp.float32
+    np.testing.assert_array_equal(flat, t.unconstrain(as_float))
+    scale = t.coordinate_names.index("scale")
+    np.testing.assert_allclose(flat[..., scale], np.log(as_float["scale"]), rtol=1e-6)  # log of 1..6
+
+
+def test_errors_raised_by_the_model_say_the_target_was_being_built():
+    def model(y):
+        mu = numpyro.sample("mu", dist.Normal())
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y.reshape(2, 2))  # 3 data points cannot be (2, 2)
+
+    with pytest.raises(ModelError, match=r"raised ValueError while Target.from_model was building the target \(running "
+                                         r"the model once with prior draws\), at site values mu=-?[0-9.]+: cannot "
+                                         r"reshape array of size 3 into shape \(2,2\)") as info:
+        Target.from_model(model, np.arange(3.0))
+    assert isinstance(info.value.__cause__, ValueError) and not isinstance(info.value, ValueError)
 
 
 def test_deterministic_sites_in_samples_are_accepted():
