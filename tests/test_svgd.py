@@ -144,7 +144,7 @@ def test_init_and_step_are_the_loop_svgd_runs():
     state = update.init(x0)
     step = jax.jit(update.step)
     for k in jax.random.split(jax.random.split(key, 3)[2], 20):  # the keys svgd() gives its steps
-        state, info = step(state, k)
+        state, info = step(k, state)  # blackjax's order: step(rng_key, state)
     assert isinstance(info, SVGDInfo) and float(info.beta) == 1.0 and float(info.sigma) == 0.0
     assert int(state.step) == 20
     run = nsd.svgd(t, key, num_steps=20, init=x0, num_checkpoints=2, progress_bar=False)
