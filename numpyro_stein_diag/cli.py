@@ -96,7 +96,8 @@ def _check(args) -> int:
     samples = _named_samples(args.samples)
     methods = tuple(args.methods) if args.methods is not None else (() if samples else tuple(METHODS))
     methods = _method_settings(methods, args.set)
-    report = diagnose(model, *model_args, samples=samples, methods=methods, **model_kwargs)
+    report = diagnose(model, *model_args, samples=samples, methods=methods, independent=args.independent,
+                      **model_kwargs)
     print(report.summary())
     out = Path(args.out) if args.out else None
     if out:
@@ -169,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--samples", nargs="*", default=[], metavar="[NAME=]PATH",
                        help="ArviZ netCDF files with a posterior group, each named in the report by NAME "
                        "(default: the file's stem)")
+    check.add_argument("--independent", nargs="*", default=[], metavar="NAME",
+                       help="samples whose draws are independent, not Markov chains (e.g. exact draws saved "
+                       "as one chain); a posterior attribute independent=1 says the same")
     check.add_argument("--methods", nargs="*", default=None,
                        help="nuts svgd svgd_annealed svgd_tempered (default: none with --samples, else all)")
     check.add_argument("--set", action="append", default=[], metavar="METHOD.SETTING=VALUE",
