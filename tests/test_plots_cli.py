@@ -253,10 +253,11 @@ def test_lkj_sites_plot_and_the_cli_exits_by_the_verdict(tmp_path, capsys):
     xr.DataTree.from_dict({"posterior": nsd_posterior(draws)}).to_netcdf(samples, engine="h5netcdf")
     out, repaired = tmp_path / "out", tmp_path / "repaired"
     code = main(["check", f"{tmp_path / 'lkj.py'}:model", "--samples", f"exact={samples}", "--out", str(out),
-                 "--repaired", str(repaired)])
+                 "--repaired", str(repaired), "--independent", "exact"])
     assert "could not draw" not in capsys.readouterr().err
     loaded = nsd.Report.load(out / "report.nc")
     assert loaded.ok  # exact draws: no flag
+    assert loaded.diagnostics("exact").attrs["independent"] == 1  # declared on the command line
     assert code == (EXIT_OK if loaded.complete else EXIT_INCOMPLETE)
     assert (repaired / "exact.nc").exists()
     for name in ("mode_mass", "ksd", "methods"):
