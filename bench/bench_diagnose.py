@@ -1,16 +1,21 @@
 """What the audit costs against the NUTS run it audits, in one run.
 
-diagnose(samples={"nuts": mcmc}, methods=()) on 4 NUTS chains of a 5-D, 3-mode posterior, a
-10-D correlated unimodal one (1000 warm-up + 1000 draws each) and a 100-group hierarchical model
-(d = 102, 500 + 500): wall time of mode finding, mass estimation, checks and the repaired
-posterior on the first call (compilation included, as a user meets it) against NUTS's wall time
-(its compilation included too); a second call on the same draws in the same process (compiled
-code reused); and the audit in a new process with JAX's persistent compilation cache
-(nsd.enable_compilation_cache) filled by an earlier process.
+diagnose(samples={"nuts": mcmc}, methods=()) on 4 NUTS chains of posteriors at the data sizes
+users have: a 5-D, 3-mode mixture, a 10-D correlated unimodal one, a 100-group hierarchy with one
+row per group (d = 102), the same hierarchy with 5 rows per group (500 rows), a logistic
+regression with 1000 rows and 20 predictors, and a factor analysis (2 factors, 10 observed
+variables, 200 rows, d = 29, four sign-flip modes). Reported: wall time of mode finding, masses,
+checks and repairs on the first call (compilation included, as a user meets it) against NUTS's
+wall time (its compilation included too); a second call on the same draws in the same process
+(compiled code reused); the audit in a new process with JAX's persistent compilation cache
+(nsd.enable_compilation_cache) filled by an earlier process; and the work in gradient terms:
+NUTS's gradient evaluations (leapfrog steps of warm-up and sampling) against the audit's
+L-BFGS ascents (each costs tens of gradient evaluations).
 
-    .venv/bin/python bench/bench_diagnose.py
+    .venv/bin/python bench/bench_diagnose.py [NAME ...]     (default: every posterior)
 """
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -24,6 +29,7 @@ import numpyro
 import numpyro.distributions as dist
 
 import numpyro_stein_diag as nsd
+from numpyro_stein_diag import modes
 
 
 def three_modes_5d():
@@ -53,25 +59,89 @@ def hierarchical_100(y=GROUP_Y):
         numpyro.sample("y", dist.Normal(mu + tau * z, 1.0), obs=y)
 
 
+ROWS = np.random.default_rng(2)
+GROUP_500 = np.repeat(np.arange(100), 5)
+Y_500 = ROWS.normal(1.0 + 2.0 * ROWS.normal(size=100)[GROUP_500], 1.0)
+
+
+def hierarchical_500_rows(group=GROUP_500, y=Y_500):
+    """y_i ~ N((mu + tau z)[g_i], 1): 100 groups of 5 rows, non-centred, d = 102."""
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = numpyro.sample("tau", dist.HalfNormal(5.0))
+    with numpyro.plate("group", 100):
+        z = numpyro.sample("z", dist.Normal(0.0, 1.0))
+    numpyro.sample("y", dist.Normal((mu + tau * z)[group], 1.0), obs=y)
+
+
+X_LOGISTIC = ROWS.normal(size=(1000, 20))
+Y_LOGISTIC = (ROWS.random(1000) < 1 / (1 + np.exp(-X_LOGISTIC @ ROWS.normal(0, 0.5, 20)))).astype(float)
+
+
+def logistic_1000_rows(x=X_LOGISTIC, y=Y_LOGISTIC):
+    """Bernoulli-logit regression, 1000 rows, 20 predictors and an intercept: d = 21."""
+    beta = numpyro.sample("beta", dist.Normal(0.0, 1.0).expand([x.shape[1]]))
+    alpha = numpyro.sample("alpha", dist.Normal(0.0, 2.0))
+    numpyro.sample("y", dist.Bernoulli(logits=alpha + x @ beta), obs=y)
+
+
+LOADINGS = ROWS.normal(0.0, 1.0, (10, 2))
+Y_FACTORS = ROWS.normal(size=(200, 2)) @ LOADINGS.T + ROWS.normal(0.0, 0.5, (200, 10))
+
+
+def factor_analysis(y=Y_FACTORS):
+    """y = W f + e, 2 factors, 10 observed variables, 200 rows, factors integrated out:
+    y_i ~ N(0, W W^T + diag(psi)); d = 29 (W: 20, psi: 10, less the one rotation that lower-
+    triangular loadings remove); the sign of each factor's column is free: four modes."""
+    w_free = numpyro.sample("w", dist.Normal(0.0, 1.0).expand([19]))
+    loadings = jnp.zeros((10, 2)).at[jnp.tril_indices(10, 0, 2)].set(w_free)
+    psi = numpyro.sample("psi", dist.HalfNormal(1.0).expand([10]))
+    cov = loadings @ loadings.T + jnp.diag(psi)
+    numpyro.sample("y", dist.MultivariateNormal(jnp.zeros(10), cov).expand([y.shape[0]]), obs=y)
+
+
 POSTERIORS = {  # name: (model, NUTS warm-up = draws per chain)
     "5-D, 3 modes": (three_modes_5d, 1000),
     "10-D unimodal": (unimodal_10d, 1000),
     "hierarchical d=102": (hierarchical_100, 500),
+    "hierarchy, 500 rows": (hierarchical_500_rows, 500),
+    "logistic, 1000 rows": (logistic_1000_rows, 500),
+    "factor analysis": (factor_analysis, 500),
 }
 
 
 def nuts_and_audit(name):
-    """NUTS seconds, the first call's report, first-call and second-call audit seconds."""
+    """NUTS seconds and gradient evaluations, the first call's report and ascents, first-call and
+    second-call audit seconds."""
     model, num = POSTERIORS[name]
     start = time.perf_counter()
     run = nsd.nuts(model, jax.random.PRNGKey(0), num_chains=4, num_warmup=num, num_samples=num, progress_bar=False)
     t_nuts = time.perf_counter() - start
-    audits, reports = [], []
+    # leapfrog steps of the draws kept; warm-up takes about as many again
+    nuts_gradients = 2 * int(np.sum(run.mcmc.get_extra_fields()["num_steps"]))
+    audits, reports, ascents = [], [], []
     for _ in range(2):
-        start = time.perf_counter()
-        reports.append(nsd.diagnose(model, samples={"nuts": run.mcmc}, methods=(), progress_bar=False))
-        audits.append(time.perf_counter() - start)
-    return t_nuts, reports[0], audits
+        with count_ascents() as counted:
+            start = time.perf_counter()
+            reports.append(nsd.diagnose(model, samples={"nuts": run.mcmc}, methods=(), progress_bar=False))
+            audits.append(time.perf_counter() - start)
+        ascents.append(sum(counted))
+    return t_nuts, nuts_gradients, reports[0], ascents[0], audits
+
+
+@contextlib.contextmanager
+def count_ascents():
+    """The number of points each L-BFGS ascent call of the package ascends, while the block runs."""
+    original, counted = modes._ascend_all, []
+
+    def counting(target, x0, num_iter):
+        counted.append(len(x0))
+        return original(target, x0, num_iter)
+
+    modes._ascend_all = counting
+    try:
+        yield counted
+    finally:
+        modes._ascend_all = original
 
 
 def audit_in_new_process(name, cache_dir):
@@ -81,25 +151,30 @@ def audit_in_new_process(name, cache_dir):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main():
-    print(f"{'posterior':>18} {'NUTS s':>7} {'modes':>6} {'masses':>7} {'checks':>7} {'repairs':>8} {'first s':>8} "
-          f"{'/NUTS':>6} {'second s':>9} {'/NUTS':>6} {'cached s':>9} {'/NUTS':>6}  modes found, flags")
-    for name in POSTERIORS:
-        t_nuts, report, (first, second) = nuts_and_audit(name)
+def main(names):
+    print(f"{'posterior':>20} {'NUTS s':>7} {'modes':>6} {'masses':>7} {'checks':>7} {'repairs':>8} {'first s':>8} "
+          f"{'/NUTS':>6} {'second s':>9} {'/NUTS':>6} {'cached s':>9} {'/NUTS':>6} {'NUTS grads':>10} "
+          f"{'ascents':>8}  modes found, flags")
+    for name in names:
+        t_nuts, nuts_gradients, report, ascents, (first, second) = nuts_and_audit(name)
         with tempfile.TemporaryDirectory() as cache_dir:
             audit_in_new_process(name, cache_dir)  # fills the cache
             cached = audit_in_new_process(name, cache_dir)["first"]
         t = report.timings
         flags = sorted({f.kind for f in report.flags}) or ["none"]
-        print(f"{name:>18} {t_nuts:7.1f} {t['modes']:6.1f} {t['masses']:7.1f} {t['check']:7.1f} {t['repair']:8.1f} "
+        print(f"{name:>20} {t_nuts:7.1f} {t['modes']:6.1f} {t['masses']:7.1f} {t['check']:7.1f} {t['repair']:8.1f} "
               f"{first:8.1f} {first / t_nuts:6.2f} {second:9.1f} {second / t_nuts:6.2f} {cached:9.1f} "
-              f"{cached / t_nuts:6.2f}  {len(report.modes)}, {', '.join(flags)}", flush=True)
+              f"{cached / t_nuts:6.2f} {nuts_gradients:10d} {ascents:8d}  {len(report.modes)}, {', '.join(flags)}",
+              flush=True)
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--cached"]:
         nsd.enable_compilation_cache(sys.argv[3])
-        t_nuts, _, (first, second) = nuts_and_audit(sys.argv[2])
+        t_nuts, _, _, _, (first, second) = nuts_and_audit(sys.argv[2])
         print(json.dumps({"nuts": t_nuts, "first": first, "second": second}))
     else:
-        main()
+        unknown = [n for n in sys.argv[1:] if n not in POSTERIORS]
+        if unknown:
+            sys.exit(f"unknown posterior(s) {unknown}; choose from {list(POSTERIORS)}")
+        main(sys.argv[1:] or list(POSTERIORS))
