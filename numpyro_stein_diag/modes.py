@@ -276,14 +276,28 @@ def find_modes(
         ))
     order = np.argsort(-log_p[converged])
     cand_x, cand_lp, cand_h = ends[converged][order], log_p[converged][order], hessian[converged][order]
-    keep: list[int] = []
-    for i in range(len(cand_x)):
-        if keep:
-            d2 = np.asarray(_mahalanobis2(cand_x[i : i + 1], cand_x[keep], cand_h[keep]))[0]
-            if np.min(d2) < merge_distance**2:
-                continue
-        keep.append(i)
+    keep = [group[0] for group in merge_groups(cand_x, cand_h, merge_distance)]  # the highest of each
     return replace(_make_modes(target, cand_x[keep], cand_lp[keep], cand_h[keep]), runaway=runaway)
+
+
+def merge_groups(x, hessian, merge_distance: float) -> list[list[int]]:
+    """Greedy merge of the points ``x (n, d)`` in the Hessian metric, in their order: each point
+    joins the first group whose first point ``m`` (with Hessian ``H``) lies within
+    :math:`\\sqrt{(x - m)^T H (x - m)} <` ``merge_distance``, else starts a group of its own.
+    Returns the groups as lists of indices, each led by its first point. :func:`find_modes` keeps
+    the first point of each (the candidates come highest first, so it keeps the highest and drops
+    the other ascents' copies of the same mode); :func:`merge_modes` also sums each group's
+    Laplace masses (distinct copies of one canonical mode)."""
+    groups: list[list[int]] = []
+    for i in range(len(x)):
+        leaders = [g[0] for g in groups]
+        d2 = _mahalanobis2(x[i : i + 1], x[leaders], hessian[leaders])[0] if leaders else np.zeros(0)
+        near = np.flatnonzero(d2 < merge_distance**2)
+        if near.size:
+            groups[near[0]].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 RUNAWAY_MARGIN = 1.0  # nats above the highest mode that an unconverged ascent must reach to count
@@ -360,14 +374,7 @@ def merge_modes(target: Target, modes: Modes, canonicalize, merge_distance: floa
     Laplace mass is their sum. Estimate masses afterwards, with the same ``canonicalize``."""
     x = canonical_points(target, modes.location, canonicalize)
     _, _, hessian = _curvature(target, x)
-    groups: list[list[int]] = []
-    for i in range(len(x)):
-        for g in groups:
-            if float(np.asarray(_mahalanobis2(x[i : i + 1], x[g[0] : g[0] + 1], hessian[g[0] : g[0] + 1]))[0, 0]) < merge_distance**2:
-                g.append(i)
-                break
-        else:
-            groups.append([i])
+    groups = merge_groups(x, hessian, merge_distance)
     first = [g[0] for g in groups]
     merged = _make_modes(target, x[first], modes.log_density[first], hessian[first])
     laplace = np.array([logsumexp(modes.laplace_log_mass[g]) for g in groups])
