@@ -217,16 +217,16 @@ def _check_names(samples, methods) -> None:
 
 
 def _search_modes(target: Target, runs: dict[str, Run], rng_key, canonicalize, log: StageLog) -> Modes:
-    """Modes from prior draws and every run's draws; with no mode, the empty set and the reason."""
+    """Modes from prior draws and every run's draws; with no mode, the empty set (the stage says why)."""
     starts = [run.thinned(MODE_STARTS_PER_RUN).reshape(-1, target.dim) for run in runs.values()]
     modes = None
     with log.stage("modes", "searching for modes") as outcome:
         modes = find_modes(target, np.concatenate(starts) if starts else None, rng_key)
         if canonicalize is not None:
-            modes = dataclasses.replace(merge_modes(target, modes, canonicalize), runaway=modes.runaway)
-        if modes.runaway:
-            outcome.warn(modes.runaway)
-    return no_modes(target, outcome.reason) if outcome.status == "failed" else modes
+            modes = merge_modes(target, modes, canonicalize)
+        if modes.runaway is not None:
+            outcome.warn(modes.runaway.message)
+    return no_modes(target) if outcome.status == "failed" else modes
 
 
 def _estimate_masses(target: Target, modes: Modes, rng_key, canonicalize, log: StageLog) -> Modes:

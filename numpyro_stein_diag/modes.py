@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +44,7 @@ from .host import map_chunks, numpy_rng
 from .target import Target
 
 __all__ = [
-    "Modes", "find_modes", "assign_basins", "mode_masses", "merge_modes", "mode_labels",
+    "Modes", "Runaway", "find_modes", "assign_basins", "mode_masses", "merge_modes", "mode_labels",
 ]
 
 PARETO_K_LIMIT = 0.7
@@ -57,8 +58,8 @@ class Modes:
 
     Attributes: ``location (K, d)`` unconstrained, ``log_density (K,)``, ``hessian (K, d, d)``
     of the negative log density, ``laplace_log_mass (K,)``, ``values`` (``{site: (K, ...)}``,
-    the locations in the model's space), ``runaway`` (ascents that did not converge and
-    ended above every mode: see :func:`find_modes`), and once :func:`mode_masses` ran
+    the locations in the model's space), ``runaway`` (a :class:`Runaway` when ascents did not
+    converge and ended above every mode, else None: see :func:`find_modes`), and once :func:`mode_masses` ran
     ``mass``, ``mass_se``, ``pareto_k``, ``unknown_mass`` (the share of importance weight that
     landed in no known basin) and ``mass_method`` (``"importance"``, ``"laplace"``, or
     ``"none"`` when the masses could not be estimated and are NaN).
@@ -74,7 +75,7 @@ class Modes:
     pareto_k: float | None = None
     unknown_mass: float | None = None
     mass_method: str | None = None
-    runaway: str = ""  # find_modes: ascents that ran off above every mode, in words ("" if none)
+    runaway: Runaway | None = None  # find_modes: ascents that ran off above every mode (None if none)
 
     def __len__(self) -> int:
         return int(self.location.shape[0])
@@ -247,7 +248,8 @@ def find_modes(
 
     Ascents that end without converging at a log density above every mode's ("runaways":
     the density keeps growing along some direction, as in a funnel's neck or an improper
-    posterior) are described in ``Modes.runaway``, naming the coordinate they ran along.
+    posterior) are recorded in ``Modes.runaway`` (a :class:`Runaway`: how many, the coordinate
+    they ran along, where it heads and how high the density got).
 
     Raises
     ------
@@ -268,9 +270,9 @@ def find_modes(
         if eig[0] > 0:
             newton_decrement = np.sqrt(np.sum((vec.T @ grad[i]) ** 2 / eig))
             converged[i] = newton_decrement < grad_tol
-    runaway = describe_runaways(target, np.asarray(starts), ends, log_p, converged)
+    runaway = find_runaways(target, np.asarray(starts), ends, log_p, converged)
     if not converged.any():
-        raise ValueError(f"no mode found: {runaway}" if runaway else (
+        raise ValueError(f"no mode found: {runaway.message}" if runaway else (
             f"no mode found: none of {len(starts)} L-BFGS runs converged (gradient small, Hessian "
             "negative definite); raise num_iter, pass better starts, or check that the posterior is proper."
         ))
@@ -301,21 +303,71 @@ def merge_groups(x, hessian, merge_distance: float) -> list[list[int]]:
 
 
 RUNAWAY_MARGIN = 1.0  # nats above the highest mode that an unconverged ascent must reach to count
+Space = Literal["model", "unconstrained"]
+SPACES: tuple[str, ...] = get_args(Space)
 
 
-def describe_runaways(target: Target, starts, ends, log_p, converged) -> str:
-    """In words, the ascents that did not converge and ended more than ``RUNAWAY_MARGIN`` above every
-    converged one and above their start, and the coordinate they moved along most (``""`` when
-    there are none)::
+@dataclass(frozen=True)
+class Runaway:
+    """Ascents that did not converge and ended more than ``RUNAWAY_MARGIN`` above every mode
+    found and above their start: the log density kept growing along some direction.
 
-        "12 of 64 ascents ran off without converging: the log density kept growing as tau -> 0
-        (it reached 85.5 at tau = 1.1e-07, above every mode found) ..."
+    ``ran_off`` of ``ascents`` ascents did; ``coordinate`` is the coordinate they moved along
+    most (``"tau"``, ``"x[0]"``), read in the model's ``space`` (``"model"``) or, for a site
+    whose unconstrained shape differs from its own (simplex, Cholesky factor), as an
+    unconstrained coordinate (``"unconstrained"``). ``limit`` is where the coordinate heads
+    (``inf``, ``-inf``, or a finite bound such as 0 for a positive site; in unconstrained space
+    always ``+-inf``); ``log_density`` the highest log density an ascent reached, ``reached``
+    the coordinate's value there (in its ``space``); ``highest_mode`` the highest
+    log density of a converged ascent (``-inf`` when none converged). :attr:`message` says it in
+    words.
     """
+
+    ran_off: int
+    ascents: int
+    coordinate: str
+    space: Space
+    limit: float
+    log_density: float
+    reached: float
+    highest_mode: float
+
+    def __post_init__(self):
+        if self.space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}.")
+
+    @property
+    def modes_found(self) -> bool:
+        """Whether some ascent converged (to a mode below where the runaways went)."""
+        return bool(np.isfinite(self.highest_mode))
+
+    @property
+    def message(self) -> str:
+        """``"12 of 64 ascents ran off without converging: the log density kept growing as tau -> 0
+        (it reached 85.5 at tau = 1.1e-07, above every mode found) ..."``"""
+        limit = _limit_text(self.limit)
+        if self.space == "model":
+            where = f"{self.coordinate} -> {limit} (it reached {self.log_density:.4g} at {self.coordinate} = {self.reached:.3g}"
+        else:
+            where = f"the unconstrained coordinate {self.coordinate} -> {limit} (it reached {self.log_density:.4g}"
+        found = self.modes_found
+        return (
+            f"{self.ran_off} of {self.ascents} ascents ran off without converging: the log density kept "
+            f"growing as {where}{', above every mode found' if found else ''}). The density may grow without bound "
+            "there (a funnel's neck, an improper posterior), or a higher mode lies beyond the ascents' "
+            "steps" + ("; either way the masses of the modes found are not known." if found else ".")
+        )
+
+
+def find_runaways(target: Target, starts, ends, log_p, converged) -> Runaway | None:
+    """The ascents that did not converge and ended more than ``RUNAWAY_MARGIN`` above every
+    converged one and above their start, and the coordinate they moved along most (None when
+    there are none); see :class:`Runaway`."""
     best = np.max(log_p[converged]) if converged.any() else -np.inf
     rose = log_p > np.asarray(target.log_density(starts)) + RUNAWAY_MARGIN
     runaway = np.flatnonzero(np.isfinite(log_p) & ~converged & rose & (log_p > best + RUNAWAY_MARGIN))
     if runaway.size == 0:
-        return ""
+        return None
     moved = np.abs(ends[runaway] - starts[runaway])
     coordinate = int(np.bincount(np.argmax(moved, axis=1), minlength=target.dim).argmax())
     top = runaway[np.argmax(log_p[runaway])]
@@ -324,32 +376,34 @@ def describe_runaways(target: Target, starts, ends, log_p, converged) -> str:
     far = np.array(ends[top], dtype=float)
     far[coordinate] = direction * 1e4  # far enough along the coordinate to read the site's limit
     reached, limit = (target.constrain(np.asarray(p, dtype=ends.dtype)[None])[site][0] for p in (ends[top], far))
-    name = target.coordinate_names[coordinate]
+    counted = dict(ran_off=int(runaway.size), ascents=len(log_p), coordinate=target.coordinate_names[coordinate],
+                 log_density=float(log_p[top]), highest_mode=float(best))
     if np.shape(reached) == target.unconstrained_shapes[site] and np.size(reached) > 0:  # one value per coordinate
-        reached, limit = float(np.asarray(reached)[index]), float(np.asarray(limit)[index])
-        where = f"{name} -> {_limit_text(limit)} (it reached {log_p[top]:.4g} at {name} = {reached:.3g}"
-    else:  # a site whose unconstrained shape differs (simplex, Cholesky factor): name the coordinate
-        where = (f"the unconstrained coordinate {name} -> {'inf' if direction > 0 else '-inf'} "
-                 f"(it reached {log_p[top]:.4g}")
-    found = converged.any()
-    return (
-        f"{runaway.size} of {len(log_p)} ascents ran off without converging: the log density kept "
-        f"growing as {where}{', above every mode found' if found else ''}). The density may grow without bound "
-        "there (a funnel's neck, an improper posterior), or a higher mode lies beyond the ascents' "
-        "steps" + ("; either way the masses of the modes found are not known." if found else ".")
-    )
+        return Runaway(space="model", limit=_limit(float(np.asarray(limit)[index])),
+                       reached=float(np.asarray(reached)[index]), **counted)
+    # a site whose unconstrained shape differs (simplex, Cholesky factor): the unconstrained coordinate
+    return Runaway(space="unconstrained", limit=float(direction * np.inf), reached=float(ends[top, coordinate]),
+                   **counted)
+
+
+LIMIT_INFINITY = 1e3  # a coordinate heading past this (in size) heads to infinity
+
+
+def _limit(value: float) -> float:
+    """Where a coordinate heads: ``value``, or ``+-inf`` when it is not finite or beyond ``LIMIT_INFINITY``."""
+    if not np.isfinite(value) or abs(value) >= LIMIT_INFINITY:
+        return -np.inf if value < 0 else np.inf
+    return value
 
 
 def _limit_text(value: float) -> str:
-    if not np.isfinite(value) or abs(value) >= 1e3:
-        return "-inf" if value < 0 else "inf"
-    return f"{value:.3g}"
+    return f"{value:.3g}" if np.isfinite(value) else ("-inf" if value < 0 else "inf")
 
 
-def no_modes(target: Target, runaway: str = "") -> Modes:
-    """The empty mode set (``K = 0``), for a search that found none; ``runaway`` says why."""
+def no_modes(target: Target) -> Modes:
+    """The empty mode set (``K = 0``), for a search that found none."""
     d = target.dim
-    return replace(_make_modes(target, np.zeros((0, d)), np.zeros(0), np.zeros((0, d, d))), runaway=runaway)
+    return _make_modes(target, np.zeros((0, d)), np.zeros(0), np.zeros((0, d, d)))
 
 
 def _make_modes(target, location, log_density, hessian) -> Modes:
@@ -371,14 +425,15 @@ def canonical_points(target: Target, x, canonicalize):
 def merge_modes(target: Target, modes: Modes, canonicalize, merge_distance: float = 1.0) -> Modes:
     """Canonical modes: every mode mapped through ``canonicalize``, and modes that land on the
     same canonical mode (within ``merge_distance`` in its Hessian metric) merged into one whose
-    Laplace mass is their sum. Estimate masses afterwards, with the same ``canonicalize``."""
+    Laplace mass is their sum; the search's ``runaway`` carries over. Estimate masses afterwards,
+    with the same ``canonicalize``."""
     x = canonical_points(target, modes.location, canonicalize)
     _, _, hessian = _curvature(target, x)
     groups = merge_groups(x, hessian, merge_distance)
     first = [g[0] for g in groups]
     merged = _make_modes(target, x[first], modes.log_density[first], hessian[first])
     laplace = np.array([logsumexp(modes.laplace_log_mass[g]) for g in groups])
-    return replace(merged, laplace_log_mass=laplace)
+    return replace(merged, laplace_log_mass=laplace, runaway=modes.runaway)
 
 
 def assign_basins(
@@ -530,7 +585,7 @@ def mode_masses(
     every mode, no mode holds a known share: the masses are NaN (``mass_method = "none"``).
     """
     k = len(modes)
-    if modes.runaway or k == 0:
+    if modes.runaway is not None or k == 0:
         return without_masses(modes)
     weights = 0.5 * modes.laplace_mass + 0.5 / k
     y, log_w = proposal_draws(target, modes, rng_key, num_draws * k, weights, df, scale)

@@ -7,8 +7,10 @@ Layout (ArviZ conventions, one child per method; records along a dimension, not 
     /flags                 (flag) method, kind, mode, expected, expected_se, observed, pvalue, message
     /stages                (stage) step, method, status, reason, seconds
     /modes                 location (mode, param), log_density, hessian, laplace_log_mass,
-                           mass, mass_se; attrs pareto_k, unknown_mass, mass_method, runaway
+                           mass, mass_se; attrs pareto_k, unknown_mass, mass_method
     /modes/values          mode locations in the model's space, one variable per site
+    /modes/runaway         (runaway: 0 or 1) the search's runaway ascents, one variable per field
+                           of :class:`~numpyro_stein_diag.modes.Runaway`
     /<method>/posterior    (chain, draw, ...) constrained draws
     /<method>/sample_stats NUTS only (arviz_base.from_numpyro)
     /<method>/stein_diagnostics
@@ -40,7 +42,7 @@ from .audit import MethodAudit
 from .check import Flag, ModeCheck
 from .kernels import IMQ, RBF
 from .ksd import KSDTest
-from .modes import Modes, mode_labels, mode_values_dataset
+from .modes import Modes, Runaway, mode_labels, mode_values_dataset
 from .repair import Repair
 from .stages import Stage
 
@@ -51,6 +53,7 @@ KERNEL_FIELDS = ("c", "beta", "lengthscale")  # every kernel's fields; NaN where
 MODE_VARS = ("location", "log_density", "hessian", "laplace_log_mass", "mass", "mass_se")
 FLAG_FIELDS = tuple(f.name for f in dataclasses.fields(Flag))
 STAGE_FIELDS = tuple(f.name for f in dataclasses.fields(Stage))
+RUNAWAY_FIELDS = tuple(f.name for f in dataclasses.fields(Runaway))
 TEST_FIELDS = ("n", "bootstrap", "num_bootstrap", "lengthscale", "statistic_type", "variant", "setting", "standardized")
 
 
@@ -120,6 +123,7 @@ class Report:
     def modes(self) -> Modes:
         ds = self.tree["modes"].dataset
         values = {k: v.values for k, v in self.tree["modes/values"].dataset.data_vars.items()}
+        runaway = _records(self.tree["modes/runaway"].dataset, Runaway, RUNAWAY_FIELDS)
         return Modes(
             *(ds[v].values for v in MODE_VARS[:4]),
             values=values,
@@ -128,7 +132,7 @@ class Report:
             pareto_k=float(ds.attrs["pareto_k"]),
             unknown_mass=float(ds.attrs["unknown_mass"]),
             mass_method=str(ds.attrs["mass_method"]),
-            runaway=str(ds.attrs["runaway"]),
+            runaway=runaway[0] if runaway else None,
         )
 
     def diagnostics(self, method: str) -> xr.Dataset:
@@ -312,9 +316,11 @@ def _modes_tree(modes: Modes) -> xr.DataTree:
     ds = xr.Dataset(
         {v: (dims.get(v, ("mode",)), np.asarray(getattr(modes, v))) for v in MODE_VARS},
         attrs={"pareto_k": float(modes.pareto_k), "unknown_mass": float(modes.unknown_mass),
-               "mass_method": str(modes.mass_method), "runaway": modes.runaway},
+               "mass_method": str(modes.mass_method)},
     )
-    return xr.DataTree(dataset=ds, children={"values": xr.DataTree(dataset=mode_values_dataset(modes.values))})
+    runaway = _records_dataset([modes.runaway] if modes.runaway is not None else [], RUNAWAY_FIELDS, "runaway")
+    return xr.DataTree(dataset=ds, children={"values": xr.DataTree(dataset=mode_values_dataset(modes.values)),
+                                             "runaway": xr.DataTree(dataset=runaway)})
 
 
 def _tests_dataset(tests: dict[str, KSDTest]) -> xr.Dataset:

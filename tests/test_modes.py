@@ -1,5 +1,7 @@
 """Mode search and mode masses against mixtures whose basin masses are known."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -185,14 +187,29 @@ def test_flags_on_known_truth_for_several_targets(case):
     assert "misweighted_mode" in flags(wrong)
 
 
-def test_a_mode_beside_a_runaway_direction_gets_no_mass_and_no_flag():
-    # log p = -x^2 / 2 + 2 relu(x - 2)^2: a mode at 0, and beyond x = 8/3 a density that grows without bound
+def test_a_mode_beside_a_runaway_direction_gets_no_mass_and_no_flag(tmp_path):
+    # log p = -x^2 / 2 + 2 relu(x - 2)^2: a mode at 0 (log p = 0), and beyond x = 8/3 a density that grows without bound
+    def log_p(x):
+        return -0.5 * x**2 + 2.0 * max(x - 2.0, 0.0) ** 2
+
     t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2) - 2.0 * jnp.sum(jax.nn.relu(z - 2.0) ** 2), jnp.zeros(1))
     modes = nsd.find_modes(t, jnp.array([[-1.0], [0.5], [3.5], [4.0]]), num_iter=50)
     assert len(modes) == 1 and abs(float(modes.location[0, 0])) < 1e-3
-    assert "2 of 4 ascents ran off" in modes.runaway and "x[0] -> inf" in modes.runaway
+    runaway = modes.runaway  # the two starts beyond 8/3 ran off towards +inf, above the mode's log p = 0
+    assert (runaway.ran_off, runaway.ascents, runaway.coordinate, runaway.space) == (2, 4, "x[0]", "model")
+    assert runaway.limit == np.inf and runaway.highest_mode == pytest.approx(0.0, abs=1e-6) and runaway.modes_found
+    assert runaway.reached > 4.0 and runaway.log_density == pytest.approx(log_p(runaway.reached), rel=1e-5)
+    assert runaway.message.startswith(
+        f"2 of 4 ascents ran off without converging: the log density kept growing as x[0] -> inf (it reached "
+        f"{runaway.log_density:.4g} at x[0] = {runaway.reached:.3g}, above every mode found).")
     masses = nsd.mode_masses(t, modes, jax.random.PRNGKey(0))
     assert masses.mass_method == "none" and np.isnan(masses.mass).all()
     # draws all in the runaway region: nothing to judge them against, so no flag at all
     check = nsd.check_mode_mass("m", -np.ones((1, 10), int), masses)
     assert check.flags == ()
+    # the report keeps the record as data: it loads back equal, field for field
+    report = nsd.Report.build(masses, {}, [])
+    report.save(tmp_path / "report.nc")
+    loaded = nsd.Report.load(tmp_path / "report.nc")
+    assert loaded == report and loaded.modes.runaway == runaway
+    assert nsd.Report.build(dataclasses.replace(masses, runaway=None), {}, []).modes.runaway is None
