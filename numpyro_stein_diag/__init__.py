@@ -5,7 +5,8 @@ from .compilation import enable_compilation_cache
 from .diagnose import diagnose, make_method
 from .kernels import IMQ, RBF
 from .ksd import KSDTest, ksd, ksd_test
-from .modes import Modes, assign_basins, find_modes, mode_masses
+from .masses import ModeMasses, mode_masses
+from .modes import Modes, Runaway, assign_basins, find_modes
 from .nuts import nuts
 from .perturbed import perturbed_ksd_test
 from .report import Report
@@ -15,7 +16,8 @@ from .stein_variational import Schedule, SVGDKernel, annealed, chain, plain, svg
 from .target import Target
 
 __all__ = [
-    "IMQ", "RBF", "Flag", "KSDTest", "Modes", "Report", "Run", "Schedule", "SVGDKernel", "Stage", "Target",
+    "IMQ", "RBF", "Flag", "KSDTest", "ModeMasses", "Modes", "Report", "Run", "Runaway", "Schedule", "SVGDKernel",
+    "Stage", "Target",
     "annealed", "assign_basins", "chain", "check_mode_mass", "diagnose", "enable_compilation_cache", "find_modes",
     "ksd", "ksd_test", "make_method", "mode_masses", "nuts", "perturbed_ksd_test", "plain", "svgd", "tempered",
 ]

@@ -73,6 +73,7 @@ from arviz_stats.base import array_stats
 from scipy.stats import betabinom, binom, norm
 
 from .ksd import KSDTest
+from .masses import ModeMasses
 from .modes import Modes
 
 __all__ = ["Flag", "FlagKind", "ModeCheck", "check_mode_mass", "judge", "holm", "share_pvalue"]
@@ -263,6 +264,7 @@ def check_mode_mass(
     method: str,
     basins: np.ndarray,
     modes: Modes,
+    masses: ModeMasses,
     independent: bool = False,
     draws_ess: float | None = None,
     tests: Mapping[str, KSDTest] | None = None,
@@ -271,8 +273,9 @@ def check_mode_mass(
     tolerance: float = 0.05,
     unknown_tolerance: float = 0.01,
 ) -> ModeCheck:
-    """Compare the share of ``basins (chain, draw)`` (from :func:`assign_basins`) in each mode with
-    ``modes.mass`` and judge the method (:func:`judge`). Shares and masses are both taken over
+    """Compare the share of ``basins (chain, draw)`` (from :func:`assign_basins`) in each of ``modes``
+    with its mass in ``masses`` (from :func:`~numpyro_stein_diag.masses.mode_masses`) and judge the
+    method (:func:`judge`). Shares and masses are both taken over
     the known basins: the share of the draws that lie in some mode's basin, against the mass as
     a fraction of the mass the modes hold (draws in no basin are judged by ``unknown_region``).
     Masses that were not estimated (``mass_method = "none"``) raise no flag. ``draws_ess``: see
@@ -280,15 +283,16 @@ def check_mode_mass(
     (``independent=False``) are first judged for mixing between modes; chains that do not mix
     are judged against the masses' standard errors alone. ``tests``: the method's KSD tests
     (``{"plain": ..., "perturbed": ...}``), judged in one Holm family with the modes' tests."""
-    if modes.mass is None:
-        raise ValueError("modes carry no masses yet: run mode_masses(target, modes, rng_key) first.")
+    if len(masses) != len(modes):
+        raise ValueError(f"masses holds {len(masses)} modes' masses for {len(modes)} modes: pass the masses "
+                         "that mode_masses(target, modes, rng_key) returned for these modes.")
     basins = np.asarray(basins)
     if basins.ndim == 1:
         basins = basins[None]
     k = len(modes)
-    known_mass = float(np.sum(modes.mass))  # what the modes hold: 1 - unknown (importance), 1 (Laplace)
+    known_mass = float(np.sum(masses.mass))  # what the modes hold: 1 - unknown (importance), 1 (Laplace)
     known_mass = known_mass if np.isfinite(known_mass) and known_mass > 0 else 1.0
-    expected, se = np.asarray(modes.mass) / known_mass, np.asarray(modes.mass_se) / known_mass
+    expected, se = np.asarray(masses.mass) / known_mass, np.asarray(masses.mass_se) / known_mass
     counts = np.array([np.sum(basins == j) for j in range(k)])
     observed = counts / max(int(np.sum(counts)), 1)
     ess = basin_ess(basins, k, independent, draws_ess)
@@ -299,19 +303,19 @@ def check_mode_mass(
         mixing = mixes_between_modes(transitions, rhat)
     check = ModeCheck(method, expected, se, observed, ess, _share_pvalues(observed, ess, expected, se, mixing, tolerance),
                       float(np.mean(basins < 0)), (), transitions, rhat, mixing, tolerance)
-    return replace(check, flags=judge(check, modes, tests or {}, alpha, mass_floor, unknown_tolerance))
+    return replace(check, flags=judge(check, modes, masses, tests or {}, alpha, mass_floor, unknown_tolerance))
 
 
-def judge(check: ModeCheck, modes: Modes, tests: Mapping[str, KSDTest], alpha: float = 0.05,
+def judge(check: ModeCheck, modes: Modes, masses: ModeMasses, tests: Mapping[str, KSDTest], alpha: float = 0.05,
           mass_floor: float = 0.05, unknown_tolerance: float = 0.01) -> tuple[Flag, ...]:
     """A method's flags: Holm once over the family of its tests (each mode's share test and each
     KSD test in ``tests``), then the rules of the module docstring. Masses that were not
-    estimated (``modes.mass_method == "none"``) judge no share and no unknown region. ``tests``
+    estimated (``masses.mass_method == "none"``) judge no share and no unknown region. ``tests``
     are keyed as in :data:`KSD_TESTS`."""
     k = len(check.expected_mass)
     names = list(tests)
     adjusted = holm(np.concatenate([check.pvalue, [tests[n].pvalue for n in names]]))
-    judged = modes.mass_method != "none"
+    judged = masses.estimated
     flags = _mode_flags(check, modes, adjusted[:k], alpha, mass_floor) if judged else []
     if judged and check.unknown_share > unknown_tolerance:
         flags.append(Flag(method=check.method, kind="unknown_region", mode=-1, expected=0.0, expected_se=0.0,

@@ -105,7 +105,7 @@ def run_demo(out_dir: str = "stein_diag_demo", weight_left: float = DEMO_WEIGHT_
     report = diagnose_demo(weight_left=weight_left, seed=seed, quick=quick)
     print(report.summary())
     right = int(np.argmax(report.modes.location[:, 0]))
-    print(f"\nShare of draws in the mode at x = 4 (mass {report.modes.mass[right]:.1%}), before -> repaired:")
+    print(f"\nShare of draws in the mode at x = 4 (mass {report.masses.mass[right]:.1%}), before -> repaired:")
     for m in report.methods:
         repair = report.repaired(m)["repair"]
         drawn = repair["draws_kept"] + repair["draws_filled"]

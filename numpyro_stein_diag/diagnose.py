@@ -14,7 +14,8 @@ from numpyro.infer import MCMC
 
 from .audit import MethodAudit, audit
 from .host import split_keys
-from .modes import Modes, find_modes, merge_modes, mode_masses, no_modes, without_masses
+from .masses import ModeMasses, mode_masses, without_masses
+from .modes import Modes, find_modes, merge_modes, no_modes
 from .nuts import nuts
 from .repair import repair
 from .report import Report
@@ -210,15 +211,15 @@ def diagnose(
             runs[name] = dataclasses.replace(method(target, key, progress_bar), method=name)
 
     modes = _search_modes(target, runs, k_modes, canonicalize, log)
-    modes = _estimate_masses(target, modes, k_mass, canonicalize, log)
+    masses = _estimate_masses(target, modes, k_mass, canonicalize, log)
     audits = {}
     keys = zip(split_keys(k_ksd, max(len(runs), 1)), split_keys(k_repair, max(len(runs), 1)))
     for (name, run), (key, key_repair) in zip(runs.items(), keys):
         with log.stage("check", f"checking {name}", method=name):
-            audits[name] = audit(target, modes, run, key, canonicalize)
+            audits[name] = audit(target, modes, masses, run, key, canonicalize)
         if name in audits:  # the report keeps the methods it could check; the stage says why not the others
-            audits[name] = _repair(target, modes, audits[name], key_repair, canonicalize, log)
-    return Report.build(modes, audits, log.close())
+            audits[name] = _repair(target, modes, masses, audits[name], key_repair, canonicalize, log)
+    return Report.build(modes, masses, audits, log.close())
 
 
 def _check_names(samples, methods) -> None:
@@ -240,43 +241,44 @@ def _check_names(samples, methods) -> None:
 
 
 def _search_modes(target: Target, runs: dict[str, Run], rng_key, canonicalize, log: StageLog) -> Modes:
-    """Modes from prior draws and every run's draws; with no mode, the empty set and the reason."""
+    """Modes from prior draws and every run's draws; with no mode, the empty set (the stage says why)."""
     starts = [run.thinned(MODE_STARTS_PER_RUN).reshape(-1, target.dim) for run in runs.values()]
     modes = None
     with log.stage("modes", "searching for modes") as outcome:
         modes = find_modes(target, np.concatenate(starts) if starts else None, rng_key)
         if canonicalize is not None:
-            modes = dataclasses.replace(merge_modes(target, modes, canonicalize), runaway=modes.runaway)
-        if modes.runaway:
-            outcome.warn(modes.runaway)
-    return no_modes(target, outcome.reason) if outcome.status == "failed" else modes
+            modes = merge_modes(target, modes, canonicalize)
+        if modes.runaway is not None:
+            outcome.warn(modes.runaway.message)
+    return no_modes(target) if outcome.status == "failed" else modes
 
 
-def _estimate_masses(target: Target, modes: Modes, rng_key, canonicalize, log: StageLog) -> Modes:
+def _estimate_masses(target: Target, modes: Modes, rng_key, canonicalize, log: StageLog) -> ModeMasses:
     """Masses of the modes, and how far to trust them: importance (ok), Laplace (warning), none (failed)."""
-    estimated = without_masses(modes)
+    masses = without_masses(len(modes))
     with log.stage("masses", f"masses of {len(modes)} mode{'s' * (len(modes) != 1)}") as outcome:
-        estimated = mode_masses(target, modes, rng_key, canonicalize=canonicalize)
-        if estimated.mass_method == "none":
+        masses = mode_masses(target, modes, rng_key, canonicalize=canonicalize)
+        if not masses.estimated:
             why = ("no mode was found" if len(modes) == 0 else "the log density grows above every mode found "
                    "(see modes), so each basin's share of the draws is reported but not judged")
             outcome.fail(f"not estimated: {why}")
-        elif estimated.mass_method == "laplace":
+        elif masses.mass_method == "laplace":
             outcome.warn(
-                f"the importance weights are not reliable (Pareto k = {estimated.pareto_k:.2f} > 0.7), so the "
+                f"the importance weights are not reliable (Pareto k = {masses.pareto_k:.2f} > 0.7), so the "
                 "masses are the Laplace approximation's, with the gap to the importance estimate as their se"
             )
-    return estimated
+    return masses
 
 
-def _repair(target: Target, modes: Modes, method: MethodAudit, rng_key, canonicalize, log: StageLog) -> MethodAudit:
+def _repair(target: Target, modes: Modes, masses: ModeMasses, method: MethodAudit, rng_key, canonicalize,
+            log: StageLog) -> MethodAudit:
     """The audit with its repaired posterior; a repair that cannot be made is a warning (the audit
     stands without it)."""
     name = method.run.method
     with log.stage("repair", f"repairing {name}", method=name) as outcome:
-        if modes.mass_method == "none" or len(modes) == 0:
+        if not masses.estimated or len(modes) == 0:
             outcome.warn("no repair: the modes' masses were not estimated")
         else:
-            method = dataclasses.replace(method, repair=repair(target, modes, method.run.draws, method.basins,
+            method = dataclasses.replace(method, repair=repair(target, modes, masses, method.run.draws, method.basins,
                                                                rng_key, canonicalize=canonicalize))
     return method

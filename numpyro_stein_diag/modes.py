@@ -1,4 +1,4 @@
-"""Modes of the target: discovery by L-BFGS from many starts, basins of attraction, and masses.
+"""Modes of the target: discovery by L-BFGS from many starts, and basins of attraction.
 
 A mode ``m`` of :math:`\\log \\pi` (unconstrained, Jacobian included) carries its Hessian
 :math:`H = -\\nabla^2 \\log \\pi(m)` and its Laplace log mass
@@ -7,61 +7,41 @@ A mode ``m`` of :math:`\\log \\pi` (unconstrained, Jacobian included) carries it
 
     \\log Z_{\\text{Laplace}} = \\log \\pi(m) + \\tfrac{d}{2} \\log 2\\pi - \\tfrac12 \\log\\det H.
 
-The mass of a basin ``B_k`` (the points whose ascent ends at mode ``k``) is estimated by
-importance sampling from a defensive mixture of multivariate Student-t distributions
-centred at the modes, :math:`q = \\sum_k a_k\\, t_\\nu(m_k, c H_k^{-1})`, with the
-balance-heuristic weights :math:`w = \\pi(y) / q(y)` and every draw credited to the basin
-it ascends into:
-
-.. math::
-
-    \\hat M_k = \\frac{\\sum_i w_i 1[y_i \\in B_k]}{\\sum_i w_i}, \\qquad
-    \\widehat{\\mathrm{se}}_k^2 = \\frac{\\sum_i w_i^2 (1[y_i \\in B_k] - \\hat M_k)^2}{(\\sum_i w_i)^2}.
-
-Because :math:`\\pi` includes the log-Jacobian, these are the masses in the model's space.
-The weights are Pareto-smoothed (PSIS, from arviz-stats) before they enter these sums, and
-their Pareto :math:`\\hat k` says when not to trust them (:math:`\\hat k > 0.7`); the Laplace
-masses are then the fallback and always a cross-check.
+The basin ``B_k`` of mode ``k`` is the set of points whose ascent ends at it
+(:func:`assign_basins`). The masses of the basins are estimated in
+:mod:`~numpyro_stein_diag.masses`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import xarray as xr
-from arviz_stats.base import array_stats
-from scipy.linalg import solve_triangular
-from scipy.special import gammaln, logsumexp
+from scipy.special import logsumexp
 
 from .devices import map_rows
-from .host import map_chunks, numpy_rng
+from .host import map_chunks
 from .target import Target
 
-__all__ = [
-    "Modes", "find_modes", "assign_basins", "mode_masses", "merge_modes", "mode_labels",
-]
-
-PARETO_K_LIMIT = 0.7
-PROPOSAL_DF = 5.0  # Student-t degrees of freedom of the importance proposal
-PROPOSAL_SCALE = 1.5  # its covariance is PROPOSAL_SCALE^2 H^{-1} at each mode
+__all__ = ["Modes", "Runaway", "find_modes", "assign_basins", "merge_modes", "mode_labels"]
 
 
 @dataclass(frozen=True, eq=False)
 class Modes:
-    """K modes of the target (sorted by log density, highest first).
+    """K modes of the target (sorted by log density, highest first), as the search found them.
 
     Attributes: ``location (K, d)`` unconstrained, ``log_density (K,)``, ``hessian (K, d, d)``
     of the negative log density, ``laplace_log_mass (K,)``, ``values`` (``{site: (K, ...)}``,
-    the locations in the model's space), ``runaway`` (ascents that did not converge and
-    ended above every mode: see :func:`find_modes`), and once :func:`mode_masses` ran
-    ``mass``, ``mass_se``, ``pareto_k``, ``unknown_mass`` (the share of importance weight that
-    landed in no known basin) and ``mass_method`` (``"importance"``, ``"laplace"``, or
-    ``"none"`` when the masses could not be estimated and are NaN).
+    the locations in the model's space) and ``runaway`` (a :class:`Runaway` when ascents did
+    not converge and ended above every mode, else None: see :func:`find_modes`). Their masses
+    are a :class:`~numpyro_stein_diag.masses.ModeMasses` of their own
+    (:func:`~numpyro_stein_diag.masses.mode_masses`).
     """
 
     location: np.ndarray
@@ -69,12 +49,7 @@ class Modes:
     hessian: np.ndarray
     laplace_log_mass: np.ndarray
     values: dict
-    mass: np.ndarray | None = None
-    mass_se: np.ndarray | None = None
-    pareto_k: float | None = None
-    unknown_mass: float | None = None
-    mass_method: str | None = None
-    runaway: str = ""  # find_modes: ascents that ran off above every mode, in words ("" if none)
+    runaway: Runaway | None = None  # find_modes: ascents that ran off above every mode (None if none)
 
     def __len__(self) -> int:
         return int(self.location.shape[0])
@@ -247,7 +222,8 @@ def find_modes(
 
     Ascents that end without converging at a log density above every mode's ("runaways":
     the density keeps growing along some direction, as in a funnel's neck or an improper
-    posterior) are described in ``Modes.runaway``, naming the coordinate they ran along.
+    posterior) are recorded in ``Modes.runaway`` (a :class:`Runaway`: how many, the coordinate
+    they ran along, where it heads and how high the density got).
 
     Raises
     ------
@@ -268,40 +244,104 @@ def find_modes(
         if eig[0] > 0:
             newton_decrement = np.sqrt(np.sum((vec.T @ grad[i]) ** 2 / eig))
             converged[i] = newton_decrement < grad_tol
-    runaway = describe_runaways(target, np.asarray(starts), ends, log_p, converged)
+    runaway = find_runaways(target, np.asarray(starts), ends, log_p, converged)
     if not converged.any():
-        raise ValueError(f"no mode found: {runaway}" if runaway else (
+        raise ValueError(f"no mode found: {runaway.message}" if runaway else (
             f"no mode found: none of {len(starts)} L-BFGS runs converged (gradient small, Hessian "
             "negative definite); raise num_iter, pass better starts, or check that the posterior is proper."
         ))
     order = np.argsort(-log_p[converged])
     cand_x, cand_lp, cand_h = ends[converged][order], log_p[converged][order], hessian[converged][order]
-    keep: list[int] = []
-    for i in range(len(cand_x)):
-        if keep:
-            d2 = np.asarray(_mahalanobis2(cand_x[i : i + 1], cand_x[keep], cand_h[keep]))[0]
-            if np.min(d2) < merge_distance**2:
-                continue
-        keep.append(i)
+    keep = [group[0] for group in merge_groups(cand_x, cand_h, merge_distance)]  # the highest of each
     return replace(_make_modes(target, cand_x[keep], cand_lp[keep], cand_h[keep]), runaway=runaway)
 
 
+def merge_groups(x, hessian, merge_distance: float) -> list[list[int]]:
+    """Greedy merge of the points ``x (n, d)`` in the Hessian metric, in their order: each point
+    joins the first group whose first point ``m`` (with Hessian ``H``) lies within
+    :math:`\\sqrt{(x - m)^T H (x - m)} <` ``merge_distance``, else starts a group of its own.
+    Returns the groups as lists of indices, each led by its first point. :func:`find_modes` keeps
+    the first point of each (the candidates come highest first, so it keeps the highest and drops
+    the other ascents' copies of the same mode); :func:`merge_modes` also sums each group's
+    Laplace masses (distinct copies of one canonical mode)."""
+    groups: list[list[int]] = []
+    for i in range(len(x)):
+        leaders = [g[0] for g in groups]
+        d2 = _mahalanobis2(x[i : i + 1], x[leaders], hessian[leaders])[0] if leaders else np.zeros(0)
+        near = np.flatnonzero(d2 < merge_distance**2)
+        if near.size:
+            groups[near[0]].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 RUNAWAY_MARGIN = 1.0  # nats above the highest mode that an unconverged ascent must reach to count
+Space = Literal["model", "unconstrained"]
+SPACES: tuple[str, ...] = get_args(Space)
 
 
-def describe_runaways(target: Target, starts, ends, log_p, converged) -> str:
-    """In words, the ascents that did not converge and ended more than ``RUNAWAY_MARGIN`` above every
-    converged one and above their start, and the coordinate they moved along most (``""`` when
-    there are none)::
+@dataclass(frozen=True)
+class Runaway:
+    """Ascents that did not converge and ended more than ``RUNAWAY_MARGIN`` above every mode
+    found and above their start: the log density kept growing along some direction.
 
-        "12 of 64 ascents ran off without converging: the log density kept growing as tau -> 0
-        (it reached 85.5 at tau = 1.1e-07, above every mode found) ..."
+    ``ran_off`` of ``ascents`` ascents did; ``coordinate`` is the coordinate they moved along
+    most (``"tau"``, ``"x[0]"``), read in the model's ``space`` (``"model"``) or, for a site
+    whose unconstrained shape differs from its own (simplex, Cholesky factor), as an
+    unconstrained coordinate (``"unconstrained"``). ``limit`` is where the coordinate heads
+    (``inf``, ``-inf``, or a finite bound such as 0 for a positive site; in unconstrained space
+    always ``+-inf``); ``log_density`` the highest log density an ascent reached, ``reached``
+    the coordinate's value there (in its ``space``); ``highest_mode`` the highest
+    log density of a converged ascent (``-inf`` when none converged). :attr:`message` says it in
+    words.
     """
+
+    ran_off: int
+    ascents: int
+    coordinate: str
+    space: Space
+    limit: float
+    log_density: float
+    reached: float
+    highest_mode: float
+
+    def __post_init__(self):
+        if self.space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}.")
+
+    @property
+    def modes_found(self) -> bool:
+        """Whether some ascent converged (to a mode below where the runaways went)."""
+        return bool(np.isfinite(self.highest_mode))
+
+    @property
+    def message(self) -> str:
+        """``"12 of 64 ascents ran off without converging: the log density kept growing as tau -> 0
+        (it reached 85.5 at tau = 1.1e-07, above every mode found) ..."``"""
+        limit = _limit_text(self.limit)
+        if self.space == "model":
+            where = f"{self.coordinate} -> {limit} (it reached {self.log_density:.4g} at {self.coordinate} = {self.reached:.3g}"
+        else:
+            where = f"the unconstrained coordinate {self.coordinate} -> {limit} (it reached {self.log_density:.4g}"
+        found = self.modes_found
+        return (
+            f"{self.ran_off} of {self.ascents} ascents ran off without converging: the log density kept "
+            f"growing as {where}{', above every mode found' if found else ''}). The density may grow without bound "
+            "there (a funnel's neck, an improper posterior), or a higher mode lies beyond the ascents' "
+            "steps" + ("; either way the masses of the modes found are not known." if found else ".")
+        )
+
+
+def find_runaways(target: Target, starts, ends, log_p, converged) -> Runaway | None:
+    """The ascents that did not converge and ended more than ``RUNAWAY_MARGIN`` above every
+    converged one and above their start, and the coordinate they moved along most (None when
+    there are none); see :class:`Runaway`."""
     best = np.max(log_p[converged]) if converged.any() else -np.inf
     rose = log_p > np.asarray(target.log_density(starts)) + RUNAWAY_MARGIN
     runaway = np.flatnonzero(np.isfinite(log_p) & ~converged & rose & (log_p > best + RUNAWAY_MARGIN))
     if runaway.size == 0:
-        return ""
+        return None
     moved = np.abs(ends[runaway] - starts[runaway])
     coordinate = int(np.bincount(np.argmax(moved, axis=1), minlength=target.dim).argmax())
     top = runaway[np.argmax(log_p[runaway])]
@@ -310,32 +350,34 @@ def describe_runaways(target: Target, starts, ends, log_p, converged) -> str:
     far = np.array(ends[top], dtype=float)
     far[coordinate] = direction * 1e4  # far enough along the coordinate to read the site's limit
     reached, limit = (target.constrain(np.asarray(p, dtype=ends.dtype)[None])[site][0] for p in (ends[top], far))
-    name = target.coordinate_names[coordinate]
+    counted = dict(ran_off=int(runaway.size), ascents=len(log_p), coordinate=target.coordinate_names[coordinate],
+                 log_density=float(log_p[top]), highest_mode=float(best))
     if np.shape(reached) == target.unconstrained_shapes[site] and np.size(reached) > 0:  # one value per coordinate
-        reached, limit = float(np.asarray(reached)[index]), float(np.asarray(limit)[index])
-        where = f"{name} -> {_limit_text(limit)} (it reached {log_p[top]:.4g} at {name} = {reached:.3g}"
-    else:  # a site whose unconstrained shape differs (simplex, Cholesky factor): name the coordinate
-        where = (f"the unconstrained coordinate {name} -> {'inf' if direction > 0 else '-inf'} "
-                 f"(it reached {log_p[top]:.4g}")
-    found = converged.any()
-    return (
-        f"{runaway.size} of {len(log_p)} ascents ran off without converging: the log density kept "
-        f"growing as {where}{', above every mode found' if found else ''}). The density may grow without bound "
-        "there (a funnel's neck, an improper posterior), or a higher mode lies beyond the ascents' "
-        "steps" + ("; either way the masses of the modes found are not known." if found else ".")
-    )
+        return Runaway(space="model", limit=_limit(float(np.asarray(limit)[index])),
+                       reached=float(np.asarray(reached)[index]), **counted)
+    # a site whose unconstrained shape differs (simplex, Cholesky factor): the unconstrained coordinate
+    return Runaway(space="unconstrained", limit=float(direction * np.inf), reached=float(ends[top, coordinate]),
+                   **counted)
+
+
+LIMIT_INFINITY = 1e3  # a coordinate heading past this (in size) heads to infinity
+
+
+def _limit(value: float) -> float:
+    """Where a coordinate heads: ``value``, or ``+-inf`` when it is not finite or beyond ``LIMIT_INFINITY``."""
+    if not np.isfinite(value) or abs(value) >= LIMIT_INFINITY:
+        return -np.inf if value < 0 else np.inf
+    return value
 
 
 def _limit_text(value: float) -> str:
-    if not np.isfinite(value) or abs(value) >= 1e3:
-        return "-inf" if value < 0 else "inf"
-    return f"{value:.3g}"
+    return f"{value:.3g}" if np.isfinite(value) else ("-inf" if value < 0 else "inf")
 
 
-def no_modes(target: Target, runaway: str = "") -> Modes:
-    """The empty mode set (``K = 0``), for a search that found none; ``runaway`` says why."""
+def no_modes(target: Target) -> Modes:
+    """The empty mode set (``K = 0``), for a search that found none."""
     d = target.dim
-    return replace(_make_modes(target, np.zeros((0, d)), np.zeros(0), np.zeros((0, d, d))), runaway=runaway)
+    return _make_modes(target, np.zeros((0, d)), np.zeros(0), np.zeros((0, d, d)))
 
 
 def _make_modes(target, location, log_density, hessian) -> Modes:
@@ -357,21 +399,15 @@ def canonical_points(target: Target, x, canonicalize):
 def merge_modes(target: Target, modes: Modes, canonicalize, merge_distance: float = 1.0) -> Modes:
     """Canonical modes: every mode mapped through ``canonicalize``, and modes that land on the
     same canonical mode (within ``merge_distance`` in its Hessian metric) merged into one whose
-    Laplace mass is their sum. Estimate masses afterwards, with the same ``canonicalize``."""
+    Laplace mass is their sum; the search's ``runaway`` carries over. Estimate masses afterwards,
+    with the same ``canonicalize``."""
     x = canonical_points(target, modes.location, canonicalize)
     _, _, hessian = _curvature(target, x)
-    groups: list[list[int]] = []
-    for i in range(len(x)):
-        for g in groups:
-            if float(np.asarray(_mahalanobis2(x[i : i + 1], x[g[0] : g[0] + 1], hessian[g[0] : g[0] + 1]))[0, 0]) < merge_distance**2:
-                g.append(i)
-                break
-        else:
-            groups.append([i])
+    groups = merge_groups(x, hessian, merge_distance)
     first = [g[0] for g in groups]
     merged = _make_modes(target, x[first], modes.log_density[first], hessian[first])
     laplace = np.array([logsumexp(modes.laplace_log_mass[g]) for g in groups])
-    return replace(merged, laplace_log_mass=laplace)
+    return replace(merged, laplace_log_mass=laplace, runaway=modes.runaway)
 
 
 def assign_basins(
@@ -394,149 +430,3 @@ def assign_basins(
     cutoff = max(25.0, 4.0 * target.dim) if cutoff is None else cutoff
     basin = np.where(d2[np.arange(len(nearest)), nearest] <= cutoff, nearest, -1)
     return basin.reshape(x.shape[:-1])
-
-
-DRAW_CHUNK = 2048  # draws per compiled log-density call: the mass estimate and the repair's fill-in share one compilation
-
-
-@partial(jax.jit, static_argnums=0)
-def _log_density_chunk(target, y):
-    """``log pi`` at each row of ``y``, each device evaluating its share of the rows."""
-    return map_rows(target.log_density, y.shape[0])(y)
-
-
-def _precision_roots(modes: Modes, scale: float) -> np.ndarray:
-    """Lower-triangular :math:`R_k` with :math:`R_k R_k^\\top = H_k / s^2`, the precision of the
-    proposal's component ``k`` (its covariance is :math:`s^2 H_k^{-1}`), ``(K, d, d)``."""
-    hessian = np.asarray(modes.hessian, float)
-    hessian = 0.5 * (hessian + np.swapaxes(hessian, 1, 2))
-    try:
-        return np.linalg.cholesky(hessian) / scale
-    except np.linalg.LinAlgError:
-        k = int(np.argmin([np.linalg.eigvalsh(h)[0] for h in hessian]))  # the least positive one
-        raise ValueError(
-            f"the Hessian of -log p at {modes.describe(k)} is not positive definite, so it is not a mode "
-            "and no proposal can be centred there; pass modes from find_modes."
-        ) from None
-
-
-def _log_proposal(y, loc, roots, weights, df):
-    """:math:`\\log q(y) = \\log \\sum_k a_k t_\\nu(y; m_k, (R_k R_k^\\top)^{-1})` at each row of
-    ``y (n, d)``, on the host (float64), with
-
-    .. math::
-
-        \\log t_\\nu(y; m, (R R^\\top)^{-1}) = \\log\\Gamma(\\tfrac{\\nu + d}{2}) - \\log\\Gamma(\\tfrac{\\nu}{2})
-            - \\tfrac{d}{2} \\log(\\nu\\pi) + \\log\\det R - \\tfrac{\\nu + d}{2}
-            \\log\\bigl(1 + \\|R^\\top (y - m)\\|^2 / \\nu\\bigr).
-    """
-    d = y.shape[1]
-    const = gammaln((df + d) / 2) - gammaln(df / 2) - 0.5 * d * np.log(df * np.pi)
-    with np.errstate(divide="ignore"):  # a weight of 0 (the repair's one-mode proposal) is log 0 = -inf
-        log_a = np.log(weights)
-    per_mode = [
-        log_a[k] + const + np.sum(np.log(np.diag(roots[k])))
-        - 0.5 * (df + d) * np.log1p(np.sum(((y - loc[k]) @ roots[k]) ** 2, axis=1) / df)
-        for k in range(len(loc))
-    ]
-    return logsumexp(np.stack(per_mode, axis=1), axis=1)
-
-
-def psis_weights(log_w):
-    """Pareto-smoothed importance weights (Vehtari et al. 2024) and their :math:`\\hat k`, from arviz-stats.
-
-    ``log_w`` may hold ``-inf`` (weight 0: the target is not finite there); the largest
-    finite weights are replaced by quantiles of the generalised Pareto fit to their tail,
-    which bounds the variance a few huge weights would add. Returns weights normalised to
-    sum 1 (the zero weights stay 0) and :math:`\\hat k` (above 0.7: do not trust them).
-    """
-    log_w = np.asarray(log_w, dtype=float)
-    finite = np.isfinite(log_w)
-    w = np.zeros_like(log_w)
-    if not finite.any():
-        return w, np.inf
-    # arviz-stats' psislw smooths the log weights -ary (it is built for LOO's -log likelihood)
-    smoothed, khat = array_stats.psislw(-log_w[finite])
-    w[finite] = np.exp(smoothed - logsumexp(smoothed))
-    return w, float(khat)
-
-
-def proposal_draws(target: Target, modes: Modes, rng_key, num_draws: int, weights,
-                   df: float = PROPOSAL_DF, scale: float = PROPOSAL_SCALE):
-    """``num_draws`` draws ``y (n, d)`` from the mode mixture
-    :math:`q = \\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})` (``weights`` = :math:`a`) and their log
-    importance weights :math:`\\log \\pi(y) - \\log q(y)` (``-inf`` where the target is not finite).
-
-    A draw is :math:`m_c + R_c^{-\\top} z / \\sqrt{g}` with :math:`c \\sim a`, :math:`z \\sim N(0, I)`,
-    :math:`g \\sim \\chi^2_\\nu / \\nu` and :math:`R_k R_k^\\top = H_k / s^2`. The draws and
-    :math:`\\log q` are made on the host (:func:`~numpyro_stein_diag.host.numpy_rng`); only the
-    target's log density is compiled, for ``DRAW_CHUNK`` rows at a time."""
-    dtype = jnp.result_type(float)
-    loc = np.asarray(modes.location, float)
-    roots = _precision_roots(modes, scale)
-    weights = np.asarray(weights, float)
-    rng = numpy_rng(rng_key)
-    comp = rng.choice(len(weights), num_draws, p=weights / weights.sum())
-    z = rng.standard_normal((num_draws, loc.shape[1]))
-    g = rng.chisquare(df, num_draws) / df
-    y = np.empty_like(z)
-    for k in np.unique(comp):  # one product per mode, not an (n, d, d) stack of factors
-        rows = comp == k
-        y[rows] = loc[k] + solve_triangular(roots[k].T, z[rows].T, lower=False).T / np.sqrt(g[rows])[:, None]
-    y = y.astype(dtype)
-    log_p = map_chunks(lambda chunk: _log_density_chunk(target, chunk), y, DRAW_CHUNK)
-    log_q = _log_proposal(y.astype(float), loc, roots, weights, df)
-    return y, np.where(np.isfinite(log_p), log_p - log_q, -np.inf)
-
-
-def without_masses(modes: Modes) -> Modes:
-    """``modes`` with masses marked as not estimated: NaN, ``mass_method = "none"``."""
-    nan = np.full(len(modes), np.nan)
-    return replace(modes, mass=nan, mass_se=nan, pareto_k=np.nan, unknown_mass=np.nan, mass_method="none")
-
-
-def mode_masses(
-    target: Target,
-    modes: Modes,
-    rng_key,
-    num_draws: int = 2000,
-    df: float = PROPOSAL_DF,
-    scale: float = PROPOSAL_SCALE,
-    basin_iter: int = 50,
-    canonicalize=None,
-) -> Modes:
-    """Estimate each mode's posterior mass; returns ``modes`` with ``mass``, ``mass_se``, ``pareto_k``.
-
-    ``num_draws`` per mode are drawn from the defensive Student-t mixture (``df``
-    degrees of freedom, covariance ``scale^2 H^{-1}``; component weights half
-    Laplace masses, half uniform). When the Pareto :math:`\\hat k` exceeds 0.7 the
-    importance estimate is not trusted and the Laplace masses are used instead
-    (``mass_method = "laplace"``, ``mass_se`` then the absolute gap between the two).
-    With ``canonicalize`` (and canonical ``modes`` from :func:`merge_modes`) each draw is
-    credited to the basin of its canonical copy; for a posterior invariant under the
-    relabelling this estimates the canonical modes' masses from the proposal around them.
-
-    An estimate from importance weights of effective size :math:`\\mathrm{ESS}_w = 1 / \\sum w_i^2`
-    cannot resolve a mass finer than :math:`1 / \\mathrm{ESS}_w` (a basin no draw reached may
-    still hold about that much), so each ``mass_se`` is at least that: no share is ever judged
-    against a standard error of 0. When ``modes.runaway`` says the log density grows above
-    every mode, no mode holds a known share: the masses are NaN (``mass_method = "none"``).
-    """
-    k = len(modes)
-    if modes.runaway or k == 0:
-        return without_masses(modes)
-    weights = 0.5 * modes.laplace_mass + 0.5 / k
-    y, log_w = proposal_draws(target, modes, rng_key, num_draws * k, weights, df, scale)
-    basins = assign_basins(target, modes, y, num_iter=basin_iter, canonicalize=canonicalize)
-    w, khat = psis_weights(log_w)  # normalised: sum w = 1
-    mass = np.array([w[basins == j].sum() for j in range(k)])
-    indicator = basins[None, :] == np.arange(k)[:, None]
-    se = np.sqrt(np.sum(w[None, :] ** 2 * (indicator - mass[:, None]) ** 2, axis=1))
-    resolution = np.sum(w**2)  # 1 / ESS of the weights
-    se = np.maximum(se, resolution)
-    unknown = float(w[basins < 0].sum())
-    if not np.isfinite(khat) or khat > PARETO_K_LIMIT:
-        laplace = modes.laplace_mass
-        return replace(modes, mass=laplace, mass_se=np.maximum(np.abs(laplace - mass), resolution), pareto_k=khat,
-                       unknown_mass=unknown, mass_method="laplace")
-    return replace(modes, mass=mass, mass_se=se, pareto_k=khat, unknown_mass=unknown, mass_method="importance")

@@ -76,9 +76,9 @@ class Summary:
 
 def summarize(report: Report) -> Summary:
     """The summary of ``report``: every number comes from :meth:`Report.to_dataframe` or the tree."""
-    modes = report.modes
-    masses = (f"masses by {modes.mass_method} (Pareto k = {modes.pareto_k:.2f}, unknown mass "
-              f"{modes.unknown_mass:.1%})" if modes.mass_method != "none" else "masses not estimated")
+    modes, estimate = report.modes, report.masses
+    masses = (f"masses by {estimate.mass_method} (Pareto k = {estimate.pareto_k:.2f}, unknown mass "
+              f"{estimate.unknown_mass:.1%})" if estimate.estimated else "masses not estimated")
     table = report.to_dataframe() if report.methods else None
     blocks = [_method_block(report, m, table.loc[m]) for m in report.methods]
     flags = report.flags

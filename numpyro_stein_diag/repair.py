@@ -4,7 +4,7 @@ Within a basin, a chain that stays there is a fine sample of the posterior restr
 basin; what a stuck chain lacks is the right weight. The repaired posterior keeps each basin's
 own draws and sets the basin counts from the masses. Of the method's ``N`` draws, those in no
 known basin keep ``n_none = min(c_none, round(N u))`` of theirs (``u`` the unknown mass of
-:func:`~numpyro_stein_diag.modes.mode_masses`), and basin ``k`` gets
+:func:`~numpyro_stein_diag.masses.mode_masses`), and basin ``k`` gets
 
 .. math::
 
@@ -39,7 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .host import numpy_rng, split_keys
-from .modes import DRAW_CHUNK, PARETO_K_LIMIT, Modes, assign_basins, proposal_draws, psis_weights
+from .masses import DRAW_CHUNK, PARETO_K_LIMIT, ModeMasses, proposal_draws, psis_weights
+from .modes import Modes, assign_basins
 from .target import Target
 
 __all__ = ["Repair", "repair"]
@@ -115,14 +116,14 @@ def restricted_draws(target: Target, modes: Modes, k: int, rng_key, num: int, ca
     return y[index], khat, ess
 
 
-def repair(target: Target, modes: Modes, draws, basins, rng_key, canonicalize=None) -> Repair:
+def repair(target: Target, modes: Modes, masses: ModeMasses, draws, basins, rng_key, canonicalize=None) -> Repair:
     """Repair ``draws (chain, draw, d)`` whose basins are ``basins (chain, draw)`` (from
-    :func:`assign_basins`) so each basin holds its mass (``modes.mass``); see the module docstring."""
+    :func:`assign_basins`) so each of ``modes`` holds its mass (``masses.mass``); see the module docstring."""
     draws, basins = np.asarray(draws), np.asarray(basins)
     shape = draws.shape
     flat, labels = draws.reshape(-1, shape[-1]), basins.reshape(-1)
     total, k = len(labels), len(modes)
-    counts, none = basin_counts(modes.mass, modes.unknown_mass or 0.0, int(np.sum(labels < 0)), total)
+    counts, none = basin_counts(masses.mass, masses.unknown_mass, int(np.sum(labels < 0)), total)
     k_pick, k_fill = split_keys(rng_key)
     rng = numpy_rng(k_pick)
     chosen = [rng.choice(np.flatnonzero(labels < 0), none, replace=False)] if none else []
@@ -150,5 +151,5 @@ def repair(target: Target, modes: Modes, draws, basins, rng_key, canonicalize=No
     )
     repaired = repaired[order].reshape(shape)
     samples = {name: np.asarray(v) for name, v in target.constrain(repaired, deterministic=True).items()}
-    return Repair(repaired, samples, np.asarray(modes.mass, float), share_before, kept, filled,
+    return Repair(repaired, samples, np.asarray(masses.mass, float), share_before, kept, filled,
                   fill_khat, fill_ess, none, fill_method)

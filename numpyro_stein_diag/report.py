@@ -6,9 +6,14 @@ Layout (ArviZ conventions, one child per method; records along a dimension, not 
     /                      attrs: package, methods (JSON list: the methods in order)
     /flags                 (flag) method, kind, mode, expected, expected_se, observed, pvalue, message
     /stages                (stage) step, method, status, reason, seconds
-    /modes                 location (mode, param), log_density, hessian, laplace_log_mass,
-                           mass, mass_se; attrs pareto_k, unknown_mass, mass_method, runaway
+    /modes                 location (mode, param), log_density, hessian, laplace_log_mass (the
+                           search's :class:`~numpyro_stein_diag.modes.Modes`), and their masses
+                           mass, mass_se (mode); attrs pareto_k, unknown_mass, mass_method (the
+                           :class:`~numpyro_stein_diag.masses.ModeMasses`): one group, one ``mode``
+                           dim, two views (:attr:`Report.modes`, :attr:`Report.masses`)
     /modes/values          mode locations in the model's space, one variable per site
+    /modes/runaway         (runaway: 0 or 1) the search's runaway ascents, one variable per field
+                           of :class:`~numpyro_stein_diag.modes.Runaway`
     /<method>/posterior    (chain, draw, ...) constrained draws
     /<method>/sample_stats NUTS only (arviz_base.from_numpyro)
     /<method>/stein_diagnostics
@@ -40,7 +45,8 @@ from .audit import MethodAudit
 from .check import Flag, ModeCheck
 from .kernels import IMQ, RBF
 from .ksd import KSDTest
-from .modes import Modes, mode_labels, mode_values_dataset
+from .masses import ModeMasses
+from .modes import Modes, Runaway, mode_labels, mode_values_dataset
 from .repair import Repair
 from .stages import Stage
 
@@ -48,9 +54,12 @@ __all__ = ["Report"]
 
 KERNELS = {"IMQ": IMQ, "RBF": RBF}
 KERNEL_FIELDS = ("c", "beta", "lengthscale")  # every kernel's fields; NaN where a kernel has none or None
-MODE_VARS = ("location", "log_density", "hessian", "laplace_log_mass", "mass", "mass_se")
+MODE_VARS = ("location", "log_density", "hessian", "laplace_log_mass")
+MASS_VARS = ("mass", "mass_se")
+MASS_ATTRS = ("pareto_k", "unknown_mass")
 FLAG_FIELDS = tuple(f.name for f in dataclasses.fields(Flag))
 STAGE_FIELDS = tuple(f.name for f in dataclasses.fields(Stage))
+RUNAWAY_FIELDS = tuple(f.name for f in dataclasses.fields(Runaway))
 TEST_FIELDS = ("n", "bootstrap", "num_bootstrap", "lengthscale", "statistic_type", "variant", "setting", "standardized")
 
 
@@ -59,7 +68,7 @@ class Report:
 
     Views: ``methods``, ``flags`` (list of :class:`~numpyro_stein_diag.check.Flag`), ``ok``,
     ``stages`` (list of :class:`~numpyro_stein_diag.stages.Stage`: what each step could do, and
-    how long it took), ``complete``, ``modes`` (:class:`Modes` with masses), ``ksd`` and
+    how long it took), ``complete``, ``modes`` (:class:`Modes`), ``masses`` (:class:`ModeMasses`), ``ksd`` and
     ``perturbed_ksd`` ({method: KSDTest}), ``checks`` ({method: ModeCheck}); tables
     (:meth:`to_dataframe`), text (:meth:`summary`), pictures (:meth:`plot`), files
     (:meth:`save`, :meth:`load`).
@@ -70,14 +79,14 @@ class Report:
         self.plot_failures: dict[str, str] = {}  # pictures the last plot() could not make, and why
 
     @classmethod
-    def build(cls, modes: Modes, audits: dict[str, MethodAudit], stages: list[Stage]) -> "Report":
-        """The report of ``audits`` (one per method, in order) against ``modes``."""
+    def build(cls, modes: Modes, masses: ModeMasses, audits: dict[str, MethodAudit], stages: list[Stage]) -> "Report":
+        """The report of ``audits`` (one per method, in order) against ``modes`` and their ``masses``."""
         root = xr.Dataset(attrs={"package": "numpyro_stein_diag", "methods": json.dumps(list(audits))})
         flags = [f for a in audits.values() for f in a.check.flags]
         children = {
             "flags": xr.DataTree(dataset=_records_dataset(flags, FLAG_FIELDS, "flag")),
             "stages": xr.DataTree(dataset=_records_dataset(stages, STAGE_FIELDS, "stage")),
-            "modes": _modes_tree(modes),
+            "modes": _modes_tree(modes, masses),
         }
         children.update({name: _method_tree(a) for name, a in audits.items()})
         return cls(xr.DataTree(dataset=root, children=children))
@@ -118,18 +127,18 @@ class Report:
 
     @cached_property
     def modes(self) -> Modes:
+        """The modes the search found (the ``/modes`` group of :attr:`tree`)."""
         ds = self.tree["modes"].dataset
         values = {k: v.values for k, v in self.tree["modes/values"].dataset.data_vars.items()}
-        return Modes(
-            *(ds[v].values for v in MODE_VARS[:4]),
-            values=values,
-            mass=ds["mass"].values,
-            mass_se=ds["mass_se"].values,
-            pareto_k=float(ds.attrs["pareto_k"]),
-            unknown_mass=float(ds.attrs["unknown_mass"]),
-            mass_method=str(ds.attrs["mass_method"]),
-            runaway=str(ds.attrs["runaway"]),
-        )
+        runaway = _records(self.tree["modes/runaway"].dataset, Runaway, RUNAWAY_FIELDS)
+        return Modes(*(ds[v].values for v in MODE_VARS), values=values, runaway=runaway[0] if runaway else None)
+
+    @cached_property
+    def masses(self) -> ModeMasses:
+        """The modes' masses, in the order of :attr:`modes` (the ``/modes`` group of :attr:`tree`)."""
+        ds = self.tree["modes"].dataset
+        return ModeMasses(*(ds[v].values for v in MASS_VARS), *(float(ds.attrs[a]) for a in MASS_ATTRS),
+                          mass_method=str(ds.attrs["mass_method"]))
 
     def diagnostics(self, method: str) -> xr.Dataset:
         """The method's ``stein_diagnostics`` group."""
@@ -307,14 +316,16 @@ def _records(ds: xr.Dataset, cls, fields: tuple[str, ...]) -> list:
     return [cls(**{name: ds[name].values[i].item() for name in fields}) for i in range(n)]
 
 
-def _modes_tree(modes: Modes) -> xr.DataTree:
+def _modes_tree(modes: Modes, masses: ModeMasses) -> xr.DataTree:
     dims = {"location": ("mode", "param"), "hessian": ("mode", "param", "param_")}
     ds = xr.Dataset(
-        {v: (dims.get(v, ("mode",)), np.asarray(getattr(modes, v))) for v in MODE_VARS},
-        attrs={"pareto_k": float(modes.pareto_k), "unknown_mass": float(modes.unknown_mass),
-               "mass_method": str(modes.mass_method), "runaway": modes.runaway},
+        {v: (dims.get(v, ("mode",)), np.asarray(getattr(modes, v))) for v in MODE_VARS}
+        | {v: (("mode",), np.asarray(getattr(masses, v))) for v in MASS_VARS},
+        attrs={a: float(getattr(masses, a)) for a in MASS_ATTRS} | {"mass_method": str(masses.mass_method)},
     )
-    return xr.DataTree(dataset=ds, children={"values": xr.DataTree(dataset=mode_values_dataset(modes.values))})
+    runaway = _records_dataset([modes.runaway] if modes.runaway is not None else [], RUNAWAY_FIELDS, "runaway")
+    return xr.DataTree(dataset=ds, children={"values": xr.DataTree(dataset=mode_values_dataset(modes.values)),
+                                             "runaway": xr.DataTree(dataset=runaway)})
 
 
 def _tests_dataset(tests: dict[str, KSDTest]) -> xr.Dataset:

@@ -9,14 +9,16 @@ from scipy import stats
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.check import holm, share_pvalue
-from numpyro_stein_diag.modes import Modes
 
 
 def fixed_modes(mass, mass_se):
+    """Modes at 0, 1, ... and their masses, as ``(modes, masses)`` for check_mode_mass."""
     k = len(mass)
-    return Modes(location=np.arange(k, dtype=float)[:, None], log_density=np.zeros(k),
-                 hessian=np.ones((k, 1, 1)), laplace_log_mass=np.log(np.full(k, 1.0 / k)), values={"x": np.arange(k)},
-                 mass=np.asarray(mass, float), mass_se=np.asarray(mass_se, float))
+    modes = nsd.Modes(location=np.arange(k, dtype=float)[:, None], log_density=np.zeros(k),
+                      hessian=np.ones((k, 1, 1)), laplace_log_mass=np.log(np.full(k, 1.0 / k)), values={"x": np.arange(k)})
+    masses = nsd.ModeMasses(mass=np.asarray(mass, float), mass_se=np.asarray(mass_se, float), pareto_k=0.0,
+                            unknown_mass=0.0, mass_method="importance")
+    return modes, masses
 
 
 def test_false_alarm_rate_at_small_ess_is_at_most_alpha():
@@ -26,7 +28,7 @@ def test_false_alarm_rate_at_small_ess_is_at_most_alpha():
     alarm = 0.0
     for count in range(n + 1):
         basins = np.array([0] * count + [1] * (n - count))[None]
-        if nsd.check_mode_mass("m", basins, modes, independent=True).flags:
+        if nsd.check_mode_mass("m", basins, *modes, independent=True).flags:
             alarm += stats.binom.pmf(count, n, 0.7)
     assert alarm <= 0.05
 
@@ -49,14 +51,14 @@ def test_holm_adjusts_over_the_family():
     # 62% against 50% +- 2%, n = 100, point null (tolerance 0): p = 0.032 for each mode,
     # Holm-adjusted 0.064 over the two modes and 0.128 once two KSD tests join the family
     basins = np.array([0] * 62 + [1] * 38)[None]
-    alone = nsd.check_mode_mass("m", basins, modes, independent=True, tolerance=0.0, alpha=0.1)
+    alone = nsd.check_mode_mass("m", basins, *modes, independent=True, tolerance=0.0, alpha=0.1)
     tests = {"plain": ksd_result(0.5), "perturbed": ksd_result(0.5)}
-    with_family = nsd.check_mode_mass("m", basins, modes, independent=True, tolerance=0.0, alpha=0.1, tests=tests)
+    with_family = nsd.check_mode_mass("m", basins, *modes, independent=True, tolerance=0.0, alpha=0.1, tests=tests)
     assert {f.kind for f in alone.flags} == {"misweighted_mode"}
     assert not with_family.flags
     np.testing.assert_allclose(alone.pvalue, with_family.pvalue)  # ModeCheck keeps the raw p-values
     # a KSD test is judged in the same family: p = 0.01 is the smallest of three, adjusted 0.03
-    rejected = nsd.check_mode_mass("m", basins, modes, independent=True, tolerance=0.0, alpha=0.1,
+    rejected = nsd.check_mode_mass("m", basins, *modes, independent=True, tolerance=0.0, alpha=0.1,
                                    tests={"plain": ksd_result(0.01)})
     assert [f.kind for f in rejected.flags if f.mode < 0] == ["ksd_reject"]
 
@@ -66,7 +68,7 @@ def test_tolerance_is_part_of_the_test_so_p_never_contradicts_the_flag():
     modes = fixed_modes([0.5, 0.5], [0.002, 0.002])
     for count in range(800, 1201, 25):
         basins = np.array([0] * count + [1] * (2000 - count))[None]
-        check = nsd.check_mode_mass("m", basins, modes, independent=True)
+        check = nsd.check_mode_mass("m", basins, *modes, independent=True)
         off = abs(count / 2000 - 0.5)
         if off <= 0.05:  # inside the tolerance: nothing to reject, p = 1, no flag
             assert np.all(check.pvalue == 1.0) and not check.flags
@@ -76,13 +78,13 @@ def test_tolerance_is_part_of_the_test_so_p_never_contradicts_the_flag():
     # 58% of 2000 against 50% +- 0.2%: 3 points beyond the tolerance, 2.7 binomial sd from 55%
     # (57% is 1.8 sd from it, p = 0.07: not beyond the tolerance with confidence)
     basins = np.array([0] * 1160 + [1] * 840)[None]
-    assert {f.kind for f in nsd.check_mode_mass("m", basins, modes, independent=True).flags} == {"misweighted_mode"}
+    assert {f.kind for f in nsd.check_mode_mass("m", basins, *modes, independent=True).flags} == {"misweighted_mode"}
     assert share_pvalue(0.57, 2000, 0.5, 0.0, tolerance=0.05) == share_pvalue(0.57, 2000, 0.55, 0.0)
 
 
 def test_a_nan_mass_never_silences_a_flag():
     for mass, se in (([np.nan, 0.5], [0.1, 0.1]), ([0.5, 0.5], [np.nan, 0.1])):
-        check = nsd.check_mode_mass("m", np.array([[0, 1, 0, 1]]), fixed_modes(mass, se), independent=True)
+        check = nsd.check_mode_mass("m", np.array([[0, 1, 0, 1]]), *fixed_modes(mass, se), independent=True)
         assert [f.kind for f in check.flags] == ["unverified_mode"] and check.flags[0].mode == 0
 
 

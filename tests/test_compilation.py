@@ -14,8 +14,8 @@ jnp.ones(3).sum()  # something compiled before the cache is turned on: it must s
 nsd.enable_compilation_cache(sys.argv[1])
 potential = lambda z: -jnp.logaddexp(dist.Normal(-3.0, 1.0).log_prob(z), dist.Normal(3.0, 1.0).log_prob(z)).sum()
 t = nsd.Target.from_potential(potential, jnp.zeros(1), init_scale=4.0)
-modes = nsd.mode_masses(t, nsd.find_modes(t, None, jax.random.PRNGKey(0)), jax.random.PRNGKey(1))
-print(len(modes), *modes.mass)
+masses = nsd.mode_masses(t, nsd.find_modes(t, None, jax.random.PRNGKey(0)), jax.random.PRNGKey(1))
+print(len(masses), *masses.mass)
 """
 
 

@@ -37,9 +37,9 @@ def right(report):
 
 def test_two_modes_and_the_right_modes_mass_within_four_standard_errors(report, right):
     assert len(report.modes) == 2
-    assert report.modes.mass_method == "importance"
+    assert report.masses.mass_method == "importance"
     np.testing.assert_allclose(np.sort(report.modes.location[:, 0]), [-4.0, 4.0], atol=0.05)
-    mass, se = float(report.modes.mass[right]), float(report.modes.mass_se[right])
+    mass, se = float(report.masses.mass[right]), float(report.masses.mass_se[right])
     assert 0 < se < 0.02
     assert abs(mass - (1 - DEMO_WEIGHT_LEFT)) < 4 * se
 
@@ -67,13 +67,13 @@ def test_nuts_chains_stay_put_and_every_split_is_far_from_the_mass(report, right
     # the verdict is no edge case: whatever number of chains starts at x = 4, the share misses
     # the mass by far more than the tolerance plus four of the mass's standard errors
     splits = np.arange(DEMO_NUM_CHAINS + 1) / DEMO_NUM_CHAINS
-    margin = np.min(np.abs(splits - report.modes.mass[right]))
-    assert margin > TOLERANCE + 4 * report.modes.mass_se[right]
+    margin = np.min(np.abs(splits - report.masses.mass[right]))
+    assert margin > TOLERANCE + 4 * report.masses.mass_se[right]
 
 
 def test_svgd_shares_plain_keeps_its_start_annealed_recovers_tempered_between(report, right):
     share = {m: report.checks[m].observed_share[right] for m in ("svgd", "svgd_annealed", "svgd_tempered")}
-    mass = report.modes.mass[right]
+    mass = report.masses.mass[right]
     assert share["svgd"] < mass / 4  # N(-2, 1) puts 98% of the particles left of 0, and they stay
     assert abs(share["svgd_annealed"] - mass) < TOLERANCE / 2
     assert share["svgd"] + TOLERANCE < share["svgd_tempered"] < mass - TOLERANCE

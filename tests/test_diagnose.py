@@ -36,7 +36,7 @@ def kinds(report, method):
 def test_flags_on_known_truth(two_mode_report):
     r = two_mode_report
     left = int(np.argmin(r.modes.location[:, 0]))
-    assert abs(r.modes.mass[left] - 0.3) < max(0.03, 3 * r.modes.mass_se[left])
+    assert abs(r.masses.mass[left] - 0.3) < max(0.03, 3 * r.masses.mass_se[left])
     assert kinds(r, "exact") == set()
     assert "missed_mode" in kinds(r, "one_mode")
     missed = [f for f in r.flags if f.kind == "missed_mode"]
@@ -63,7 +63,7 @@ def test_save_load_loses_nothing(two_mode_report, tmp_path):
     loaded = nsd.Report.load(path)
     assert loaded == two_mode_report
     assert loaded.flags == two_mode_report.flags
-    np.testing.assert_array_equal(loaded.modes.mass, two_mode_report.modes.mass)
+    np.testing.assert_array_equal(loaded.masses.mass, two_mode_report.masses.mass)
     for m in two_mode_report.methods:
         xr.testing.assert_identical(loaded.to_datatree(m), two_mode_report.to_datatree(m))
         assert loaded.ksd[m] == two_mode_report.ksd[m]
@@ -130,7 +130,7 @@ def test_label_switching_with_canonicalize():
     canon = nsd.diagnose(model, y, samples=samples, methods=(), progress_bar=False,
                          canonicalize=lambda v: {"mu": jnp.sort(v["mu"])})
     assert len(canon.modes) == 1 and canon.ok
-    np.testing.assert_allclose(canon.modes.mass, [1.0], atol=0.01)
+    np.testing.assert_allclose(canon.masses.mass, [1.0], atol=0.01)
 
 
 def test_samples_from_a_datatree_and_an_mcmc_object():
@@ -204,7 +204,7 @@ def test_real_problem_nuts_chains_in_a_squared_parameter():
     assert set(chain_sides) <= {0.0, 1.0}  # no chain ever crossed
     report = nsd.diagnose(model, y, samples={"nuts": run.mcmc}, methods=(), progress_bar=False)
     positive = int(np.argmax(report.modes.values["theta"]))
-    assert abs(report.modes.mass[positive] - truth_positive) < max(0.03, 3 * report.modes.mass_se[positive])
+    assert abs(report.masses.mass[positive] - truth_positive) < max(0.03, 3 * report.masses.mass_se[positive])
     share = chain_sides.mean()
     # the chains never cross, so they do not mix between modes and the share (the chains'
     # starts) is judged against the mass's standard error alone: never flagged within the
@@ -212,10 +212,10 @@ def test_real_problem_nuts_chains_in_a_squared_parameter():
     check = report.checks["nuts"]
     assert not check.mixing and int(np.sum(check.transitions)) == 0
     flagged = bool(kinds(report, "nuts") & {"misweighted_mode", "missed_mode"})
-    excess = abs(share - report.modes.mass[positive]) - 0.05
+    excess = abs(share - report.masses.mass[positive]) - 0.05
     if excess <= 0:
         assert not flagged
-    if excess > 3 * report.modes.mass_se[positive]:
+    if excess > 3 * report.masses.mass_se[positive]:
         assert flagged
 
 

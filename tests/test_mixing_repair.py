@@ -67,7 +67,7 @@ def test_stuck_chains_are_judged_by_the_masses(equal_mass_report):
     r = equal_mass_report
     left = int(np.argmin(r.modes.location[:, 0]))
     # masses within max(0.03, 3 se) of the exact 0.5 / 0.5
-    assert np.all(np.abs(r.modes.mass - 0.5) < np.maximum(0.03, 3 * r.modes.mass_se))
+    assert np.all(np.abs(r.masses.mass - 0.5) < np.maximum(0.03, 3 * r.masses.mass_se))
     # 3:1 is 75% against 50%: far beyond the 0.05 tolerance and the mass's se
     assert mode_kinds(r, "stuck_3_1") == {"misweighted_mode"}
     message = next(f.message for f in r.flags if f.method == "stuck_3_1")
@@ -139,23 +139,24 @@ def test_chains_that_cross_often_raise_no_mode_flag_on_19_of_20_seeds():
         numpyro.sample("x", dist.MixtureSameFamily(dist.Categorical(jnp.array([0.3, 0.7])), components))
 
     t = nsd.Target.from_model(model)
-    modes = nsd.mode_masses(t, nsd.find_modes(t, None, jax.random.PRNGKey(0)), jax.random.PRNGKey(1))
+    modes = nsd.find_modes(t, None, jax.random.PRNGKey(0))
+    masses = nsd.mode_masses(t, modes, jax.random.PRNGKey(1))
     assert len(modes) == 2
     left = int(np.argmin(modes.location[:, 0]))
     boundary = optimize.minimize_scalar(lambda x: float(t.log_density(jnp.array([x]))), bounds=(-1.9, 1.9),
                                         method="bounded").x
     truth_left = 0.3 * stats.norm.cdf(boundary, -2) + 0.7 * stats.norm.cdf(boundary, 2)
-    assert abs(modes.mass[left] - truth_left) < max(0.03, 3 * modes.mass_se[left])
+    assert abs(masses.mass[left] - truth_left) < max(0.03, 3 * masses.mass_se[left])
     # the flags are judged against the exact masses (with the estimate's se): one estimate 3 se
     # off (measured: 2 keys in 100) would flag the two borderline seeds on its own, which is the
     # estimate's error, not the check's false-alarm rate this test is about
     exact = np.where(np.arange(2) == left, truth_left, 1.0 - truth_left)
-    modes = dataclasses.replace(modes, mass=exact)
+    masses = dataclasses.replace(masses, mass=exact)
     chains = two_state_chains(np.random.default_rng(0), 2.5, 0.3, (20, 4, 1000), boundary)
     flagged = mixing = 0
     for seed in range(20):
         basins = np.where(chains[seed] < boundary, left, 1 - left)
-        check = check_mode_mass("rwm", basins, modes)
+        check = check_mode_mass("rwm", basins, modes, masses)
         mixing += check.mixing
         flagged += bool({f.kind for f in check.flags} & MODE_FLAGS)
     assert mixing >= 18 and flagged <= 1
@@ -202,11 +203,11 @@ def test_repaired_draws_fill_a_missed_mode_of_mass_09(missed_heavy_mode_report):
     basins = np.asarray(nsd.assign_basins(target, r.modes, x.values[..., None]))
     right = int(np.argmax(r.modes.location[:, 0]))
     # basin shares equal the masses up to rounding to whole draws (1 / 2000)
-    assert abs(np.mean(basins == right) - r.modes.mass[right]) <= 1 / 2000
-    assert abs(np.mean(basins == right) - 0.9) < max(0.03, 3 * r.modes.mass_se[right])
+    assert abs(np.mean(basins == right) - r.masses.mass[right]) <= 1 / 2000
+    assert abs(np.mean(basins == right) - 0.9) < max(0.03, 3 * r.masses.mass_se[right])
     repair = repaired["repair"]
     counts = repair["draws_kept"] + repair["draws_filled"]
-    assert int(counts[right]) == round(2000 * float(r.modes.mass[right])) and int(counts.sum()) == 2000
+    assert int(counts[right]) == round(2000 * float(r.masses.mass[right])) and int(counts.sum()) == 2000
     # the chains' own draws in the heavy mode's basin (a few from the light mode's tail) are all kept
     assert int(repair["draws_kept"][right]) == round(2000 * float(repair["share_before"][right]))
     assert float(repair["fill_pareto_k"][right]) < 0.7 and float(repair["fill_ess"][right]) > 1000
@@ -214,7 +215,7 @@ def test_repaired_draws_fill_a_missed_mode_of_mass_09(missed_heavy_mode_report):
     # moments against the exact mixture; 1000 effective draws is conservative (ESS of 2000 AR(1)
     # draws with rho = 0.5 is ~670 for the kept 10%, the fill-in's weight ESS is above 1000)
     mean, sd = mixture_moments([0.1, 0.9], [[-4.0], [4.0]], [[1.0], [1.0]])
-    tol_mean, tol_sd = moment_tolerances([0.1, 0.9], [[-4.0], [4.0]], [[1.0], [1.0]], 1000, r.modes.mass_se)
+    tol_mean, tol_sd = moment_tolerances([0.1, 0.9], [[-4.0], [4.0]], [[1.0], [1.0]], 1000, r.masses.mass_se)
     assert abs(float(x.mean()) - mean[0]) < tol_mean[0]
     assert abs(float(x.std()) - sd[0]) < tol_sd[0]
 
@@ -245,16 +246,16 @@ def test_repaired_three_skewed_modes_in_5d():
     report = nsd.diagnose(model, samples={"upside_down": {"x": x}}, methods=(), progress_bar=False)
     assert len(report.modes) == 3 and mode_kinds(report, "upside_down")
     order = [int(np.argmin(np.linalg.norm(report.modes.location - m, axis=1))) for m in locs]
-    assert np.all(np.abs(report.modes.mass[order] - weights) < np.maximum(0.03, 3 * report.modes.mass_se[order]))
+    assert np.all(np.abs(report.masses.mass[order] - weights) < np.maximum(0.03, 3 * report.masses.mass_se[order]))
     repaired = report.repaired("upside_down")["posterior"]["x"].values.reshape(-1, 5)
     target = nsd.Target.from_model(model)
     basins = np.asarray(nsd.assign_basins(target, report.modes, repaired))
     shares = np.array([np.mean(basins == k) for k in order])
-    assert np.all(np.abs(shares - weights) < np.maximum(0.03, 3 * report.modes.mass_se[order]))
+    assert np.all(np.abs(shares - weights) < np.maximum(0.03, 3 * report.masses.mass_se[order]))
     mean, sd = mixture_moments(weights, locs, np.broadcast_to(scales[:, None], (3, 5)))
     # 500 effective draws: 2000 AR(1) draws with rho = 0.5 have ESS ~670; fill-in adds more
     tol_mean, tol_sd = moment_tolerances(weights, locs, np.broadcast_to(scales[:, None], (3, 5)), 500,
-                                         report.modes.mass_se)
+                                         report.masses.mass_se)
     assert np.all(np.abs(repaired.mean(axis=0) - mean) < tol_mean)
     assert np.all(np.abs(repaired.std(axis=0) - sd) < tol_sd)
 
@@ -283,7 +284,7 @@ def test_a_correct_two_mode_sample_changes_only_by_resampling_noise(equal_mass_r
     # |share - mass| * n, here within 3 se of the masses (se ~0.009) and the share's own noise
     moved = np.abs(repaired["repair"]["share_before"] - repaired["repair"]["mass"]).max()
     assert float(moved) < 0.05
-    _, tol_sd = moment_tolerances([0.5, 0.5], [[-4.0], [4.0]], [[1.0], [1.0]], 2000, report.modes.mass_se)
+    _, tol_sd = moment_tolerances([0.5, 0.5], [[-4.0], [4.0]], [[1.0], [1.0]], 2000, report.masses.mass_se)
     # the mean moves by 8 (the modes' distance) per unit of share moved, plus the noise of
     # swapping that many unit-variance draws: 4 sd of it is 4 sqrt(2 m) / n for m = moved * n
     n = exact.size

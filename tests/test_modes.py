@@ -1,32 +1,34 @@
 """Mode search and mode masses against mixtures whose basin masses are known."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
-from scipy import integrate, optimize, stats
+from scipy import optimize, stats
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.demo import two_mode_model
 
 
-def masses(target, seed=0, **kwargs):
+def modes_and_masses(target, seed=0, **kwargs):
     modes = nsd.find_modes(target, None, jax.random.PRNGKey(seed), **kwargs)
-    return nsd.mode_masses(target, modes, jax.random.PRNGKey(seed + 1))
+    return modes, nsd.mode_masses(target, modes, jax.random.PRNGKey(seed + 1))
 
 
 def test_two_unequal_modes_in_1d():
     t = nsd.Target.from_model(two_mode_model, weight_left=0.2)
-    modes = masses(t)
+    modes, masses = modes_and_masses(t)
     order = np.argsort(modes.location[:, 0])
-    assert len(modes) == 2
+    assert len(modes) == 2 and len(masses) == 2
     np.testing.assert_allclose(modes.location[order, 0], [-4.0, 4.0], atol=1e-3)
     # basins split at the density minimum (slightly right of 0); beyond +-4 sd the tails add < 1e-4
     for k, w in zip(order, [0.2, 0.8]):
-        assert abs(modes.mass[k] - w) < max(0.03, 3 * modes.mass_se[k])
-    assert modes.mass_method == "importance" and modes.pareto_k < 0.7
+        assert abs(masses.mass[k] - w) < max(0.03, 3 * masses.mass_se[k])
+    assert masses.mass_method == "importance" and masses.pareto_k < 0.7
 
 
 def test_three_modes_in_3d_with_unequal_weights_and_covariances():
@@ -38,14 +40,14 @@ def test_three_modes_in_3d_with_unequal_weights_and_covariances():
         components = dist.Normal(locs, scales[:, None]).to_event(1)
         numpyro.sample("x", dist.MixtureSameFamily(dist.Categorical(weights), components))
 
-    modes = masses(nsd.Target.from_model(model), num_prior_starts=64)
+    modes, masses = modes_and_masses(nsd.Target.from_model(model), num_prior_starts=64)
     assert len(modes) == 3
     nearest = [int(np.argmin(np.linalg.norm(modes.location - loc, axis=1))) for loc in np.asarray(locs)]
     np.testing.assert_allclose(modes.location[nearest], locs, atol=1e-2)
     # the Hessians are the component precisions: 1/scale^2 on the diagonal
     np.testing.assert_allclose(modes.hessian[nearest][:, 0, 0], 1 / scales**2, rtol=1e-2)
     for j, k in enumerate(nearest):
-        assert abs(modes.mass[k] - weights[j]) < max(0.03, 3 * modes.mass_se[k])
+        assert abs(masses.mass[k] - weights[j]) < max(0.03, 3 * masses.mass_se[k])
 
 
 def test_modes_on_a_constrained_site_have_the_models_masses():
@@ -56,14 +58,14 @@ def test_modes_on_a_constrained_site_have_the_models_masses():
         numpyro.sample("scale", mix)
 
     t = nsd.Target.from_model(model)
-    modes = masses(t)
+    modes, masses = modes_and_masses(t)
     assert len(modes) == 2
     order = np.argsort(modes.values["scale"])
     # modes of the log-space density s * p(s): Gamma(a, b) peaks at a / b there
     np.testing.assert_allclose(modes.values["scale"][order], [1.0, 10.0], rtol=0.02)
     # a Gamma(2,2) draw above the basin boundary (~4) has probability 0.003: truth 0.3 / 0.7
     for k, w in zip(order, [0.3, 0.7]):
-        assert abs(modes.mass[k] - w) < max(0.03, 3 * modes.mass_se[k])
+        assert abs(masses.mass[k] - w) < max(0.03, 3 * masses.mass_se[k])
 
 
 def test_heavy_tailed_mode_where_laplace_is_biased():
@@ -76,18 +78,18 @@ def test_heavy_tailed_mode_where_laplace_is_biased():
     t = nsd.Target.from_potential(lambda z: -log_p(z), jnp.zeros(1), init_scale=10.0)
     boundary = optimize.minimize_scalar(lambda z: -float(log_p(jnp.array([z]))), bounds=(-5, 9), method="bounded").x
     truth_left = 0.4 * stats.t.cdf(boundary + 10.0, 2) + 0.6 * stats.norm.cdf(boundary - 10.0)
-    modes = masses(t)
+    modes, masses = modes_and_masses(t)
     left = int(np.argmin(modes.location[:, 0]))
     assert abs(modes.laplace_mass[left] - truth_left) > 0.05  # Laplace alone is off
-    assert abs(modes.mass[left] - truth_left) < max(0.03, 3 * modes.mass_se[left])
+    assert abs(masses.mass[left] - truth_left) < max(0.03, 3 * masses.mass_se[left])
 
 
 def test_unimodal_correlated_posterior_has_one_mode():
     cov = jnp.array([[1.0, 0.9], [0.9, 1.0]])
     t = nsd.Target.from_potential(lambda z: 0.5 * z @ jnp.linalg.solve(cov, z), jnp.zeros(2), init_scale=3.0)
-    modes = masses(t)
+    modes, masses = modes_and_masses(t)
     assert len(modes) == 1
-    np.testing.assert_allclose(modes.mass, [1.0])
+    np.testing.assert_allclose(masses.mass, [1.0])
     np.testing.assert_allclose(modes.hessian[0], np.linalg.inv(cov), rtol=1e-3)
     # the potential is unnormalised: Laplace is exact for a Gaussian, log Z = log 2 pi + log det(cov) / 2
     np.testing.assert_allclose(modes.laplace_log_mass[0], np.log(2 * np.pi) + 0.5 * np.log(0.19), atol=1e-4)
@@ -159,7 +161,8 @@ def heavy_tailed():
 def test_flags_on_known_truth_for_several_targets(case):
     model, weights, draw = case()
     t = nsd.Target.from_model(model)
-    modes = nsd.mode_masses(t, nsd.find_modes(t, None, jax.random.PRNGKey(0), num_prior_starts=64), jax.random.PRNGKey(1))
+    modes = nsd.find_modes(t, None, jax.random.PRNGKey(0), num_prior_starts=64)
+    masses = nsd.mode_masses(t, modes, jax.random.PRNGKey(1))
     assert len(modes) == len(weights)
     # match each component to the mode its draws ascend to
     rng = np.random.default_rng(0)
@@ -171,11 +174,12 @@ def test_flags_on_known_truth_for_several_targets(case):
     assert sorted(component_modes) == list(range(len(weights)))
     # true basin masses are the weights up to tails beyond the basin boundaries (< 0.01 here)
     for k, m in enumerate(component_modes):
-        assert abs(modes.mass[m] - weights[k]) < max(0.03, 3 * modes.mass_se[m])
+        assert abs(masses.mass[m] - weights[k]) < max(0.03, 3 * masses.mass_se[m])
 
     def flags(w):
         x = t.unconstrain({s: v[None] for s, v in draw(rng, w, 1000).items()})
-        return {f.kind for f in nsd.check_mode_mass("m", nsd.assign_basins(t, modes, x), modes, independent=True).flags}
+        return {f.kind for f in nsd.check_mode_mass("m", nsd.assign_basins(t, modes, x), modes, masses,
+                                                     independent=True).flags}
 
     missing = weights.copy()
     missing[0] = 0.0
@@ -185,14 +189,29 @@ def test_flags_on_known_truth_for_several_targets(case):
     assert "misweighted_mode" in flags(wrong)
 
 
-def test_a_mode_beside_a_runaway_direction_gets_no_mass_and_no_flag():
-    # log p = -x^2 / 2 + 2 relu(x - 2)^2: a mode at 0, and beyond x = 8/3 a density that grows without bound
+def test_a_mode_beside_a_runaway_direction_gets_no_mass_and_no_flag(tmp_path):
+    # log p = -x^2 / 2 + 2 relu(x - 2)^2: a mode at 0 (log p = 0), and beyond x = 8/3 a density that grows without bound
+    def log_p(x):
+        return -0.5 * x**2 + 2.0 * max(x - 2.0, 0.0) ** 2
+
     t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2) - 2.0 * jnp.sum(jax.nn.relu(z - 2.0) ** 2), jnp.zeros(1))
     modes = nsd.find_modes(t, jnp.array([[-1.0], [0.5], [3.5], [4.0]]), num_iter=50)
     assert len(modes) == 1 and abs(float(modes.location[0, 0])) < 1e-3
-    assert "2 of 4 ascents ran off" in modes.runaway and "x[0] -> inf" in modes.runaway
+    runaway = modes.runaway  # the two starts beyond 8/3 ran off towards +inf, above the mode's log p = 0
+    assert (runaway.ran_off, runaway.ascents, runaway.coordinate, runaway.space) == (2, 4, "x[0]", "model")
+    assert runaway.limit == np.inf and runaway.highest_mode == pytest.approx(0.0, abs=1e-6) and runaway.modes_found
+    assert runaway.reached > 4.0 and runaway.log_density == pytest.approx(log_p(runaway.reached), rel=1e-5)
+    assert runaway.message.startswith(
+        f"2 of 4 ascents ran off without converging: the log density kept growing as x[0] -> inf (it reached "
+        f"{runaway.log_density:.4g} at x[0] = {runaway.reached:.3g}, above every mode found).")
     masses = nsd.mode_masses(t, modes, jax.random.PRNGKey(0))
     assert masses.mass_method == "none" and np.isnan(masses.mass).all()
     # draws all in the runaway region: nothing to judge them against, so no flag at all
-    check = nsd.check_mode_mass("m", -np.ones((1, 10), int), masses)
+    check = nsd.check_mode_mass("m", -np.ones((1, 10), int), modes, masses)
     assert check.flags == ()
+    # the report keeps the record as data: it loads back equal, field for field
+    report = nsd.Report.build(modes, masses, {}, [])
+    report.save(tmp_path / "report.nc")
+    loaded = nsd.Report.load(tmp_path / "report.nc")
+    assert loaded == report and loaded.modes.runaway == runaway
+    assert nsd.Report.build(dataclasses.replace(modes, runaway=None), masses, {}, []).modes.runaway is None

@@ -185,7 +185,7 @@ def test_logistic_regression_passes():
     mcmc = run_nuts(logistic, x=x, y=y)
     report = nsd.diagnose(logistic, x, y, samples={"nuts": mcmc}, methods=(), progress_bar=False)
     assert report.ok and report.complete and len(report.modes) == 1
-    assert report.modes.mass_method == "importance"
+    assert report.masses.mass_method == "importance"
 
 
 def potential_mixture():
@@ -203,8 +203,8 @@ def test_a_factor_only_potential_gets_masses_and_flags():
     one_mode = rng.normal(size=(4, 500, 2)) + np.array([3.0, 0.0])
     report = nsd.diagnose(potential_mixture, samples={"exact": {"x": exact}, "one_mode": {"x": one_mode}},
                           methods=(), progress_bar=False)
-    modes = report.modes
+    modes, masses = report.modes, report.masses
     left = int(np.argmin(modes.location[:, 0]))
-    assert len(modes) == 2 and abs(modes.mass[left] - 0.3) < 3 * modes.mass_se[left] + 0.01
+    assert len(modes) == 2 and abs(masses.mass[left] - 0.3) < 3 * masses.mass_se[left] + 0.01
     assert not [f for f in report.flags if f.method == "exact"]
     assert {(f.kind, f.mode) for f in report.flags if f.method == "one_mode"} >= {("missed_mode", left)}

@@ -1,0 +1,90 @@
+"""Basins: which mode each point belongs to, by the cheapest means that is right.
+
+A point's basin is the mode its L-BFGS ascent ends at (the nearest mode, in its Hessian metric,
+to the end point; none when the end point is far from every mode). An ascent costs tens of
+gradient evaluations, so ascending every draw, every importance draw and every repair draw
+costs many times the sampler that made them. Most points need no ascent:
+
+- **Clear points.** Around each mode the Laplace approximation
+  :math:`\\log p(x) \\approx \\log p(m_k) - \\tfrac12 (x - m_k)^\\top H_k (x - m_k)` says which mode
+  explains a point. A point whose best mode under it beats every other by at least
+  ``CLEAR_LOG_ODDS`` nats (every point, when there is one mode) is assigned to that mode.
+- **Points in doubt are ascended**: those the approximation cannot tell apart, and always the
+  ``CHECK_FARTHEST`` points farthest from their mode in its metric (where an unseen mode or a
+  heavy tail would show) and ``CHECK_RANDOM`` points at random.
+- **The rule checks itself.** If any checked point that the approximation called clear ends
+  elsewhere (another mode, or no mode), the approximation is not to be trusted for this
+  posterior and every point is ascended. A posterior whose ascents can run off above every
+  mode (``modes.runaway``) is always ascended in full.
+
+So a unimodal posterior costs ``CHECK_FARTHEST + CHECK_RANDOM`` ascents per point set instead
+of one per point, and nothing that an ascent would have found is skipped unseen: a point in
+another mode's basin is either in doubt or among the far ones, and one such point sends the
+whole set to full ascents.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .modes import Modes, _ascend_all, _mahalanobis2, canonical_points
+from .target import Target
+
+__all__ = ["assign_basins"]
+
+CLEAR_LOG_ODDS = 10.0  # nats by which the Laplace approximation must prefer a point's mode
+CHECK_FARTHEST = 64  # points farthest from their mode that are always ascended
+CHECK_RANDOM = 64  # points at random that are always ascended
+
+
+def assign_basins(target: Target, modes: Modes, x, num_iter: int = 50, cutoff: float | None = None,
+                  canonicalize=None, exact: bool = False):
+    """Basin of each point of ``x (..., d)`` (module docstring): the index of its mode, ``-1`` when
+    its ascent ends in no known basin (squared Mahalanobis distance above ``cutoff``, default
+    ``max(25, 4 d)``). ``exact=True`` ascends every point (``num_iter`` L-BFGS steps). With
+    ``canonicalize``, points are mapped to their canonical copy first."""
+    x = np.asarray(x)
+    if len(modes) == 0:
+        return np.full(x.shape[:-1], -1)
+    flat = x.reshape(-1, target.dim)
+    if canonicalize is not None:
+        flat = canonical_points(target, flat, canonicalize)
+    cutoff = max(25.0, 4.0 * target.dim) if cutoff is None else cutoff
+    if exact or modes.runaway:
+        return _ascended(target, modes, flat, num_iter, cutoff).reshape(x.shape[:-1])
+    best, clear, far = _laplace_guess(modes, flat)
+    ascend = ~clear
+    ascend[np.argsort(-far)[:CHECK_FARTHEST]] = True
+    rest = np.flatnonzero(~ascend)
+    ascend[np.random.default_rng(0).choice(rest, min(CHECK_RANDOM, rest.size), replace=False)] = True
+    basin = best.copy()
+    basin[ascend] = _ascended(target, modes, flat[ascend], num_iter, cutoff)
+    checked = ascend & clear
+    if np.any(basin[checked] != best[checked]):  # the approximation failed here: trust ascents only
+        basin = _ascended(target, modes, flat, num_iter, cutoff)
+    return basin.reshape(x.shape[:-1])
+
+
+def _laplace_guess(modes: Modes, flat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per point: the mode the Laplace approximation prefers, whether it prefers it by at least
+    ``CLEAR_LOG_ODDS``, and the point's squared distance to it in its metric."""
+    d2 = _mahalanobis2(flat, modes.location, modes.hessian)
+    score = np.where(np.isfinite(d2), np.asarray(modes.log_density)[None, :] - 0.5 * d2, -np.inf)
+    order = np.argsort(-score, axis=1)
+    best = order[:, 0]
+    rows = np.arange(len(flat))
+    runner_up = score[rows, order[:, 1]] if score.shape[1] > 1 else np.full(len(flat), -np.inf)
+    clear = np.isfinite(score[rows, best]) & (score[rows, best] - runner_up >= CLEAR_LOG_ODDS)
+    return best, clear, np.where(np.isfinite(d2[rows, best]), d2[rows, best], np.inf)
+
+
+def _ascended(target: Target, modes: Modes, flat, num_iter: int, cutoff: float) -> np.ndarray:
+    """Basins by ascent: each point's end point, then the nearest mode in its Hessian metric,
+    ``-1`` beyond ``cutoff``."""
+    if len(flat) == 0:
+        return np.zeros(0, int)
+    ends = _ascend_all(target, flat, num_iter)
+    d2 = _mahalanobis2(ends, modes.location, modes.hessian)
+    d2 = np.where(np.isfinite(d2), d2, np.inf)
+    nearest = np.argmin(d2, axis=1)
+    return np.where(d2[np.arange(len(nearest)), nearest] <= cutoff, nearest, -1)
