@@ -26,7 +26,10 @@ from numpyro import handlers
 from numpyro.infer import init_to_uniform
 from numpyro.infer.util import Predictive, constrain_fn, initialize_model, unconstrain_fn
 
-from .validation import InputError, check_support, model_errors, validate_samples
+from .validation import (
+    check_example_params, check_latent_sites, check_potential_value, check_supports, finite_initial_point,
+    model_errors, validate_samples,
+)
 
 __all__ = ["Target"]
 
@@ -110,24 +113,15 @@ class Target:
                 tracer = handlers.trace(seeded)
                 trace = tracer.get_trace(*model_args, **model_kwargs)
                 prior_can_be_sampled = False
-        _reject_discrete_sites(trace)
         latent = {
             name: site
             for name, site in trace.items()
             if site["type"] == "sample" and not site["is_observed"]
         }
-        if not latent:
-            raise InputError("The model has no latent sample sites: there is no posterior to check.")
-        with model_errors("Target.from_model was building the target (numpyro's initialize_model: the log "
-                          "density at random initial points)"):
-            try:
-                info = initialize_model(rng_key, model, model_args=model_args, model_kwargs=model_kwargs)
-            except RuntimeError as err:
-                raise InputError(
-                    "The model's log density is not finite at any initial point tried "
-                    f"({err}). Check priors and likelihood for NaN/inf (e.g. a scale that can be 0, "
-                    "log of a negative value), or pass data that the model supports."
-                ) from err
+        check_latent_sites(latent)
+        with (model_errors("Target.from_model was building the target (numpyro's initialize_model: the log "
+                           "density at random initial points)"), finite_initial_point()):
+            info = initialize_model(rng_key, model, model_args=model_args, model_kwargs=model_kwargs)
         init_params = info.param_info.z
         flat, unravel = ravel_pytree(init_params)
         site_shapes = {name: tuple(jnp.shape(site["value"])) for name, site in latent.items()}
@@ -175,16 +169,7 @@ class Target:
         joined by dots), a single array is the site ``x``, and any other pytree's leaves are
         ``x.0``, ``x.1``, ... (a tuple ``(mu, {"s": ...})`` gives ``x.0`` and ``x.1.s``).
         """
-        leaves = jax.tree_util.tree_leaves_with_path(example_params)
-        if not leaves:
-            raise InputError("example_params is empty: pass an array or a pytree of float arrays.")
-        for path, leaf in leaves:
-            if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-                raise InputError(
-                    f"example_params leaf {jax.tree_util.keystr(path) or 'x'} has dtype "
-                    f"{jnp.result_type(leaf)}; a log density needs float parameters. "
-                    "Cast it, e.g. jnp.asarray(value, dtype=float)."
-                )
+        check_example_params(example_params)
         params = jax.tree_util.tree_map(jnp.asarray, example_params)
         names = _site_names(params)
         treedef = jax.tree_util.tree_structure(params)
@@ -195,12 +180,7 @@ class Target:
 
         with model_errors("Target.from_potential was building the target (evaluating potential_fn at "
                           "example_params)", lambda: to_sites(params)):
-            value = potential_fn(params)
-        if not jnp.isfinite(value):
-            raise InputError(
-                f"potential_fn(example_params) = {value}: the log density must be finite at "
-                "example_params. Pass a point inside the support."
-            )
+            check_potential_value(potential_fn(params))
 
         def from_sites(values):
             return jax.tree_util.tree_unflatten(treedef, [values[name] for name in names])
@@ -286,8 +266,7 @@ class Target:
         latent, batch_shape = self.validate_samples(samples, num_sample_axes)
         rows = {k: v.reshape((-1,) + self.site_shapes[k]) for k, v in latent.items()}
         unconstrained, flat = self._unconstrain_rows(rows)
-        for name, support in self.site_supports.items():
-            check_support(name, rows[name], np.asarray(unconstrained[name]), batch_shape, support)
+        check_supports(rows, unconstrained, batch_shape, self.site_supports)
         return jnp.asarray(np.asarray(flat).reshape(batch_shape + (self.dim,)))
 
     def validate_samples(self, samples: dict, num_sample_axes: int | None = None) -> tuple[dict, tuple[int, ...]]:
@@ -357,18 +336,3 @@ def _latent_values(trace) -> dict:
     return {name: site["value"] for name, site in trace.items()
             if site["type"] == "sample" and not site["is_observed"]}
 
-
-def _reject_discrete_sites(trace) -> None:
-    for name, site in trace.items():
-        if (
-            site["type"] == "sample"
-            and not site["is_observed"]
-            and site["fn"].support.is_discrete
-            and site["infer"].get("enumerate") != "parallel"
-        ):
-            raise InputError(
-                f"latent site '{name}' has a discrete distribution ({type(site['fn']).__name__}); "
-                "score-based diagnostics need a continuous, differentiable density. Marginalise it "
-                "out in the model, or mark it with infer={'enumerate': 'parallel'} (needs funsor) "
-                "so numpyro sums it out."
-            )

@@ -118,6 +118,11 @@ def test_potential_not_finite_at_example():
         Target.from_potential(lambda z: jnp.log(z).sum(), -jnp.ones(2))
 
 
+def test_a_potential_that_returns_more_than_one_number_is_refused():
+    with pytest.raises(ValueError, match=r"has shape \(2,\); a potential returns one number"):
+        Target.from_potential(lambda z: 0.5 * z**2, jnp.zeros(2))
+
+
 def test_integer_example_params_are_refused():
     with pytest.raises(ValueError, match=r"\['n'\].*float"):
         Target.from_potential(lambda p: p["a"] ** 2, {"a": 0.0, "n": jnp.array(3)})
