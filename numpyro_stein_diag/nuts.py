@@ -46,10 +46,11 @@ def nuts(
     if chain_method is None:
         chain_method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
     k_init, k_run = split_keys(rng_key)
-    if target.model is not None:
-        kernel = NUTS(target.model)
+    if target.kind == "model":
+        call = target.model_call
+        kernel, run_args, run_kwargs = NUTS(call.model), call.args, call.kwargs
     else:
-        kernel = NUTS(potential_fn=target.potential_fn)
+        kernel, run_args, run_kwargs = NUTS(potential_fn=target.potential_fn), (), {}
     mcmc = MCMC(
         kernel,
         num_warmup=num_warmup,
@@ -60,10 +61,9 @@ def nuts(
     )
     init_params = _chain_starts(target, k_init, num_chains, init_spread)
     mcmc.run(
-        k_run, *target.model_args, init_params=init_params, extra_fields=NUTS_EXTRA_FIELDS,
-        **target.model_kwargs,
+        k_run, *run_args, init_params=init_params, extra_fields=NUTS_EXTRA_FIELDS, **run_kwargs,
     )
-    if target.model is not None:
+    if target.kind == "model":
         samples = {k: v for k, v in mcmc.get_samples(group_by_chain=True).items() if k in target.site_shapes}
         draws = target.unconstrain(samples)
     else:
@@ -79,7 +79,7 @@ def _chain_starts(target: Target, rng_key, num_chains: int, spread: bool):
     for a potential (a model's chains then start from numpyro's init strategy, ``None``)."""
     if spread:
         starts = jax.vmap(target.unravel)(target.initial_points(rng_key, num_chains))
-    elif target.model is None:
+    elif target.kind == "potential":
         starts = jax.tree_util.tree_map(lambda v: jnp.broadcast_to(v, (num_chains,) + jnp.shape(v)),
                                         target.init_params)
     else:

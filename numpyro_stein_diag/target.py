@@ -9,56 +9,104 @@ Everything else in the package works on one object, :class:`Target`:
 where ``T`` maps unconstrained to constrained values site by site. Because the
 log-Jacobian is included, a region of R^d holds the same posterior mass as its
 image in the model's space: mode masses estimated here are the model's masses.
+
+A Target is a record of callables (as numpyro's ``ModelInfo`` or a blackjax ``logdensity_fn``)
+that :meth:`Target.from_model` and :meth:`Target.from_potential` fill alike; what differs
+between the two is in the callables, and which one built it is its ``kind``.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, Callable
+from functools import cached_property, lru_cache, partial
+from typing import Any, Callable, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
+from numpyro.distributions import constraints
 from numpyro.infer import init_to_uniform
 from numpyro.infer.util import Predictive, constrain_fn, initialize_model, unconstrain_fn
 
-from .validation import InputError, check_support, model_errors, validate_samples
+from .validation import (
+    check_example_params, check_latent_sites, check_potential_value, check_supports, finite_initial_point,
+    model_errors, validate_samples,
+)
 
-__all__ = ["Target"]
+__all__ = ["ModelCall", "Target"]
+
+TARGET_CACHE_SIZE = 16  # Targets that Target.from_model keeps, the least recently used dropped first
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """``model(*args, **kwargs)``: a NumPyro model with the arguments it is conditioned on, and the
+    ``rng_key`` its Target is built with.
+
+    Equal and hashed by ``fingerprint`` alone (the model by identity, arrays by shape, dtype and a
+    digest of their bytes, other arguments by value, or by identity when they cannot be hashed),
+    so equal data passed again finds the Target built before (:meth:`Target.from_model`).
+    """
+
+    model: Callable = field(compare=False)
+    args: tuple = field(compare=False)
+    kwargs: dict = field(compare=False)
+    rng_key: jax.Array = field(compare=False, repr=False)
+    fingerprint: tuple = field(init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "fingerprint", _fingerprint((self.model, self.args, self.kwargs, self.rng_key)))
 
 
 @dataclass(frozen=True, eq=False)
 class Target:
-    """A posterior as a flat, unconstrained log density (hashable, so usable as a static jit argument).
+    """A posterior as a flat, unconstrained log density (hashable by identity, so a static jit argument).
 
-    Build it with :meth:`from_model` or :meth:`from_potential`; do not call the constructor.
+    Build it with :meth:`from_model` or :meth:`from_potential`, which fill every field; do not call
+    the constructor.
 
     Attributes
     ----------
-    dim : int
-        Dimension ``d`` of the flat unconstrained space.
+    kind : "model" or "potential"
+        Which constructor built it.
+    potential_fn : callable
+        Unconstrained pytree -> ``-log pi`` (for a model numpyro's, the log-Jacobian included).
+    init_params : pytree
+        An unconstrained point where the log density is finite; it fixes the pytree that ``x`` of
+        shape ``(d,)`` is unravelled into.
     site_shapes : dict
         ``{site: shape}`` of every latent site in the model's (constrained) space.
+    site_supports : dict
+        ``{site: numpyro constraint}``; a potential's sites are all ``constraints.real``.
+    extra_sites : frozenset
+        Sites a sample may carry besides the latent ones (a model's deterministic and observed
+        sites; none for a potential).
+    constrain_sites, unconstrain_sites : callable
+        One point's unconstrained ``{site: value}`` -> constrained (``deterministic=True`` adds a
+        model's deterministic sites), and back; for a potential both only name the leaves.
+    initial_points : callable
+        ``initial_points(rng_key, n)`` -> ``n`` over-dispersed starting points ``(n, d)``. For a
+        model: prior draws mapped to unconstrained space, or where the prior cannot be sampled (an
+        ``ImproperUniform`` site whose density is given by ``numpyro.factor``) ``Uniform(-2, 2)`` in
+        every unconstrained coordinate, as numpyro's ``init_to_uniform`` starts its chains. For a
+        potential: the example parameters plus ``N(0, init_scale^2 I)``.
+    model_call : ModelCall or None
+        The model and its arguments; a potential has none.
     """
 
-    potential_fn: Callable[[Any], jax.Array]  # unconstrained pytree -> -log density
-    unravel: Callable[[jax.Array], Any]  # flat (d,) -> unconstrained pytree
-    dim: int
+    kind: Literal["model", "potential"]
+    potential_fn: Callable[[Any], jax.Array]
+    init_params: Any
     site_shapes: dict[str, tuple[int, ...]]
-    constrain_sites: Callable[..., dict]  # unconstrained {site: value}, deterministic -> constrained
-    unconstrain_sites: Callable[[dict], dict]  # constrained {site: value} -> unconstrained
-    sample_prior: Callable[[jax.Array, int], dict] | None  # key, n -> constrained {site: (n, ...)}
-    init_params: Any  # an unconstrained pytree where the log density is finite
-    init_scale: float = 1.0  # jitter of initial_points when there is no prior
-    extra_sites: frozenset[str] = frozenset()  # deterministic / observed sites a sample may carry
-    site_supports: dict = field(default_factory=dict)  # {site: numpyro constraint} of a model's latent sites
-    model: Callable | None = None
-    model_args: tuple = ()
-    model_kwargs: dict = field(default_factory=dict)
+    site_supports: dict[str, constraints.Constraint]
+    extra_sites: frozenset[str]
+    constrain_sites: Callable[..., dict]
+    unconstrain_sites: Callable[[dict], dict]
+    initial_points: Callable[[jax.Array, int], jax.Array]
+    model_call: ModelCall | None
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -67,12 +115,12 @@ class Target:
 
         Built on :func:`numpyro.infer.util.initialize_model`, whose ``potential_fn``
         includes the log-Jacobian of the constraining transforms. The same model with equal
-        arguments (arrays compared by shape, dtype and bytes) gives back the same Target, so
-        everything compiled for it (ascents, curvature, scores, SVGD steps, all keyed by the
-        Target) is reused by a second :func:`~numpyro_stein_diag.diagnose` call; the last
-        ``TARGET_CACHE_SIZE`` are kept. As with :func:`jax.jit`, a model that reads data from
-        global variables rather than its arguments is not rebuilt when they change: call
-        :meth:`clear_cache` then.
+        arguments (arrays compared by shape, dtype and bytes; see :class:`ModelCall`) gives back
+        the same Target, so everything compiled for it (ascents, curvature, scores, SVGD steps, all
+        keyed by the Target) is reused by a second :func:`~numpyro_stein_diag.diagnose` call; the
+        ``TARGET_CACHE_SIZE`` most recently used are kept. As with :func:`jax.jit`, a model that
+        reads data from global variables rather than its arguments is not rebuilt when they
+        change: call :meth:`clear_cache` then.
 
         Raises
         ------
@@ -84,84 +132,12 @@ class Target:
             is run: the message says at which step and site values, the model's error is its cause.
         """
         rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
-        key = (_fingerprint(model), _fingerprint((model_args, model_kwargs)), _fingerprint(rng_key))
-        if key in _TARGETS:
-            return _TARGETS[key]
-        _TARGETS[key] = target = cls._build_from_model(model, model_args, model_kwargs, rng_key)
-        while len(_TARGETS) > TARGET_CACHE_SIZE:
-            del _TARGETS[next(iter(_TARGETS))]  # the oldest
-        return target
+        return _model_target(ModelCall(model, model_args, model_kwargs, rng_key))
 
     @staticmethod
     def clear_cache() -> None:
         """Forget the Targets :meth:`from_model` keeps (and so what was compiled for them)."""
-        _TARGETS.clear()
-
-    @classmethod
-    def _build_from_model(cls, model, model_args, model_kwargs, rng_key) -> "Target":
-        tracer = handlers.trace(handlers.seed(model, rng_key))
-        with model_errors("Target.from_model was building the target (running the model once with prior draws)",
-                          lambda: _latent_values(getattr(tracer, "trace", {}))):
-            try:
-                trace = tracer.get_trace(*model_args, **model_kwargs)
-                prior_can_be_sampled = True
-            except NotImplementedError:  # a site that cannot be sampled (ImproperUniform): numpyro's init values
-                seeded = handlers.substitute(handlers.seed(model, rng_key), substitute_fn=init_to_uniform)
-                tracer = handlers.trace(seeded)
-                trace = tracer.get_trace(*model_args, **model_kwargs)
-                prior_can_be_sampled = False
-        _reject_discrete_sites(trace)
-        latent = {
-            name: site
-            for name, site in trace.items()
-            if site["type"] == "sample" and not site["is_observed"]
-        }
-        if not latent:
-            raise InputError("The model has no latent sample sites: there is no posterior to check.")
-        with model_errors("Target.from_model was building the target (numpyro's initialize_model: the log "
-                          "density at random initial points)"):
-            try:
-                info = initialize_model(rng_key, model, model_args=model_args, model_kwargs=model_kwargs)
-            except RuntimeError as err:
-                raise InputError(
-                    "The model's log density is not finite at any initial point tried "
-                    f"({err}). Check priors and likelihood for NaN/inf (e.g. a scale that can be 0, "
-                    "log of a negative value), or pass data that the model supports."
-                ) from err
-        init_params = info.param_info.z
-        flat, unravel = ravel_pytree(init_params)
-        site_shapes = {name: tuple(jnp.shape(site["value"])) for name, site in latent.items()}
-        extra = frozenset(
-            name for name, site in trace.items() if site["type"] in ("sample", "deterministic")
-        ) - set(latent)
-
-        def constrain_sites(params, deterministic=False):
-            return constrain_fn(model, model_args, model_kwargs, params, return_deterministic=deterministic)
-
-        def unconstrain_sites(values):
-            return unconstrain_fn(model, model_args, model_kwargs, values)
-
-        def sample_prior(key, n):
-            draws = Predictive(model, num_samples=n, return_sites=sorted(latent))(
-                key, *model_args, **model_kwargs
-            )
-            return {name: draws[name] for name in latent}
-
-        return cls(
-            potential_fn=info.potential_fn,
-            unravel=unravel,
-            dim=flat.shape[0],
-            site_shapes=site_shapes,
-            constrain_sites=constrain_sites,
-            unconstrain_sites=unconstrain_sites,
-            sample_prior=sample_prior if prior_can_be_sampled else None,
-            init_params=init_params,
-            extra_sites=extra,
-            site_supports={name: site["fn"].support for name, site in latent.items()},
-            model=model,
-            model_args=model_args,
-            model_kwargs=dict(model_kwargs),
-        )
+        _model_target.cache_clear()
 
     @classmethod
     def from_potential(
@@ -169,56 +145,50 @@ class Target:
     ) -> "Target":
         """A target given by its potential ``U(params) = -log p(params)`` on an unconstrained pytree.
 
-        ``example_params`` fixes the structure and is the centre of :meth:`initial_points`,
+        ``example_params`` fixes the structure and is the centre of :attr:`initial_points`,
         which adds ``N(0, init_scale^2 I)`` jitter. Each array leaf is one site, named by
         its path: a dict ``{"a": ..., "b": ...}`` gives sites ``a`` and ``b`` (nested keys
         joined by dots), a single array is the site ``x``, and any other pytree's leaves are
         ``x.0``, ``x.1``, ... (a tuple ``(mu, {"s": ...})`` gives ``x.0`` and ``x.1.s``).
         """
-        leaves = jax.tree_util.tree_leaves_with_path(example_params)
-        if not leaves:
-            raise InputError("example_params is empty: pass an array or a pytree of float arrays.")
-        for path, leaf in leaves:
-            if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-                raise InputError(
-                    f"example_params leaf {jax.tree_util.keystr(path) or 'x'} has dtype "
-                    f"{jnp.result_type(leaf)}; a log density needs float parameters. "
-                    "Cast it, e.g. jnp.asarray(value, dtype=float)."
-                )
+        check_example_params(example_params)
         params = jax.tree_util.tree_map(jnp.asarray, example_params)
         names = _site_names(params)
         treedef = jax.tree_util.tree_structure(params)
-        flat, unravel = ravel_pytree(params)
 
         def to_sites(p, deterministic=False):  # a potential has no deterministic sites
             return dict(zip(names, jax.tree_util.tree_leaves(p)))
 
-        with model_errors("Target.from_potential was building the target (evaluating potential_fn at "
-                          "example_params)", lambda: to_sites(params)):
-            value = potential_fn(params)
-        if not jnp.isfinite(value):
-            raise InputError(
-                f"potential_fn(example_params) = {value}: the log density must be finite at "
-                "example_params. Pass a point inside the support."
-            )
-
         def from_sites(values):
             return jax.tree_util.tree_unflatten(treedef, [values[name] for name in names])
 
-        site_shapes = {k: tuple(jnp.shape(v)) for k, v in to_sites(params).items()}
+        with model_errors("Target.from_potential was building the target (evaluating potential_fn at "
+                          "example_params)", lambda: to_sites(params)):
+            check_potential_value(potential_fn(params))
         return cls(
+            kind="potential",
             potential_fn=potential_fn,
-            unravel=unravel,
-            dim=flat.shape[0],
-            site_shapes=site_shapes,
+            init_params=params,
+            site_shapes={name: tuple(jnp.shape(v)) for name, v in to_sites(params).items()},
+            site_supports=dict.fromkeys(names, constraints.real),
+            extra_sites=frozenset(),
             constrain_sites=to_sites,
             unconstrain_sites=from_sites,
-            sample_prior=None,
-            init_params=params,
-            init_scale=float(init_scale),
+            initial_points=_jitter_around(ravel_pytree(params)[0], float(init_scale)),
+            model_call=None,
         )
 
     # ------------------------------------------------------------------ densities
+    @cached_property
+    def unravel(self) -> Callable[[jax.Array], Any]:
+        """Flat ``(d,)`` -> the unconstrained pytree :attr:`potential_fn` takes."""
+        return ravel_pytree(self.init_params)[1]
+
+    @cached_property
+    def dim(self) -> int:
+        """Dimension ``d`` of the flat unconstrained space."""
+        return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(self.init_params)))
+
     # Every method that evaluates the model is compiled, once per Target and shape (the Target is
     # the static argument): called from Python it runs as one XLA program instead of op by op
     # (dispatched eagerly, a vmapped model density compiles a small program for each op it runs);
@@ -273,7 +243,8 @@ class Target:
     def _unconstrain_rows(self, latent):
         """Constrained ``{site: (n, *shape)}`` -> the unconstrained ``{site: (n, ...)}`` and flat ``(n, d)``."""
         unconstrained = jax.vmap(self.unconstrain_sites)(latent)
-        return unconstrained, jax.vmap(lambda v: ravel_pytree(v)[0])(unconstrained)
+        by_site = dict(zip(self.unconstrained_shapes, jax.tree_util.tree_leaves(unconstrained)))
+        return by_site, jax.vmap(lambda v: ravel_pytree(v)[0])(unconstrained)
 
     def unconstrain(self, samples: dict, num_sample_axes: int | None = None) -> jax.Array:
         """Constrained ``{site: (..., *shape)}`` -> flat unconstrained ``(..., d)``.
@@ -286,8 +257,7 @@ class Target:
         latent, batch_shape = self.validate_samples(samples, num_sample_axes)
         rows = {k: v.reshape((-1,) + self.site_shapes[k]) for k, v in latent.items()}
         unconstrained, flat = self._unconstrain_rows(rows)
-        for name, support in self.site_supports.items():
-            check_support(name, rows[name], np.asarray(unconstrained[name]), batch_shape, support)
+        check_supports(rows, unconstrained, batch_shape, self.site_supports)
         return jnp.asarray(np.asarray(flat).reshape(batch_shape + (self.dim,)))
 
     def validate_samples(self, samples: dict, num_sample_axes: int | None = None) -> tuple[dict, tuple[int, ...]]:
@@ -295,40 +265,106 @@ class Target:
         return its latent sites as float arrays and its sample axes."""
         return validate_samples(samples, self.site_shapes, self.extra_sites, num_sample_axes)
 
-    def initial_points(self, rng_key: jax.Array, n: int) -> jax.Array:
-        """``n`` over-dispersed starting points ``(n, d)``: prior draws mapped to unconstrained space.
 
-        For a model whose prior cannot be sampled (an ``ImproperUniform`` site whose density is
-        given by ``numpyro.factor``): ``Uniform(-2, 2)`` in every unconstrained coordinate, as
-        numpyro's ``init_to_uniform`` starts its chains. For a potential: the example parameters
-        plus ``N(0, init_scale^2 I)``.
-        """
-        if self.sample_prior is None and self.model is not None:
-            return jax.random.uniform(rng_key, (n, self.dim), minval=-2.0, maxval=2.0)
-        if self.sample_prior is None:
-            x0 = ravel_pytree(self.init_params)[0]
-            return x0 + self.init_scale * jax.random.normal(rng_key, (n, self.dim), x0.dtype)
-        points = self._prior_points(rng_key, n)
-        if not np.all(np.isfinite(np.asarray(points))):  # a draw on its support's edge: say which site
-            return self.unconstrain(self.sample_prior(rng_key, n))
+@lru_cache(maxsize=TARGET_CACHE_SIZE)
+def _model_target(call: ModelCall) -> Target:
+    """The Target of ``call`` (:meth:`Target.from_model`), kept for the next equal call."""
+    trace, prior_can_be_sampled = _trace_once(call)
+    latent = _latent_sites(trace)
+    check_latent_sites(latent)
+    model, args, kwargs = call.model, call.args, call.kwargs
+    with (model_errors("Target.from_model was building the target (numpyro's initialize_model: the log "
+                       "density at random initial points)"), finite_initial_point()):
+        info = initialize_model(call.rng_key, model, model_args=args, model_kwargs=kwargs)
+
+    def constrain_sites(params, deterministic=False):
+        return constrain_fn(model, args, kwargs, params, return_deterministic=deterministic)
+
+    def unconstrain_sites(values):
+        return unconstrain_fn(model, args, kwargs, values)
+
+    def sample_prior(rng_key, n):
+        draws = Predictive(model, num_samples=n, return_sites=sorted(latent))(rng_key, *args, **kwargs)
+        return {name: draws[name] for name in latent}
+
+    supports = {name: site["fn"].support for name, site in latent.items()}
+    return Target(
+        kind="model",
+        potential_fn=info.potential_fn,
+        init_params=info.param_info.z,
+        site_shapes={name: tuple(jnp.shape(site["value"])) for name, site in latent.items()},
+        site_supports=supports,
+        extra_sites=frozenset(name for name, site in trace.items()
+                              if site["type"] in ("sample", "deterministic")) - set(latent),
+        constrain_sites=constrain_sites,
+        unconstrain_sites=unconstrain_sites,
+        initial_points=(_prior_points(sample_prior, unconstrain_sites, supports) if prior_can_be_sampled
+                        else _uniform_box(ravel_pytree(info.param_info.z)[0].size)),
+        model_call=call,
+    )
+
+
+def _trace_once(call: ModelCall) -> tuple[dict, bool]:
+    """One run of the model with prior draws, and whether its prior can be sampled: where a site
+    cannot be (an ``ImproperUniform``), the trace takes numpyro's ``init_to_uniform`` values."""
+    tracer = handlers.trace(handlers.seed(call.model, call.rng_key))
+
+    def values_so_far():
+        return {name: site["value"] for name, site in _latent_sites(getattr(tracer, "trace", {})).items()}
+
+    with model_errors("Target.from_model was building the target (running the model once with prior draws)",
+                      values_so_far):
+        try:
+            return tracer.get_trace(*call.args, **call.kwargs), True
+        except NotImplementedError:
+            seeded = handlers.substitute(handlers.seed(call.model, call.rng_key), substitute_fn=init_to_uniform)
+            tracer = handlers.trace(seeded)
+            return tracer.get_trace(*call.args, **call.kwargs), False
+
+
+def _latent_sites(trace) -> dict:
+    """``{name: site}`` of the latent sample sites of a (possibly partial) numpyro trace."""
+    return {name: site for name, site in trace.items() if site["type"] == "sample" and not site["is_observed"]}
+
+
+def _prior_points(sample_prior, unconstrain_sites, supports) -> Callable[[jax.Array, int], jax.Array]:
+    """``(rng_key, n) -> (n, d)``: ``n`` prior draws mapped to unconstrained space, numpyro's
+    Predictive and the transforms compiled as one program; a draw on its support's edge (not
+    finite once unconstrained) is refused, naming its site."""
+
+    @partial(jax.jit, static_argnums=1)
+    def draw(rng_key, n):
+        values = sample_prior(rng_key, n)
+        unconstrained = jax.vmap(unconstrain_sites)(values)
+        return values, unconstrained, jax.vmap(lambda v: ravel_pytree(v)[0])(unconstrained)
+
+    def prior_points(rng_key, n):
+        values, unconstrained, points = draw(rng_key, n)
+        check_supports(values, unconstrained, (n,), supports)
         return points
 
-    @partial(jax.jit, static_argnums=(0, 2))
-    def _prior_points(self, rng_key, n):
-        """``n`` prior draws, unconstrained and flat: numpyro's Predictive compiled as one program."""
-        return self._unconstrain_rows(self.sample_prior(rng_key, n))[1]
+    return prior_points
 
 
-TARGET_CACHE_SIZE = 16
-_TARGETS: dict = {}  # (model, arguments, key) fingerprint -> Target, oldest first
+def _uniform_box(dim: int) -> Callable[[jax.Array, int], jax.Array]:
+    """``(rng_key, n) -> (n, d)`` drawn from ``Uniform(-2, 2)^d``, as numpyro's ``init_to_uniform``."""
+    return lambda rng_key, n: jax.random.uniform(rng_key, (n, dim), minval=-2.0, maxval=2.0)
+
+
+def _jitter_around(center: jax.Array, scale: float) -> Callable[[jax.Array, int], jax.Array]:
+    """``(rng_key, n) -> (n, d)`` drawn from ``N(center, scale^2 I)``."""
+    return lambda rng_key, n: center + scale * jax.random.normal(rng_key, (n,) + center.shape, center.dtype)
 
 
 def _fingerprint(value):
-    """A hashable stand-in for a model or its arguments: arrays by shape, dtype and a digest of
-    their bytes, other leaves by value, or by identity when they cannot be hashed."""
+    """A hashable stand-in for a model and its arguments: arrays (PRNG keys by their key data) by
+    shape, dtype and a digest of their bytes, other leaves by value, or by identity when they
+    cannot be hashed."""
     leaves, treedef = jax.tree_util.tree_flatten(value)
     parts = []
     for leaf in leaves:
+        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
         if isinstance(leaf, np.ndarray | jax.Array | np.generic):
             array = np.asarray(leaf)
             parts.append((array.shape, str(array.dtype), hashlib.sha1(array.tobytes()).hexdigest()))
@@ -350,25 +386,3 @@ def _site_names(params) -> list[str]:
     if isinstance(params, dict):
         return paths
     return [f"x.{p}" if p else "x" for p in paths]
-
-
-def _latent_values(trace) -> dict:
-    """``{site: value}`` of the latent sample sites of a (possibly partial) numpyro trace."""
-    return {name: site["value"] for name, site in trace.items()
-            if site["type"] == "sample" and not site["is_observed"]}
-
-
-def _reject_discrete_sites(trace) -> None:
-    for name, site in trace.items():
-        if (
-            site["type"] == "sample"
-            and not site["is_observed"]
-            and site["fn"].support.is_discrete
-            and site["infer"].get("enumerate") != "parallel"
-        ):
-            raise InputError(
-                f"latent site '{name}' has a discrete distribution ({type(site['fn']).__name__}); "
-                "score-based diagnostics need a continuous, differentiable density. Marginalise it "
-                "out in the model, or mark it with infer={'enumerate': 'parallel'} (needs funsor) "
-                "so numpyro sums it out."
-            )

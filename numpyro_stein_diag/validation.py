@@ -1,4 +1,5 @@
-"""Checks of what users pass in: samples against a model's sites, and errors raised by the model itself.
+"""Checks of what users pass in: a model's sites, a potential's example parameters, samples
+against a model's sites, and errors raised by the model itself.
 
 Every check is a pure function that raises :class:`InputError` with one line naming the site,
 what the model expects, what was given, and the fix. :class:`~numpyro_stein_diag.target.Target`
@@ -21,12 +22,13 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    "InputError", "ModelError", "MIN_DRAWS", "as_float_draws", "check_chain_draw_axes", "check_finite",
-    "check_independent_names", "check_site_names", "check_support", "first_draw", "model_errors",
-    "sample_axes", "validate_samples",
+    "InputError", "ModelError", "MIN_DRAWS", "as_float_draws", "check_chain_draw_axes", "check_example_params",
+    "check_finite", "check_independent_names", "check_latent_sites", "check_potential_value", "check_site_names",
+    "check_supports", "finite_initial_point", "first_draw", "model_errors", "sample_axes", "validate_samples",
 ]
 
 MIN_DRAWS = 2  # the KSD is a mean over pairs of distinct draws
@@ -39,6 +41,63 @@ class InputError(ValueError):
 class ModelError(RuntimeError):
     """An error raised inside the user's model (or potential), with what was being done when it was
     raised and the site values it was evaluated at; the original error is its ``__cause__``."""
+
+
+def check_latent_sites(latent: dict) -> None:
+    """A model's latent sites (``{name: numpyro trace site}``) are at least one, and each is
+    continuous or enumerated (so that numpyro sums it out)."""
+    if not latent:
+        raise InputError("The model has no latent sample sites: there is no posterior to check.")
+    for name, site in latent.items():
+        if site["fn"].support.is_discrete and site["infer"].get("enumerate") != "parallel":
+            raise InputError(
+                f"latent site '{name}' has a discrete distribution ({type(site['fn']).__name__}); "
+                "score-based diagnostics need a continuous, differentiable density. Marginalise it "
+                "out in the model, or mark it with infer={'enumerate': 'parallel'} (needs funsor) "
+                "so numpyro sums it out."
+            )
+
+
+@contextmanager
+def finite_initial_point() -> Iterator[None]:
+    """Run numpyro's ``initialize_model`` in the body; the ``RuntimeError`` it raises when the log
+    density is not finite at any initial point it tried becomes :class:`InputError` with the fix."""
+    try:
+        yield
+    except RuntimeError as err:
+        raise InputError(
+            "The model's log density is not finite at any initial point tried "
+            f"({err}). Check priors and likelihood for NaN/inf (e.g. a scale that can be 0, "
+            "log of a negative value), or pass data that the model supports."
+        ) from err
+
+
+def check_example_params(example_params) -> None:
+    """A potential's ``example_params`` hold at least one array, all of them float."""
+    leaves = jax.tree_util.tree_leaves_with_path(example_params)
+    if not leaves:
+        raise InputError("example_params is empty: pass an array or a pytree of float arrays.")
+    for path, leaf in leaves:
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise InputError(
+                f"example_params leaf {jax.tree_util.keystr(path) or 'x'} has dtype {dtype}; a log density "
+                "needs float parameters. Cast it, e.g. jnp.asarray(value, dtype=float)."
+            )
+
+
+def check_potential_value(value) -> None:
+    """``potential_fn(example_params)`` is one finite number."""
+    if np.shape(value) != ():
+        raise InputError(
+            f"potential_fn(example_params) has shape {np.shape(value)}; a potential returns one number, "
+            "-log p(params): sum over the terms (e.g. jnp.sum(...))."
+        )
+    if not np.isfinite(value):
+        raise InputError(
+            f"potential_fn(example_params) = {value}: the log density must be finite at "
+            "example_params. Pass a point inside the support."
+        )
 
 
 def check_site_names(samples, site_shapes: dict, extra_sites=frozenset()) -> None:
@@ -146,23 +205,24 @@ def validate_samples(samples, site_shapes: dict, extra_sites=frozenset(),
     return latent, axes
 
 
-def check_support(name: str, value: np.ndarray, unconstrained: np.ndarray, batch_shape, support) -> None:
-    """Raise when draws ``value (n, ...)`` of a model's site lie outside its ``support`` (their
-    unconstrained value is not finite), naming the site and the support. Judged through the
-    transform rather than the support's own check, so float32 round-off (a simplex summing to
+def check_supports(values: dict, unconstrained: dict, batch_shape, supports: dict) -> None:
+    """Raise when draws ``values[site] (n, ...)`` of a model's site lie outside ``supports[site]``
+    (their ``unconstrained`` value is not finite), naming the site and the support. Judged through
+    the transform rather than the support's own check, so float32 round-off (a simplex summing to
     1 + 1e-6) passes where a draw the density cannot take (a negative scale) does not."""
-    inside = np.isfinite(unconstrained.reshape(len(unconstrained), -1)).all(axis=1)
-    if inside.all():
-        return
-    first = int(np.argmin(inside))
-    example = np.array2string(value[first], precision=3, threshold=6)
-    where = tuple(map(int, np.unravel_index(first, batch_shape)))
-    raise InputError(
-        f"site '{name}' has {int((~inside).sum())} of {inside.size} draws outside its support "
-        f"{support!r} (the first at sample index {where}: {example}); these samples are not from this "
-        "model: check the site's name, its parametrisation (e.g. a scale saved as its log) and the "
-        "model's arguments."
-    )
+    for name, support in supports.items():
+        inside = np.isfinite(np.asarray(unconstrained[name]).reshape(len(unconstrained[name]), -1)).all(axis=1)
+        if inside.all():
+            continue
+        first = int(np.argmin(inside))
+        example = np.array2string(np.asarray(values[name][first]), precision=3, threshold=6)
+        where = tuple(map(int, np.unravel_index(first, batch_shape)))
+        raise InputError(
+            f"site '{name}' has {int((~inside).sum())} of {inside.size} draws outside its support "
+            f"{support!r} (the first at sample index {where}: {example}); these samples are not from this "
+            "model: check the site's name, its parametrisation (e.g. a scale saved as its log) and the "
+            "model's arguments."
+        )
 
 
 def check_chain_draw_axes(batch_shape: tuple[int, ...], name: str, site: str, site_shape: tuple,

@@ -9,6 +9,7 @@ import pytest
 from scipy import integrate, stats
 
 from numpyro_stein_diag import Target
+from numpyro_stein_diag.target import TARGET_CACHE_SIZE
 from numpyro_stein_diag.validation import ModelError
 
 
@@ -118,6 +119,11 @@ def test_potential_not_finite_at_example():
         Target.from_potential(lambda z: jnp.log(z).sum(), -jnp.ones(2))
 
 
+def test_a_potential_that_returns_more_than_one_number_is_refused():
+    with pytest.raises(ValueError, match=r"has shape \(2,\); a potential returns one number"):
+        Target.from_potential(lambda z: 0.5 * z**2, jnp.zeros(2))
+
+
 def test_integer_example_params_are_refused():
     with pytest.raises(ValueError, match=r"\['n'\].*float"):
         Target.from_potential(lambda p: p["a"] ** 2, {"a": 0.0, "n": jnp.array(3)})
@@ -205,13 +211,55 @@ def test_deterministic_sites_in_samples_are_accepted():
 
 
 def test_the_same_model_and_data_give_the_same_target():
-    def model(y, scale=1.0):
+    def model(y, scale=1.0, shift=0.0):
         mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
-        numpyro.sample("y", dist.Normal(mu, scale), obs=y)
+        numpyro.sample("y", dist.Normal(mu + shift, scale), obs=y)
 
     y = np.arange(3.0)
     first = Target.from_model(model, y)
     assert Target.from_model(model, y.copy()) is first  # equal data, compared by value
     assert Target.from_model(model, y + 1.0) is not first and Target.from_model(model, y, scale=2.0) is not first
+    assert Target.from_model(model, y, scale=2.0, shift=1.0) is Target.from_model(model, y, shift=1.0, scale=2.0)
+    typed = Target.from_model(model, y, rng_key=jax.random.key(1))  # a typed PRNG key, by its key data
+    assert Target.from_model(model, y, rng_key=jax.random.key(1)) is typed and typed is not first
     Target.clear_cache()
     assert Target.from_model(model, y) is not first
+
+
+def test_the_cache_drops_the_least_recently_used_target():
+    def model(y):
+        numpyro.sample("y", dist.Normal(numpyro.sample("mu", dist.Normal()), 1.0), obs=y)
+
+    Target.clear_cache()
+    targets = [Target.from_model(model, float(i)) for i in range(TARGET_CACHE_SIZE)]  # the cache is full
+    assert Target.from_model(model, 0.0) is targets[0]  # used again: now the most recent
+    Target.from_model(model, -1.0)  # one more drops the least recently used, y = 1
+    assert Target.from_model(model, 0.0) is targets[0] and Target.from_model(model, 2.0) is targets[2]
+    assert Target.from_model(model, 1.0) is not targets[1]
+
+
+def test_both_constructors_fill_every_field():
+    def model(y):
+        mu = numpyro.sample("mu", dist.Normal())
+        numpyro.deterministic("mu2", mu**2)
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    t = Target.from_model(model, np.ones(2))
+    assert t.kind == "model" and t.model_call.model is model and t.model_call.args[0].shape == (2,)
+    assert t.extra_sites == {"mu2", "y"} and t.site_supports == {"mu": dist.constraints.real}
+    p = Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2), init_scale=3.0)
+    assert p.kind == "potential" and p.model_call is None and p.extra_sites == frozenset()
+    assert p.site_supports == {"x": dist.constraints.real}
+    # a potential's starts are N(example_params, init_scale^2 I): sd 3 within 4 standard errors (n = 4000)
+    sd = np.std(np.asarray(p.initial_points(jax.random.PRNGKey(0), 4000)), axis=0)
+    np.testing.assert_allclose(sd, 3.0, atol=4 * 3.0 / np.sqrt(2 * 4000))
+
+
+def test_a_model_whose_prior_cannot_be_sampled_starts_in_numpyros_uniform_box():
+    def model():
+        x = numpyro.sample("x", dist.ImproperUniform(dist.constraints.real, (), (2,)))
+        numpyro.factor("density", -0.5 * jnp.sum(x**2))
+
+    starts = np.asarray(Target.from_model(model).initial_points(jax.random.PRNGKey(0), 2000))
+    assert starts.min() >= -2.0 and starts.max() <= 2.0  # Uniform(-2, 2): mean 0, sd 4 / sqrt(12)
+    np.testing.assert_allclose(starts.std(axis=0), 4 / np.sqrt(12), atol=4 * 1.155 / np.sqrt(2 * 2000))
