@@ -14,6 +14,15 @@ but only 2 of 3 or 6 and 4 of 12; the KSD pads its rows to use them all.
 
 Fake several CPU devices to try it: ``XLA_FLAGS=--xla_force_host_platform_device_count=4``
 (set before JAX starts; the fake devices share the machine's cores).
+
+Several processes (several machines of a cluster) are JAX's multi-controller runtime: every
+process runs the same program on the same inputs after ``jax.distributed.initialize(...)``,
+and ``jax.devices()``, hence the mesh, then lists every process's devices. Inputs are the same
+NumPy arrays on every process (replicated), the rows are split over all the devices as
+above, and what leaves a compiled call is gathered onto every device, so that each process
+can read the whole result (a process cannot read rows held by another process's devices):
+:func:`map_rows` all-gathers its output and :func:`place_on_rows` keeps SVGD's state whole
+between its compiled chunks. With one process neither gathers anything.
 """
 
 from __future__ import annotations
@@ -51,9 +60,15 @@ def map_rows(fn, num_rows: int):
 
     ``fn`` uses no collectives (each device's rows are independent), so shard_map's check of
     which values vary across devices is off: library code inside ``fn`` (optax's line search)
-    mixes varying and replicated branches in ``lax.cond``, which that check rejects."""
-    return jax.shard_map(fn, mesh=row_mesh(num_rows), in_specs=PartitionSpec(ROWS), out_specs=PartitionSpec(ROWS),
-                         check_vma=False)
+    mixes varying and replicated branches in ``lax.cond``, which that check rejects.
+
+    With several processes the joined outputs are gathered onto every device, so that each
+    process can read them."""
+    mesh = row_mesh(num_rows)
+    split = jax.shard_map(fn, mesh=mesh, in_specs=PartitionSpec(ROWS), out_specs=PartitionSpec(ROWS), check_vma=False)
+    if jax.process_count() == 1:
+        return split
+    return lambda *args: jax.lax.with_sharding_constraint(split(*args), NamedSharding(mesh, PartitionSpec()))
 
 
 def shard_rows(x):
@@ -65,11 +80,14 @@ def shard_rows(x):
 def place_on_rows(tree, num_rows: int):
     """Every array of ``tree`` moved onto the row mesh: those with ``num_rows`` leading rows split
     by rows, the others (scalars, lengthscales) copied to every device. That is how a jitted loop
-    over row-split state returns it, so its first call and the later ones compile once."""
+    over row-split state returns it, so its first call and the later ones compile once.
+
+    With several processes every array is copied to every device instead (each process can then
+    read the state), and a loop's state is put back that way after each call."""
     mesh = row_mesh(num_rows)
 
     def place(leaf):
-        rows = np.ndim(leaf) > 0 and np.shape(leaf)[0] == num_rows
+        rows = jax.process_count() == 1 and np.ndim(leaf) > 0 and np.shape(leaf)[0] == num_rows
         return jax.device_put(leaf, NamedSharding(mesh, PartitionSpec(ROWS) if rows else PartitionSpec()))
 
     return jax.tree.map(place, tree)

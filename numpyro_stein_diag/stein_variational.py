@@ -427,6 +427,7 @@ def svgd(
     bar = tqdm(total=num_steps, desc=f"SVGD ({schedule.name})", disable=not progress_bar, leave=False)
     for start in range(0, num_steps, chunk):
         state, info = _run_chunk(update, state, jax.tree.map(lambda v: v[start:start + chunk], inputs))
+        state = place_on_rows(state, x.shape[0])  # a no-op in one process; with several, every process reads it
         stop = min(start + chunk, num_steps)
         if not _finite(state.particles):
             bar.close()
