@@ -29,7 +29,7 @@ import numpyro
 import numpyro.distributions as dist
 
 import numpyro_stein_diag as nsd
-from numpyro_stein_diag import modes
+from numpyro_stein_diag import basins, modes
 
 
 def three_modes_5d():
@@ -130,18 +130,21 @@ def nuts_and_audit(name):
 
 @contextlib.contextmanager
 def count_ascents():
-    """The number of points each L-BFGS ascent call of the package ascends, while the block runs."""
-    original, counted = modes._ascend_all, []
+    """The number of points each L-BFGS ascent call of the package ascends, while the block runs
+    (mode search and basin assignment)."""
+    original, counted = modes.ascend_all, []
 
     def counting(target, x0, num_iter):
         counted.append(len(x0))
         return original(target, x0, num_iter)
 
-    modes._ascend_all = counting
+    for module in (modes, basins):
+        module.ascend_all = counting
     try:
         yield counted
     finally:
-        modes._ascend_all = original
+        for module in (modes, basins):
+            module.ascend_all = original
 
 
 def audit_in_new_process(name, cache_dir):

@@ -1,12 +1,13 @@
 """Find out whether posterior samples missed an isolated mode or got its weight wrong."""
 
 from .check import Flag, check_mode_mass
+from .basins import assign_basins
 from .compilation import enable_compilation_cache
 from .diagnose import diagnose, make_method
 from .kernels import IMQ, RBF
 from .ksd import KSDTest, ksd, ksd_test
 from .masses import ModeMasses, mode_masses
-from .modes import Modes, Runaway, assign_basins, find_modes
+from .modes import Modes, Runaway, find_modes
 from .nuts import nuts
 from .perturbed import perturbed_ksd_test
 from .report import Report

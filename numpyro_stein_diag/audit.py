@@ -10,7 +10,8 @@ from .check import ModeCheck, check_mode_mass, draws_ess
 from .host import split_keys
 from .ksd import KSDTest, ksd_test
 from .masses import ModeMasses
-from .modes import Modes, assign_basins
+from .basins import assign_basins
+from .modes import Modes
 from .perturbed import perturbed_ksd_test
 from .repair import Repair
 from .runs import Run

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .modes import Modes, _ascend_all, _mahalanobis2, canonical_points
+from .modes import Modes, ascend_all, mahalanobis2, canonical_points
 from .target import Target
 
 __all__ = ["assign_basins"]
@@ -68,7 +68,7 @@ def assign_basins(target: Target, modes: Modes, x, num_iter: int = 50, cutoff: f
 def _laplace_guess(modes: Modes, flat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per point: the mode the Laplace approximation prefers, whether it prefers it by at least
     ``CLEAR_LOG_ODDS``, and the point's squared distance to it in its metric."""
-    d2 = _mahalanobis2(flat, modes.location, modes.hessian)
+    d2 = mahalanobis2(flat, modes.location, modes.hessian)
     score = np.where(np.isfinite(d2), np.asarray(modes.log_density)[None, :] - 0.5 * d2, -np.inf)
     order = np.argsort(-score, axis=1)
     best = order[:, 0]
@@ -83,8 +83,8 @@ def _ascended(target: Target, modes: Modes, flat, num_iter: int, cutoff: float) 
     ``-1`` beyond ``cutoff``."""
     if len(flat) == 0:
         return np.zeros(0, int)
-    ends = _ascend_all(target, flat, num_iter)
-    d2 = _mahalanobis2(ends, modes.location, modes.hessian)
+    ends = ascend_all(target, flat, num_iter)
+    d2 = mahalanobis2(ends, modes.location, modes.hessian)
     d2 = np.where(np.isfinite(d2), d2, np.inf)
     nearest = np.argmin(d2, axis=1)
     return np.where(d2[np.arange(len(nearest)), nearest] <= cutoff, nearest, -1)

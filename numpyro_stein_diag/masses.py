@@ -1,7 +1,7 @@
 """Mode masses: the posterior mass of each mode's basin, by importance sampling.
 
 The mass of a basin ``B_k`` (the points whose ascent ends at mode ``k``,
-:func:`~numpyro_stein_diag.modes.assign_basins`) is estimated by importance sampling from a
+:func:`~numpyro_stein_diag.basins.assign_basins`) is estimated by importance sampling from a
 defensive mixture of multivariate Student-t distributions centred at the modes,
 :math:`q = \\sum_k a_k\\, t_\\nu(m_k, c H_k^{-1})`, with the balance-heuristic weights
 :math:`w = \\pi(y) / q(y)` and every draw credited to the basin it ascends into:
@@ -33,7 +33,8 @@ from scipy.special import gammaln, logsumexp
 
 from .devices import map_rows
 from .host import map_chunks, numpy_rng
-from .modes import Modes, assign_basins
+from .basins import assign_basins
+from .modes import Modes
 from .target import Target
 
 __all__ = ["ModeMasses", "MassMethod", "mode_masses"]

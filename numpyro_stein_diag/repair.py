@@ -40,7 +40,8 @@ import numpy as np
 
 from .host import numpy_rng, split_keys
 from .masses import DRAW_CHUNK, PARETO_K_LIMIT, ModeMasses, proposal_draws, psis_weights
-from .modes import Modes, assign_basins
+from .basins import assign_basins
+from .modes import Modes
 from .target import Target
 
 __all__ = ["Repair", "repair"]
