@@ -12,15 +12,18 @@ costs many times the sampler that made them. Most points need no ascent:
 - **Points in doubt are ascended**: those the approximation cannot tell apart, and always the
   ``CHECK_FARTHEST`` points farthest from their mode in its metric (where an unseen mode or a
   heavy tail would show) and ``CHECK_RANDOM`` points at random.
-- **The rule checks itself.** If any checked point that the approximation called clear ends
-  elsewhere (another mode, or no mode), the approximation is not to be trusted for this
-  posterior and every point is ascended. A posterior whose ascents can run off above every
-  mode (``modes.runaway``) is always ascended in full.
+- **The rule checks itself.** If a checked point that the approximation called clear ends at
+  another mode, or one of the random checks ends in no basin, the approximation is not to be
+  trusted for this posterior and every point is ascended. (A far point that ends in no basin
+  keeps that answer: the far tail is where an unseen mode or a stuck ascent shows, and it says
+  nothing about the typical points.) A posterior whose ascents can run off above every mode
+  (``modes.runaway``) is always ascended in full.
 
 So a unimodal posterior costs ``CHECK_FARTHEST + CHECK_RANDOM`` ascents per point set instead
-of one per point, and nothing that an ascent would have found is skipped unseen: a point in
-another mode's basin is either in doubt or among the far ones, and one such point sends the
-whole set to full ascents.
+of one per point. A point in another known mode's basin is either in doubt (ascended) or, if
+the guess is wrong for this posterior, caught by a check that sends the whole set to full
+ascents; points in an unseen mode's basin are far from every known mode, so they are among
+the farthest and keep their "no basin".
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ __all__ = ["assign_basins"]
 CLEAR_LOG_ODDS = 10.0  # nats by which the Laplace approximation must prefer a point's mode
 CHECK_FARTHEST = 64  # points farthest from their mode that are always ascended
 CHECK_RANDOM = 64  # points at random that are always ascended
+CONTINUE_ROUNDS = 3  # times an ascent that ended in no basin goes on
+CONTINUE_FACTOR = 4  # with this many times the steps
 
 
 def assign_basins(target: Target, modes: Modes, x, num_iter: int = 50, cutoff: float | None = None,
@@ -53,14 +58,18 @@ def assign_basins(target: Target, modes: Modes, x, num_iter: int = 50, cutoff: f
     if exact or modes.runaway:
         return _ascended(target, modes, flat, num_iter, cutoff).reshape(x.shape[:-1])
     best, clear, far = _laplace_guess(modes, flat)
-    ascend = ~clear
-    ascend[np.argsort(-far)[:CHECK_FARTHEST]] = True
-    rest = np.flatnonzero(~ascend)
-    ascend[np.random.default_rng(0).choice(rest, min(CHECK_RANDOM, rest.size), replace=False)] = True
+    farthest = np.zeros(len(flat), bool)
+    farthest[np.argsort(-far)[:CHECK_FARTHEST]] = True
+    rest = np.flatnonzero(clear & ~farthest)
+    random = np.zeros(len(flat), bool)
+    random[np.random.default_rng(0).choice(rest, min(CHECK_RANDOM, rest.size), replace=False)] = True
+    ascend = ~clear | farthest | random
     basin = best.copy()
     basin[ascend] = _ascended(target, modes, flat[ascend], num_iter, cutoff)
     checked = ascend & clear
-    if np.any(basin[checked] != best[checked]):  # the approximation failed here: trust ascents only
+    elsewhere = checked & (basin >= 0) & (basin != best)  # the guess named the wrong mode
+    lost = random & (basin < 0)  # a typical point the guess placed, in no basin: the guess is no guide
+    if np.any(elsewhere | lost):
         basin = _ascended(target, modes, flat, num_iter, cutoff)
     return basin.reshape(x.shape[:-1])
 
@@ -80,10 +89,25 @@ def _laplace_guess(modes: Modes, flat) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def _ascended(target: Target, modes: Modes, flat, num_iter: int, cutoff: float) -> np.ndarray:
     """Basins by ascent: each point's end point, then the nearest mode in its Hessian metric,
-    ``-1`` beyond ``cutoff``."""
+    ``-1`` beyond ``cutoff``. An ascent that ends in no basin may only be slow (far out in a heavy
+    tail, or across a long flat stretch), so it goes on from where it stopped, up to
+    ``CONTINUE_ROUNDS`` times with ``CONTINUE_FACTOR`` times the steps; one that has converged
+    elsewhere stops at once, so this costs only the ascents that were still rising."""
     if len(flat) == 0:
         return np.zeros(0, int)
     ends = ascend_all(target, flat, num_iter)
+    basin = _nearest_mode(modes, ends, cutoff)
+    for _ in range(CONTINUE_ROUNDS):
+        unfinished = np.flatnonzero(basin < 0)
+        if unfinished.size == 0:
+            break
+        ends[unfinished] = ascend_all(target, ends[unfinished], CONTINUE_FACTOR * num_iter)
+        basin[unfinished] = _nearest_mode(modes, ends[unfinished], cutoff)
+    return basin
+
+
+def _nearest_mode(modes: Modes, ends, cutoff: float) -> np.ndarray:
+    """The mode nearest each end point in its Hessian metric, ``-1`` beyond ``cutoff``."""
     d2 = mahalanobis2(ends, modes.location, modes.hessian)
     d2 = np.where(np.isfinite(d2), d2, np.inf)
     nearest = np.argmin(d2, axis=1)
