@@ -264,7 +264,7 @@ def spread_keeping_lengthscale(median_lengthscale, num_particles: int, dim: int)
 
         2\\ell^2 = \\mathrm{med}^2 \\min\\big(1, d / \\log(N + 1)\\big),
 
-    the kernel at the median distance is :math:`\\max((N+1)^{-1/d}, e^{-1})`: unchanged in one
+    the kernel at the median distance is :math:`\\min((N+1)^{-1/d}, e^{-1})`: unchanged in one
     dimension, and from :math:`d \\ge \\log(N+1)` the lengthscale
     :math:`\\ell = \\mathrm{med}/\\sqrt 2` at which two particles at the median distance repel
     each other most. Measured sd ratios and where they still fall short: ``docs/benchmarks.md``.
