@@ -275,7 +275,7 @@ def _repair(target: Target, modes: Modes, masses: ModeMasses, method: MethodAudi
     """The audit with its repaired posterior; a repair that cannot be made is a warning (the audit
     stands without it)."""
     name = method.run.method
-    with log.stage("repair", f"repairing {name}", method=name) as outcome:
+    with log.stage("repair", f"repairing {name}", method=name, on_error="warning") as outcome:
         if not masses.estimated or len(modes) == 0:
             outcome.warn("no repair: the modes' masses were not estimated")
         else:

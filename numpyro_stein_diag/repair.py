@@ -27,6 +27,11 @@ it stays in the basin by construction (draws that ascend elsewhere get weight 0,
 chain started at the mode does not guarantee), it needs no tuning, and it carries its own
 reliability diagnostic.
 
+**A repair never makes a sample worse.** A fill-in whose weights have :math:`\hat k > 0.7`
+(``PARETO_K_LIMIT``) or an ESS below ``MIN_FILL_ESS`` would replace the method's draws in that
+basin by a few repeated points (a funnel's neck: 68 distinct points for 2000 exact draws), so
+the repair is refused with the reason, and the method's own draws stand as they are.
+
 The selected draws are shuffled into the method's ``(chain, draw)`` shape, so every chain
 holds every basin in proportion. Chain and draw then carry no time order: R-hat and ESS
 computed on the repaired draws describe the resampled set, not the sampler that made them.
@@ -46,6 +51,7 @@ from .target import Target
 
 __all__ = ["Repair", "repair"]
 
+MIN_FILL_ESS = 10.0  # fewer effective draws than this is "a handful": no fill-in rests on it
 FILL_POOL_FACTOR = 4  # pool draws in the basin per fill-in draw needed
 MAX_POOL_BATCHES = 32  # batches of DRAW_CHUNK proposal draws (the size the mass estimate compiled)
 
@@ -117,6 +123,16 @@ def restricted_draws(target: Target, modes: Modes, k: int, rng_key, num: int, ca
     return y[index], khat, ess
 
 
+def _refuse_unreliable_fill(modes: Modes, k: int, needed: int, pareto_k: float, ess: float) -> None:
+    """Raise when the fill-in of mode ``k`` would rest on unreliable weights (module docstring)."""
+    if pareto_k > PARETO_K_LIMIT or ess < MIN_FILL_ESS:
+        raise ValueError(
+            f"no repair: {needed} draws for {modes.describe(k)} would come from importance weights with "
+            f"Pareto k = {pareto_k:.2f} (reliable up to {PARETO_K_LIMIT}) resting on {ess:.1f} effective "
+            "draws, a few repeated points in place of the method's own; the method's draws are kept as they are."
+        )
+
+
 def repair(target: Target, modes: Modes, masses: ModeMasses, draws, basins, rng_key, canonicalize=None) -> Repair:
     """Repair ``draws (chain, draw, d)`` whose basins are ``basins (chain, draw)`` (from
     :func:`assign_basins`) so each of ``modes`` holds its mass (``masses.mass``); see the module docstring."""
@@ -138,17 +154,15 @@ def repair(target: Target, modes: Modes, masses: ModeMasses, draws, basins, rng_
         filled[j] = counts[j] - kept[j]
         if filled[j]:
             x, fill_khat[j], fill_ess[j] = restricted_draws(target, modes, j, key, filled[j], canonicalize)
+            _refuse_unreliable_fill(modes, j, filled[j], fill_khat[j], fill_ess[j])
             fill.append(x)
     repaired = np.concatenate([flat[np.concatenate(chosen).astype(int)]] + fill)
     order = rng.permutation(total)
     share_before = np.array([np.mean(labels == j) for j in range(k)])
-    unreliable = np.flatnonzero(fill_khat > PARETO_K_LIMIT)
     fill_method = (
         "kept each basin's own draws (a uniform subsample where it had more than its mass); "
         "topped up basins with too few by importance resampling of draws from the mode's "
         "Student-t proposal restricted to the basin"
-        + (f"; Pareto k above {PARETO_K_LIMIT} for mode(s) {unreliable.tolist()}: that fill-in is unreliable"
-           if unreliable.size else "")
     )
     repaired = repaired[order].reshape(shape)
     samples = {name: np.asarray(v) for name, v in target.constrain(repaired, deterministic=True).items()}

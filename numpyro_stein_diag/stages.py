@@ -78,8 +78,9 @@ class StageLog:
     recorded, ``outcome.warn(reason)`` / ``outcome.fail(reason)`` set its status, and an
     exception inside it is recorded as a failure with the exception's message (with its type
     for anything but the ValueError and FloatingPointError the package raises on purpose)
-    instead of propagating. Code after the block reads the values the block assigned, so
-    give them a fallback before it.
+    instead of propagating (as ``on_error``: a step whose failure leaves the verdict standing,
+    such as the repair, is a warning). Code after the block reads the values the block
+    assigned, so give them a fallback before it.
     """
 
     total: int
@@ -90,15 +91,15 @@ class StageLog:
         self._bar = tqdm(total=self.total, desc="diagnose", disable=not self.progress_bar, leave=False)
 
     @contextmanager
-    def stage(self, step: Step, description: str, method: str = "") -> Iterator[_Outcome]:
+    def stage(self, step: Step, description: str, method: str = "", on_error: Status = "failed") -> Iterator[_Outcome]:
         self._bar.set_description(f"diagnose: {description}")
         outcome, start = _Outcome(), time.perf_counter()
         try:
             yield outcome
         except (ValueError, FloatingPointError) as err:  # the package's own "cannot do this" errors
-            outcome.fail(str(err))
+            outcome.status, outcome.reason = on_error, str(err)
         except Exception as err:  # noqa: BLE001 - any other failure of one stage is reported, never raised
-            outcome.fail(f"{type(err).__name__}: {err}")
+            outcome.status, outcome.reason = on_error, f"{type(err).__name__}: {err}"
         self.stages.append(Stage(step, method, outcome.status, outcome.reason, time.perf_counter() - start))
         self._bar.update()
 
