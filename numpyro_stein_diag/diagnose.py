@@ -13,6 +13,7 @@ import xarray as xr
 from numpyro.infer import MCMC
 
 from .audit import MethodAudit, audit
+from .discovery import UNSEEN_LIMIT, posterior_starts
 from .host import split_keys
 from .masses import ModeMasses, mode_masses, without_masses
 from .modes import Modes, find_modes, merge_modes, no_modes
@@ -241,15 +242,26 @@ def _check_names(samples, methods) -> None:
 
 
 def _search_modes(target: Target, runs: dict[str, Run], rng_key, canonicalize, log: StageLog) -> Modes:
-    """Modes from prior draws and every run's draws; with no mode, the empty set (the stage says why)."""
+    """Modes from starts like the posterior's, prior draws and every run's draws; with no mode, the
+    empty set (the stage says why). The stage warns when ascents ran off above every mode, or
+    when the search may have missed a mode (Good-Turing chance above ``UNSEEN_LIMIT``)."""
+    k_starts, k_prior = split_keys(rng_key)
     starts = [run.thinned(MODE_STARTS_PER_RUN).reshape(-1, target.dim) for run in runs.values()]
     modes = None
     with log.stage("modes", "searching for modes") as outcome:
-        modes = find_modes(target, np.concatenate(starts) if starts else None, rng_key)
+        starts.append(posterior_starts(target, k_starts))
+        modes = find_modes(target, np.concatenate(starts), k_prior)
         if canonicalize is not None:
             modes = merge_modes(target, modes, canonicalize)
-        if modes.runaway is not None:
-            outcome.warn(modes.runaway.message)
+        caveats = [modes.runaway.message] if modes.runaway is not None else []
+        if modes.unseen_chance > UNSEEN_LIMIT:
+            caveats.append(
+                f"the search may be incomplete: {np.sum(modes.start_counts == 1)} of {len(modes)} modes were "
+                f"reached by a single one of {int(np.sum(modes.start_counts))} converged ascents, so one more "
+                f"start would find a mode not yet seen with chance about {modes.unseen_chance:.0%} (Good-Turing)"
+            )
+        if caveats:
+            outcome.warn("; ".join(caveats))
     return no_modes(target) if outcome.status == "failed" else modes
 
 

@@ -26,6 +26,7 @@ import xarray as xr
 from scipy.special import logsumexp
 
 from .devices import map_rows
+from .discovery import unseen_chance
 from .host import map_chunks
 from .target import Target
 
@@ -38,8 +39,10 @@ class Modes:
 
     Attributes: ``location (K, d)`` unconstrained, ``log_density (K,)``, ``hessian (K, d, d)``
     of the negative log density, ``laplace_log_mass (K,)``, ``values`` (``{site: (K, ...)}``,
-    the locations in the model's space) and ``runaway`` (a :class:`Runaway` when ascents did
-    not converge and ended above every mode, else None: see :func:`find_modes`). Their masses
+    the locations in the model's space), ``runaway`` (a :class:`Runaway` when ascents did
+    not converge and ended above every mode, else None: see :func:`find_modes`) and
+    ``start_counts (K,)``, how many converged ascents reached each mode (None for modes not
+    found by :func:`find_modes`; :attr:`unseen_chance` reads it). Their masses
     are a :class:`~numpyro_stein_diag.masses.ModeMasses` of their own
     (:func:`~numpyro_stein_diag.masses.mode_masses`).
     """
@@ -50,9 +53,17 @@ class Modes:
     laplace_log_mass: np.ndarray
     values: dict
     runaway: Runaway | None = None  # find_modes: ascents that ran off above every mode (None if none)
+    start_counts: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.location.shape[0])
+
+    @property
+    def unseen_chance(self) -> float:
+        """Good-Turing estimate of the chance that one more start reaches a mode not found
+        (:func:`~numpyro_stein_diag.discovery.unseen_chance`); NaN when the counts are not known."""
+        known = self.start_counts is not None and np.all(np.asarray(self.start_counts) >= 0)
+        return unseen_chance(self.start_counts) if known else float("nan")
 
     def constrained(self) -> dict:
         """Mode locations in the model's constrained space, ``{site: (K, ...)}``."""
@@ -259,8 +270,10 @@ def find_modes(
         ))
     order = np.argsort(-log_p[converged])
     cand_x, cand_lp, cand_h = ends[converged][order], log_p[converged][order], hessian[converged][order]
-    keep = [group[0] for group in merge_groups(cand_x, cand_h, merge_distance)]  # the highest of each
-    return replace(_make_modes(target, cand_x[keep], cand_lp[keep], cand_h[keep]), runaway=runaway)
+    groups = merge_groups(cand_x, cand_h, merge_distance)
+    keep = [group[0] for group in groups]  # the highest of each
+    return replace(_make_modes(target, cand_x[keep], cand_lp[keep], cand_h[keep]), runaway=runaway,
+                   start_counts=np.array([len(g) for g in groups]))
 
 
 def merge_groups(x, hessian, merge_distance: float) -> list[list[int]]:
@@ -384,7 +397,8 @@ def _limit_text(value: float) -> str:
 def no_modes(target: Target) -> Modes:
     """The empty mode set (``K = 0``), for a search that found none."""
     d = target.dim
-    return _make_modes(target, np.zeros((0, d)), np.zeros(0), np.zeros((0, d, d)))
+    return replace(_make_modes(target, np.zeros((0, d)), np.zeros(0), np.zeros((0, d, d))),
+                   start_counts=np.zeros(0, int))
 
 
 def _make_modes(target, location, log_density, hessian) -> Modes:
@@ -414,4 +428,5 @@ def merge_modes(target: Target, modes: Modes, canonicalize, merge_distance: floa
     first = [g[0] for g in groups]
     merged = _make_modes(target, x[first], modes.log_density[first], hessian[first])
     laplace = np.array([logsumexp(modes.laplace_log_mass[g]) for g in groups])
-    return replace(merged, laplace_log_mass=laplace, runaway=modes.runaway)
+    counts = None if modes.start_counts is None else np.array([np.sum(modes.start_counts[g]) for g in groups])
+    return replace(merged, laplace_log_mass=laplace, runaway=modes.runaway, start_counts=counts)

@@ -89,10 +89,18 @@ def summarize(report: Report) -> Summary:
     else:
         verdict = "No flags, but not every check could run (stages above)."
     return Summary(
-        headline=f"numpyro_stein_diag report: {len(modes)} mode{'s' * (len(modes) != 1)}, {masses}",
+        headline=f"numpyro_stein_diag report: {len(modes)} mode{'s' * (len(modes) != 1)}{_search_text(modes)}, {masses}",
         problems=[s for s in report.stages if not s.ok],
         blocks=blocks, verdict=verdict, flags=flags, repairs=_repair_lines(report),
     )
+
+
+def _search_text(modes) -> str:
+    """`` (search: 130 converged ascents, chance of an unseen mode 0.8%)``, or nothing when not known."""
+    if not np.isfinite(modes.unseen_chance):
+        return ""
+    return (f" (search: {int(np.sum(modes.start_counts))} converged ascents, chance of an unseen mode "
+            f"{modes.unseen_chance:.1%})")
 
 
 def _method_block(report: Report, method: str, rows) -> MethodBlock:

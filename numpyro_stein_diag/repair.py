@@ -27,7 +27,7 @@ it stays in the basin by construction (draws that ascend elsewhere get weight 0,
 chain started at the mode does not guarantee), it needs no tuning, and it carries its own
 reliability diagnostic.
 
-**A repair never makes a sample worse.** A fill-in whose weights have :math:`\hat k > 0.7`
+**A repair never makes a sample worse.** A fill-in whose weights have :math:`\\hat k > 0.7`
 (``PARETO_K_LIMIT``) or an ESS below ``MIN_FILL_ESS`` would replace the method's draws in that
 basin by a few repeated points (a funnel's neck: 68 distinct points for 2000 exact draws), so
 the repair is refused with the reason, and the method's own draws stand as they are.

@@ -43,6 +43,7 @@ import xarray as xr
 
 from .audit import MethodAudit
 from .check import Flag, ModeCheck
+from .discovery import UNSEEN_LIMIT
 from .kernels import IMQ, RBF
 from .ksd import KSDTest
 from .masses import ModeMasses
@@ -54,7 +55,7 @@ __all__ = ["Report"]
 
 KERNELS = {"IMQ": IMQ, "RBF": RBF}
 KERNEL_FIELDS = ("c", "beta", "lengthscale")  # every kernel's fields; NaN where a kernel has none or None
-MODE_VARS = ("location", "log_density", "hessian", "laplace_log_mass")
+MODE_VARS = ("location", "log_density", "hessian", "laplace_log_mass", "start_counts")
 MASS_VARS = ("mass", "mass_se")
 MASS_ATTRS = ("pareto_k", "unknown_mass")
 FLAG_FIELDS = tuple(f.name for f in dataclasses.fields(Flag))
@@ -113,8 +114,11 @@ class Report:
 
     @property
     def complete(self) -> bool:
-        """True when every stage ran without failing: only then does "no flag" cover every check."""
-        return all(s.status != "failed" for s in self.stages)
+        """True when every stage ran without failing and the mode search looks complete (its
+        Good-Turing chance of an unseen mode at most ``UNSEEN_LIMIT``): only then does "no flag"
+        cover every check."""
+        search_complete = not self.modes.unseen_chance > UNSEEN_LIMIT  # NaN (not known) does not count
+        return search_complete and all(s.status != "failed" for s in self.stages)
 
     @property
     def timings(self) -> dict[str, float]:
@@ -131,7 +135,7 @@ class Report:
         ds = self.tree["modes"].dataset
         values = {k: v.values for k, v in self.tree["modes/values"].dataset.data_vars.items()}
         runaway = _records(self.tree["modes/runaway"].dataset, Runaway, RUNAWAY_FIELDS)
-        return Modes(*(ds[v].values for v in MODE_VARS), values=values, runaway=runaway[0] if runaway else None)
+        return Modes(**{v: ds[v].values for v in MODE_VARS}, values=values, runaway=runaway[0] if runaway else None)
 
     @cached_property
     def masses(self) -> ModeMasses:
@@ -316,10 +320,16 @@ def _records(ds: xr.Dataset, cls, fields: tuple[str, ...]) -> list:
     return [cls(**{name: ds[name].values[i].item() for name in fields}) for i in range(n)]
 
 
+def _start_counts(modes: Modes) -> np.ndarray:
+    """Converged ascents per mode; -1 where not known (modes not found by the search)."""
+    return np.full(len(modes), -1) if modes.start_counts is None else np.asarray(modes.start_counts, np.int64)
+
+
 def _modes_tree(modes: Modes, masses: ModeMasses) -> xr.DataTree:
     dims = {"location": ("mode", "param"), "hessian": ("mode", "param", "param_")}
     ds = xr.Dataset(
-        {v: (dims.get(v, ("mode",)), np.asarray(getattr(modes, v))) for v in MODE_VARS}
+        {v: (dims.get(v, ("mode",)), np.asarray(getattr(modes, v))) for v in MODE_VARS if v != "start_counts"}
+        | {"start_counts": (("mode",), _start_counts(modes))}
         | {v: (("mode",), np.asarray(getattr(masses, v))) for v in MASS_VARS},
         attrs={a: float(getattr(masses, a)) for a in MASS_ATTRS} | {"mass_method": str(masses.mass_method)},
     )
