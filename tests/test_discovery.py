@@ -1,0 +1,65 @@
+"""Discovery: starts like the posterior's find a mode that prior draws rarely reach, and the
+Good-Turing chance of an unseen mode says when the search may be incomplete."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from scipy import stats
+
+import numpyro_stein_diag as nsd
+from numpyro_stein_diag.discovery import posterior_starts, unseen_chance
+
+
+def rare_mode_model(y=12.0):
+    """theta ~ 0.99 N(0, 1) + 0.01 N(12, 1), y ~ N(theta, 3.41^2): with y = 12, 75% of the
+    posterior lies near 12, where one prior draw in a hundred lands."""
+    mixture = dist.MixtureSameFamily(dist.Categorical(jnp.array([0.99, 0.01])), dist.Normal(jnp.array([0.0, 12.0]), 1.0))
+    theta = numpyro.sample("theta", mixture)
+    numpyro.sample("y", dist.Normal(theta, 3.41), obs=y)
+
+
+def far_mass():
+    scale = np.sqrt(1.0 + 3.41**2)
+    near, far = 0.99 * stats.norm.pdf(12.0, 0.0, scale), 0.01 * stats.norm.pdf(12.0, 12.0, scale)
+    return far / (near + far)
+
+
+def test_good_turing_counts_modes_reached_once():
+    assert unseen_chance([5, 1, 1]) == 2 / 7
+    assert unseen_chance([40]) == 0.0
+
+
+def test_starts_follow_the_posterior_not_the_prior():
+    t = nsd.Target.from_model(rare_mode_model)
+    starts = posterior_starts(t, jax.random.PRNGKey(0))
+    # 1% of prior draws lie near 12, 75% of the posterior: the starts near 12 are about 3/4 of
+    # the distinct draws resampled (systematic resampling keeps each draw once per 1/64 of weight)
+    assert np.mean(starts[:, 0] > 6.0) > 0.5
+    assert posterior_starts(nsd.Target.from_potential(lambda z: jnp.sum(z**2), jnp.zeros(2)),
+                            jax.random.PRNGKey(0)).shape == (0, 2)  # a potential has no prior
+
+
+def test_a_mode_prior_draws_rarely_reach_is_found_and_the_sample_that_misses_it_flagged():
+    # draws of the near component only (a user's chains that never left theta = 0), 4 x 250
+    near = np.random.default_rng(0).normal(0.0 + 12.0 / 12.63, np.sqrt(11.63 / 12.63), (4, 250))
+    for seed in range(3):  # the search at 32 prior starts alone found it on 1 of 6 seeds
+        report = nsd.diagnose(rare_mode_model, samples={"near": {"theta": near}}, methods=(),
+                              rng_key=jax.random.PRNGKey(seed), progress_bar=False)
+        far = np.flatnonzero(report.modes.location[:, 0] > 6.0)
+        assert far.size == 1
+        assert abs(report.masses.mass[far[0]] - far_mass()) < 0.03
+        assert ("missed_mode", int(far[0])) in {(f.kind, f.mode) for f in report.flags}
+        assert report.modes.unseen_chance <= 0.05 and report.complete
+
+
+def test_a_unimodal_posterior_gets_no_unseen_mode_warning():
+    def correlated():
+        numpyro.sample("x", dist.MultivariateNormal(jnp.zeros(3), 0.5 * jnp.eye(3) + 0.5))
+
+    draws = np.random.default_rng(1).multivariate_normal(np.zeros(3), 0.5 * np.eye(3) + 0.5, size=(2, 300))
+    report = nsd.diagnose(correlated, samples={"exact": {"x": draws}}, methods=(), progress_bar=False)
+    assert len(report.modes) == 1 and report.modes.unseen_chance == 0.0
+    assert report.ok and report.complete and all(s.ok for s in report.stages)
+    assert "chance of an unseen mode 0.0%" in report.summary()
