@@ -184,8 +184,9 @@ def summary_text(report: Report) -> str:
 
 
 def _aligned(cells, widths) -> list[str]:
-    """The first column left-aligned (names), the others right-aligned (numbers)."""
-    return [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+    """Words (the mode's name, the flag) left-aligned, numbers right-aligned."""
+    last = len(cells) - 1
+    return [c.ljust(w) if i in (0, last) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))]
 
 
 def summary_html(report: Report) -> str:
