@@ -40,6 +40,7 @@ CHECK_FARTHEST = 64  # points farthest from their mode that are always ascended
 CHECK_RANDOM = 64  # points at random that are always ascended
 CONTINUE_ROUNDS = 3  # times an ascent that ended in no basin goes on
 CONTINUE_FACTOR = 4  # with this many times the steps
+CONTINUE_AT_MOST = 0.1  # share of the points beyond which the unfinished are not slow ascents but another place
 
 
 def assign_basins(target: Target, modes: Modes, x, num_iter: int = 50, cutoff: float | None = None,
@@ -92,15 +93,18 @@ def _ascended(target: Target, modes: Modes, flat, num_iter: int, cutoff: float) 
     ``-1`` beyond ``cutoff``. An ascent that ends in no basin may only be slow (far out in a heavy
     tail, or across a long flat stretch), so it goes on from where it stopped, up to
     ``CONTINUE_ROUNDS`` times with ``CONTINUE_FACTOR`` times the steps; one that has converged
-    elsewhere stops at once, so this costs only the ascents that were still rising."""
+    elsewhere stops at once, so this costs only the ascents that were still rising. When more
+    than ``CONTINUE_AT_MOST`` of the points end in no basin they are not a slow tail but
+    another place (a mode not in ``modes``, a ridge along which L-BFGS keeps creeping), and
+    they are left as they are."""
     if len(flat) == 0:
         return np.zeros(0, int)
     ends = ascend_all(target, flat, num_iter)
     basin = _nearest_mode(modes, ends, cutoff)
     for _ in range(CONTINUE_ROUNDS):
         unfinished = np.flatnonzero(basin < 0)
-        if unfinished.size == 0:
-            break
+        if unfinished.size == 0 or unfinished.size > CONTINUE_AT_MOST * len(flat):
+            break  # none left, or so many that they lead elsewhere (another mode, a ridge), not slowly here
         ends[unfinished] = ascend_all(target, ends[unfinished], CONTINUE_FACTOR * num_iter)
         basin[unfinished] = _nearest_mode(modes, ends[unfinished], cutoff)
     return basin
