@@ -10,11 +10,8 @@ import pytest
 import xarray as xr
 
 import numpyro_stein_diag as nsd
-from numpyro_stein_diag.demo import two_mode_model
 
-
-def mixture_draws(rng, weight_left, shape):
-    return np.where(rng.random(shape) < weight_left, -4.0, 4.0) + rng.normal(size=shape)
+from helpers import mixture_draws, two_mode_model
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,7 @@ import numpyro_stein_diag as nsd
 from numpyro_stein_diag.kernels import kth_smallest, median_lengthscale, squared_distances
 from numpyro_stein_diag.stein_variational import smoothed_score
 
-
-def gaussian(c, s, dim=2):
-    return nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(((z - c) / s) ** 2), jnp.full(dim, c))
+from helpers import gaussian
 
 
 def two_modes(dim, c=0.0, s=1.0):
@@ -128,7 +126,7 @@ def test_svgd_far_from_zero_is_as_good_as_at_zero():
 def test_svgd_called_twice_compiles_once(count_calls):
     from numpyro_stein_diag.stein_variational import SVGDKernel, _run_chunk
 
-    t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2))
+    t = gaussian(dim=2)
     steps, densities = count_calls(SVGDKernel, "step"), count_calls(nsd.Target, "_log_density_1d")
     programs = _run_chunk._cache_size()
     for seed in range(2):  # 100 steps in 3 checkpoints: chunks of 34, the last padded
@@ -142,7 +140,7 @@ def test_svgd_called_twice_compiles_once(count_calls):
 
 
 def test_padded_steps_change_nothing():
-    t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2))
+    t = gaussian(dim=2)
     runs = [nsd.svgd(t, jax.random.PRNGKey(0), 16, 100, num_checkpoints=k, progress_bar=False) for k in (4, 3)]
     np.testing.assert_allclose(runs[0].draws, runs[1].draws, rtol=1e-5, atol=1e-6)
     assert len(runs[1].history["step_norm"]) == 100 and list(runs[1].history["ksd_step"]) == [34, 68, 100]

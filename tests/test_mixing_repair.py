@@ -19,7 +19,6 @@ from scipy import optimize, stats
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.check import MIXING_RHAT, basin_rhat, basin_transitions, check_mode_mass
 from numpyro_stein_diag.cli import main
-from numpyro_stein_diag.demo import two_mode_model
 from numpyro_stein_diag.repair import basin_counts, repair
 
 MODE_FLAGS = {"missed_mode", "misweighted_mode"}
@@ -275,7 +274,7 @@ def test_a_correct_unimodal_sample_comes_back_unchanged():
 
 def test_a_correct_two_mode_sample_changes_only_by_resampling_noise(equal_mass_report):
     rng = np.random.default_rng(4)
-    exact = np.where(rng.random((4, 500)) < 0.5, -4.0, 4.0) + rng.normal(size=(4, 500))
+    exact = mixture_draws(rng, 0.5, (4, 500))
     report = nsd.diagnose(two_mode_model, weight_left=0.5, samples={"exact": {"x": exact}}, methods=(),
                           progress_bar=False)
     repaired = report.repaired("exact")
@@ -315,7 +314,9 @@ def test_repaired_round_trip_and_bad_method(equal_mass_report, tmp_path):
 
 
 MODEL_FILE = '''
-from numpyro_stein_diag.demo import two_mode_model as model
+from helpers import two_mode_model as model
+
+from helpers import mixture_draws, two_mode_model
 model_kwargs = {"weight_left": 0.5}
 '''
 

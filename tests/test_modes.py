@@ -11,7 +11,8 @@ import pytest
 from scipy import optimize, stats
 
 import numpyro_stein_diag as nsd
-from numpyro_stein_diag.demo import two_mode_model
+
+from helpers import two_mode_model
 
 
 def modes_and_masses(target, seed=0, **kwargs):

@@ -9,8 +9,9 @@ import pytest
 from scipy import stats
 
 import numpyro_stein_diag as nsd
-from numpyro_stein_diag.demo import two_mode_model
 from numpyro_stein_diag.perturbed import mode_jump, perturbed_ksd_test
+
+from helpers import gaussian, mixture_draws, two_mode_model
 
 
 def unequal_model():
@@ -53,7 +54,7 @@ def test_theta_one_repairs_a_one_mode_sample():
 
 
 def exact_equal(rng, n):
-    return (np.where(rng.random(n) < 0.5, -4.0, 4.0) + rng.normal(size=n))[:, None]
+    return mixture_draws(rng, 0.5, n)[:, None]
 
 
 @pytest.mark.parametrize("mixture", ["unequal", "equal"])
@@ -81,7 +82,7 @@ def test_power_where_the_plain_test_is_blind(weight_left):
     rejections = 0
     for s in range(20):
         rng = np.random.default_rng(s)
-        x = (np.where(rng.random(300) < weight_left, -4.0, 4.0) + rng.normal(size=300))[:, None]
+        x = mixture_draws(rng, weight_left, 300)[:, None]
         rejections += perturbed_ksd_test(t, x, jax.random.PRNGKey(s), modes=modes, num_bootstrap=200).pvalue < 0.05
     assert rejections >= 19
 
@@ -91,7 +92,7 @@ def test_decision_does_not_depend_on_the_order_of_the_draws():
     modes = nsd.find_modes(t, None, jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
     one_mode = rng.normal(-4.0, 1.0, (300, 1))
-    exact = (np.where(rng.random(300) < 0.5, -4.0, 4.0) + rng.normal(size=300))[:, None]
+    exact = mixture_draws(rng, 0.5, 300)[:, None]
     for seed in range(3):
         order = np.random.default_rng(seed).permutation(300)
         assert perturbed_ksd_test(t, one_mode[order], jax.random.PRNGKey(9), modes=modes, num_bootstrap=200).pvalue < 0.01
@@ -108,13 +109,13 @@ def test_chains_use_the_wild_bootstrap_and_split_variant_runs():
 
 
 def test_one_mode_falls_back_to_the_plain_test():
-    t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(1))
+    t = gaussian(dim=1)
     x = np.random.default_rng(0).normal(size=(100, 1))
     result = perturbed_ksd_test(t, x, jax.random.PRNGKey(0), num_bootstrap=100)
     assert result.variant.startswith("plain") and result.pvalue > 0.05
 
 
 def test_unknown_variant_is_refused():
-    t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(1))
+    t = gaussian(dim=1)
     with pytest.raises(ValueError, match="variant must be"):
         perturbed_ksd_test(t, np.zeros((4, 1)), jax.random.PRNGKey(0), variant="best")

@@ -9,17 +9,12 @@ import xarray as xr
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag import plots
 from numpyro_stein_diag.cli import EXIT_INCOMPLETE, EXIT_OK, main
-from numpyro_stein_diag.demo import two_mode_model
 from numpyro_stein_diag.plots import constant_draws, plot_ksd, plot_methods, plot_mode_mass
 
 MODEL_FILE = '''
-from numpyro_stein_diag.demo import two_mode_model as model
+from helpers import two_mode_model as model
 model_kwargs = {"weight_left": 0.3}
 '''
-
-
-def draws(rng, weight_left, shape):
-    return np.where(rng.random(shape) < weight_left, -4.0, 4.0) + rng.normal(size=shape)
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +29,7 @@ def close_figures():
 @pytest.fixture(scope="module")
 def report():
     rng = np.random.default_rng(0)
-    samples = {"exact": {"x": draws(rng, 0.3, (2, 300))}, "one_mode": {"x": rng.normal(4.0, 1.0, (1, 150))}}
+    samples = {"exact": {"x": mixture_draws(rng, 0.3, (2, 300))}, "one_mode": {"x": rng.normal(4.0, 1.0, (1, 150))}}
     return nsd.diagnose(two_mode_model, weight_left=0.3, samples=samples, methods=(), progress_bar=False)
 
 
@@ -230,6 +225,8 @@ def nsd_posterior(sites: dict) -> xr.Dataset:
 LKJ_FILE = '''
 import numpyro
 import numpyro.distributions as dist
+
+from helpers import mixture_draws, two_mode_model
 
 
 def model():

@@ -9,20 +9,17 @@ import xarray as xr
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.check import basin_rhat, basin_transitions, mixes_between_modes
-from numpyro_stein_diag.demo import two_mode_model
 from numpyro_stein_diag.diagnose import run_from_samples
 from numpyro_stein_diag.validation import (
     MIN_DRAWS, InputError, ModelError, check_chain_draw_axes, check_independent_names, sample_axes,
 )
 
+from helpers import mixture_draws, two_mode_model
+
 
 def scalar_and_vector_model():
     numpyro.sample("a", dist.Normal())
     numpyro.sample("b", dist.Normal().expand([3]))
-
-
-def mixture_draws(rng, weight_left, shape):
-    return np.where(rng.random(shape) < weight_left, -4.0, 4.0) + rng.normal(size=shape)
 
 
 # ---------------------------------------------------------------- shapes

@@ -1,0 +1,29 @@
+"""Models and draws the test files share (``from helpers import ...``; tests/ is on pytest's pythonpath).
+
+The demo's model is defined here again, not imported from ``numpyro_stein_diag.demo``: the tests
+of every other module must not change when the demo does.
+"""
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+import numpyro_stein_diag as nsd
+
+
+def two_mode_model(separation: float = 4.0, weight_left: float = 0.5):
+    """``x ~ w N(-separation, 1) + (1 - w) N(separation, 1)``."""
+    mixing = dist.Categorical(probs=np.array([weight_left, 1.0 - weight_left]))
+    components = dist.Normal(np.array([-separation, separation]), 1.0)
+    numpyro.sample("x", dist.MixtureSameFamily(mixing, components))
+
+
+def mixture_draws(rng, weight_left, shape):
+    """Exact draws of :func:`two_mode_model` (separation 4): ``w N(-4, 1) + (1 - w) N(4, 1)``."""
+    return np.where(rng.random(shape) < weight_left, -4.0, 4.0) + rng.normal(size=shape)
+
+
+def gaussian(c=0.0, s=1.0, dim=2):
+    """``N(c 1, s^2 I)`` in ``dim`` dimensions as a potential, ``0.5 ||(z - c) / s||^2``, started at ``c 1``."""
+    return nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(((z - c) / s) ** 2), jnp.full(dim, c))
