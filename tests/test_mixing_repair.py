@@ -21,6 +21,8 @@ from numpyro_stein_diag.check import MIXING_RHAT, basin_rhat, basin_transitions,
 from numpyro_stein_diag.cli import main
 from numpyro_stein_diag.repair import basin_counts, repair
 
+from helpers import mixture_draws, two_mode_model
+
 MODE_FLAGS = {"missed_mode", "misweighted_mode"}
 
 
@@ -315,8 +317,6 @@ def test_repaired_round_trip_and_bad_method(equal_mass_report, tmp_path):
 
 MODEL_FILE = '''
 from helpers import two_mode_model as model
-
-from helpers import mixture_draws, two_mode_model
 model_kwargs = {"weight_left": 0.5}
 '''
 

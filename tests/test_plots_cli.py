@@ -11,6 +11,8 @@ from numpyro_stein_diag import plots
 from numpyro_stein_diag.cli import EXIT_INCOMPLETE, EXIT_OK, main
 from numpyro_stein_diag.plots import constant_draws, plot_ksd, plot_methods, plot_mode_mass
 
+from helpers import mixture_draws, two_mode_model
+
 MODEL_FILE = '''
 from helpers import two_mode_model as model
 model_kwargs = {"weight_left": 0.3}
@@ -225,8 +227,6 @@ def nsd_posterior(sites: dict) -> xr.Dataset:
 LKJ_FILE = '''
 import numpyro
 import numpyro.distributions as dist
-
-from helpers import mixture_draws, two_mode_model
 
 
 def model():
