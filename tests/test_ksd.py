@@ -1,4 +1,5 @@
-"""KSD values against closed forms, the Stein identity, and the tests' level and power."""
+"""KSD values against closed forms, the Stein identity, the tests' level and power, and verdicts that do not
+move with the posterior's location or scale."""
 
 import jax
 import jax.numpy as jnp
@@ -178,3 +179,16 @@ def test_unknown_options_are_refused():
         ksd(t, x, statistic="w")
     with pytest.raises(ValueError, match="bootstrap must be"):
         ksd_test(t, x, jax.random.PRNGKey(0), bootstrap="iid")
+
+
+@pytest.mark.parametrize("c, s", [(1e3, 1.0), (0.0, 1e-2), (0.0, 1e2), (1e3, 1e-2)])
+def test_ksd_test_verdict_does_not_move_with_location_or_scale(c, s):
+    rng = np.random.default_rng(1)
+    z_exact, z_wide = rng.normal(size=(500, 2)), 1.5 * rng.normal(size=(500, 2))
+    key = jax.random.PRNGKey(0)
+    reference = [ksd_test(gaussian(0.0, 1.0), z, key, num_bootstrap=200).pvalue for z in (z_exact, z_wide)]
+    moved = [ksd_test(gaussian(c, s), c + s * z, key, num_bootstrap=200).pvalue for z in (z_exact, z_wide)]
+    # standard units make (z, s_z) the same arrays up to float32 round-off, so the same bootstrap
+    # gives the same p-value (one bootstrap draw of slack: 1/201)
+    np.testing.assert_allclose(moved, reference, atol=0.01)
+    assert reference[0] > 0.05 and reference[1] < 0.01

@@ -1,4 +1,4 @@
-"""NUTS runs in the package's Run shape, with what ArviZ needs."""
+"""NUTS runs in the package's Run shape, with what ArviZ needs, and every chain starts."""
 
 import arviz_base
 import jax
@@ -39,3 +39,10 @@ def test_nuts_on_a_constrained_model_and_on_a_potential():
     # 1000 autocorrelated N(0, 1) draws: the sd of the sample variance is < 0.1 here
     assert run.draws.shape == (2, 500, 2)
     np.testing.assert_allclose(run.draws.reshape(-1, 2).var(0), 1.0, atol=0.25)
+
+
+def test_nuts_on_a_potential_without_spread_starts_every_chain():
+    t = gaussian(0.0, 1.0)
+    run = nsd.nuts(t, jax.random.PRNGKey(0), num_chains=2, num_warmup=50, num_samples=50,
+                   init_spread=False, progress_bar=False)
+    assert run.draws.shape == (2, 50, 2) and np.all(np.isfinite(run.draws))
