@@ -1,4 +1,5 @@
-"""Test-wide configuration: the one place that sets jax / XLA options and the plot backend."""
+"""Test-wide configuration: the one place that sets jax / XLA options and the plot backend; and the
+fixtures that tests in more than one file use (module-scoped ones are built once in each file that uses them)."""
 
 import os
 
@@ -10,7 +11,11 @@ import jax  # noqa: E402
 jax.config.update("jax_platforms", "cpu")
 
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+import numpyro_stein_diag as nsd  # noqa: E402
+from helpers import ar1, sojourns, two_mode_model  # noqa: E402
 
 
 @pytest.fixture
@@ -32,3 +37,22 @@ def count_calls(monkeypatch):
         return calls
 
     return patch
+
+
+@pytest.fixture(scope="module")
+def equal_mass_report():
+    """Four chains of 500 draws each on 0.5 N(-4, 1) + 0.5 N(4, 1), stuck or crossing rarely."""
+    rng = np.random.default_rng(0)
+    samples = {
+        "stuck_3_1": {"x": np.stack([ar1(rng, c, (500,)) for c in (-4, -4, -4, 4)])},
+        "stuck_2_2": {"x": np.stack([ar1(rng, c, (500,)) for c in (-4, -4, 4, 4)])},
+        "all_in_one": {"x": ar1(rng, 4.0, (4, 500))},
+        # 5 crossings in 2000 draws, 65% left where 50% belongs
+        "rare_crossing": {"x": np.stack([
+            sojourns(rng, (-4, 500)),
+            sojourns(rng, (-4, 300), (4, 100), (-4, 100)),
+            sojourns(rng, (4, 200), (-4, 200), (4, 100)),
+            sojourns(rng, (-4, 200), (4, 300)),
+        ])},
+    }
+    return nsd.diagnose(two_mode_model, weight_left=0.5, samples=samples, methods=(), progress_bar=False)

@@ -27,3 +27,31 @@ def mixture_draws(rng, weight_left, shape):
 def gaussian(c=0.0, s=1.0, dim=2):
     """``N(c 1, s^2 I)`` in ``dim`` dimensions as a potential, ``0.5 ||(z - c) / s||^2``, started at ``c 1``."""
     return nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(((z - c) / s) ** 2), jnp.full(dim, c))
+
+
+def ar1(rng, centre, shape, rho=0.5):
+    """Draws that stay around ``centre`` with AR(1) autocorrelation ``rho`` along the last axis."""
+    eps = rng.normal(size=shape)
+    x = np.empty(shape)
+    x[..., 0] = eps[..., 0]
+    for t in range(1, shape[-1]):
+        x[..., t] = rho * x[..., t - 1] + np.sqrt(1 - rho**2) * eps[..., t]
+    return centre + x
+
+
+def sojourns(rng, *pieces):
+    """One chain made of ``(centre, length)`` pieces: a chain that crosses between them rarely."""
+    return np.concatenate([ar1(rng, c, (n,)) for c, n in pieces])
+
+
+MODE_FLAGS = {"missed_mode", "misweighted_mode"}
+
+
+def kinds(report, method):
+    """The kinds of the flags a report raised on ``method``."""
+    return {f.kind for f in report.flags if f.method == method}
+
+
+def mode_kinds(report, method):
+    """The kinds of ``method``'s flags that are about a mode (missed or misweighted)."""
+    return kinds(report, method) & MODE_FLAGS
