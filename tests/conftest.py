@@ -2,6 +2,7 @@
 fixtures that tests in more than one file use (module-scoped ones are built once in each file that uses them)."""
 
 import os
+import sys
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
@@ -15,7 +16,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import numpyro_stein_diag as nsd  # noqa: E402
-from helpers import ar1, sojourns, two_mode_model  # noqa: E402
+from helpers import ar1, mixture_draws, sojourns, two_mode_model  # noqa: E402
 
 
 @pytest.fixture
@@ -56,3 +57,19 @@ def equal_mass_report():
         ])},
     }
     return nsd.diagnose(two_mode_model, weight_left=0.5, samples=samples, methods=(), progress_bar=False)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Each test's figures closed after it (pyplot keeps every figure it opened)."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
+@pytest.fixture(scope="module")
+def report():
+    """Two methods on 0.3 N(-4, 1) + 0.7 N(4, 1): exact draws (2 x 300) and one chain in the right mode only."""
+    rng = np.random.default_rng(0)
+    samples = {"exact": {"x": mixture_draws(rng, 0.3, (2, 300))}, "one_mode": {"x": rng.normal(4.0, 1.0, (1, 150))}}
+    return nsd.diagnose(two_mode_model, weight_left=0.3, samples=samples, methods=(), progress_bar=False)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import xarray as xr
 
 import numpyro_stein_diag as nsd
 
@@ -55,3 +56,10 @@ def kinds(report, method):
 def mode_kinds(report, method):
     """The kinds of ``method``'s flags that are about a mode (missed or misweighted)."""
     return kinds(report, method) & MODE_FLAGS
+
+
+def nsd_posterior(sites: dict) -> xr.Dataset:
+    """``{site: (chain, draw, ...) array}`` as an ArviZ posterior group."""
+    import arviz_base
+
+    return arviz_base.from_dict({"posterior": sites})["posterior"].dataset
