@@ -4,6 +4,7 @@ The demo's model is defined here again, not imported from ``numpyro_stein_diag.d
 of every other module must not change when the demo does.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -63,3 +64,9 @@ def nsd_posterior(sites: dict) -> xr.Dataset:
     import arviz_base
 
     return arviz_base.from_dict({"posterior": sites})["posterior"].dataset
+
+
+def modes_and_masses(target, seed=0, **kwargs):
+    """``(modes, masses)`` of ``target``: modes searched with key ``seed``, masses estimated with key ``seed + 1``."""
+    modes = nsd.find_modes(target, None, jax.random.PRNGKey(seed), **kwargs)
+    return modes, nsd.mode_masses(target, modes, jax.random.PRNGKey(seed + 1))

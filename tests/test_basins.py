@@ -1,5 +1,6 @@
-"""Basin assignment: the Laplace guess where it is clear, ascents where in doubt, and a check that
-sends every point to ascents when the guess is wrong. Results must equal full ascents."""
+"""Basin assignment: a point belongs to the mode its ascent reaches. The Laplace guess where it is clear,
+ascents where in doubt, and a check that sends every point to ascents when the guess is wrong. Results
+must equal full ascents."""
 
 import dataclasses
 
@@ -11,6 +12,8 @@ import numpyro.distributions as dist
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag import basins
+
+from helpers import two_mode_model
 
 
 def three_modes_2d():
@@ -73,3 +76,13 @@ def test_a_unimodal_audit_ascends_a_few_points_not_every_draw(monkeypatch):
     # three point sets (2000 draws, the masses' proposal draws, the repair's pool) at 128
     # checked points each: before, every point of every set was ascended (4000 and more)
     assert sum(counted) <= 3 * (basins.CHECK_FARTHEST + basins.CHECK_RANDOM)
+
+
+def test_basins_follow_the_ascent_not_the_distance():
+    # 0.5 N(-4, 1) + 0.5 N(4, 1): -0.5 is nearer neither mode in a "closest" sense that
+    # matters; its ascent goes left. Points far outside go to the nearest tail's mode.
+    t = nsd.Target.from_model(two_mode_model)
+    modes = nsd.find_modes(t, jnp.array([[-3.0], [3.0]]))
+    left = int(np.argmin(modes.location[:, 0]))
+    basins = nsd.assign_basins(t, modes, jnp.array([[-0.5], [0.5], [-20.0], [20.0]]))
+    np.testing.assert_array_equal(basins, [left, 1 - left, left, 1 - left])
