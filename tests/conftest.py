@@ -14,6 +14,7 @@ jax.config.update("jax_platforms", "cpu")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import xarray as xr  # noqa: E402
 
 import numpyro_stein_diag as nsd  # noqa: E402
 from helpers import ar1, mixture_draws, sojourns, two_mode_model  # noqa: E402
@@ -73,3 +74,32 @@ def report():
     rng = np.random.default_rng(0)
     samples = {"exact": {"x": mixture_draws(rng, 0.3, (2, 300))}, "one_mode": {"x": rng.normal(4.0, 1.0, (1, 150))}}
     return nsd.diagnose(two_mode_model, weight_left=0.3, samples=samples, methods=(), progress_bar=False)
+
+
+@pytest.fixture(scope="module")
+def two_mode_report():
+    # truth 0.3 / 0.7; 4 chains x 500 independent draws each
+    rng = np.random.default_rng(0)
+    samples = {
+        "exact": {"x": mixture_draws(rng, 0.3, (4, 500))},
+        "one_mode": {"x": rng.normal(4.0, 1.0, (4, 500))},
+        "wrong_weights": {"x": mixture_draws(rng, 0.6, (4, 500))},
+    }
+    return nsd.diagnose(two_mode_model, weight_left=0.3, samples=samples, methods=(), progress_bar=False)
+
+
+@pytest.fixture(scope="module")
+def one_chain_report():
+    # truth 0.3 / 0.7; 2000 exact draws as one chain, as MixtureGuidePredictive's draws arrive
+    rng = np.random.default_rng(3)
+    exact = mixture_draws(rng, 0.3, (1, 2000))
+    posterior = xr.Dataset({"x": (("chain", "draw"), exact)}, attrs={"independent": 1})
+    tree = xr.DataTree.from_dict({"posterior": posterior})
+    samples = {
+        "declared": {"x": exact},
+        "tree": tree,  # declared by the DataTree's own attribute
+        "one_chain": {"x": exact},  # the same draws, not declared: a chain that moves freely
+        "stuck": {"x": rng.normal(4.0, 1.0, (1, 2000))},  # a chain that never leaves the right mode
+    }
+    return nsd.diagnose(two_mode_model, weight_left=0.3, samples=samples, independent={"declared"}, methods=(),
+                        progress_bar=False)

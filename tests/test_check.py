@@ -1,6 +1,6 @@
 """The mode-mass check's false-alarm rate: exact p-values at small ESS, Holm over a method's tests, NaN
-masses that fail closed; flags on known truth for several targets; and the mixing rule: chains that do not move between modes are judged by the
-masses alone.
+masses that fail closed; flags on known truth for several targets; and the mixing rule: chains (one or
+many) that do not move between modes are judged by the masses alone.
 
 The two-mode target is ``w N(-4, 1) + (1 - w) N(4, 1)``: its basins split at the density minimum, and
 beyond +-4 sd the tails add < 1e-4, so the basin masses are ``w`` and ``1 - w``.
@@ -17,7 +17,9 @@ import pytest
 from scipy import optimize, stats
 
 import numpyro_stein_diag as nsd
-from numpyro_stein_diag.check import MIXING_RHAT, basin_rhat, basin_transitions, check_mode_mass, holm, share_pvalue
+from numpyro_stein_diag.check import (
+    MIXING_RHAT, basin_rhat, basin_transitions, check_mode_mass, holm, mixes_between_modes, share_pvalue,
+)
 
 from helpers import MODE_FLAGS, mode_kinds
 
@@ -259,3 +261,26 @@ def test_chains_that_cross_often_raise_no_mode_flag_on_19_of_20_seeds():
         mixing += check.mixing
         flagged += bool({f.kind for f in check.flags} & MODE_FLAGS)
     assert mixing >= 18 and flagged <= 1
+
+
+def test_a_single_chain_is_judged_by_its_own_split_rhat_and_transitions(one_chain_report):
+    r = one_chain_report
+    moving, stuck = r.checks["one_chain"], r.checks["stuck"]
+    assert r.diagnostics("one_chain").attrs["independent"] == 0
+    # ~2 * 0.3 * 0.7 * 2000 = 840 transitions, basin R-hat of its quarters about 1
+    assert moving.mixing and 700 < int(moving.transitions[0]) < 1000 and np.nanmax(moving.basin_rhat) <= 1.01
+    assert not [f for f in r.flags if f.method == "one_chain"]
+    assert not stuck.mixing and int(stuck.transitions[0]) == 0
+    assert "missed_mode" in {f.kind for f in r.flags if f.method == "stuck"}
+
+
+def test_single_chain_mixing_rule_on_basin_sequences():
+    rng = np.random.default_rng(4)
+    free = (rng.random((1, 2000)) > 0.3).astype(int)
+    assert mixes_between_modes(basin_transitions(free), basin_rhat(free, 2))
+    halves = np.repeat([[0, 1]], 1000, axis=1)  # one move, half way: R-hat inf
+    assert np.isinf(basin_rhat(halves, 2)).all() and not mixes_between_modes(basin_transitions(halves),
+                                                                            basin_rhat(halves, 2))
+    sticky = np.zeros((1, 2000), int)
+    sticky[0, 500:520] = 1  # one excursion: R-hat of the quarters fine, 2 transitions too few
+    assert not mixes_between_modes(basin_transitions(sticky), basin_rhat(sticky, 2))
