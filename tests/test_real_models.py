@@ -1,5 +1,8 @@
 """Real model shapes, written as numpyro's examples write them: each gets the report its truth calls for.
 
+An end-to-end file: each test runs the whole audit (target, NUTS or SVGD, modes, masses, check, report,
+plots) on one model, so the tests are grouped by model rather than by module.
+
 Small sizes (2 NUTS chains of 200 warm-up + 300 draws); the verdicts asserted are what a correct audit of
 correct samples must say, and what it must say when a stage cannot see everything.
 """
