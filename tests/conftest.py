@@ -41,6 +41,14 @@ def count_calls(monkeypatch):
     return patch
 
 
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Each test's figures closed after it (pyplot keeps every figure it opened)."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
 @pytest.fixture(scope="module")
 def equal_mass_report():
     """Four chains of 500 draws each on 0.5 N(-4, 1) + 0.5 N(4, 1), stuck or crossing rarely."""
@@ -60,14 +68,6 @@ def equal_mass_report():
     return nsd.diagnose(two_mode_model, weight_left=0.5, samples=samples, methods=(), progress_bar=False)
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    """Each test's figures closed after it (pyplot keeps every figure it opened)."""
-    yield
-    if "matplotlib.pyplot" in sys.modules:
-        sys.modules["matplotlib.pyplot"].close("all")
-
-
 @pytest.fixture(scope="module")
 def report():
     """Two methods on 0.3 N(-4, 1) + 0.7 N(4, 1): exact draws (2 x 300) and one chain in the right mode only."""
@@ -78,7 +78,8 @@ def report():
 
 @pytest.fixture(scope="module")
 def two_mode_report():
-    # truth 0.3 / 0.7; 4 chains x 500 independent draws each
+    """Three methods on 0.3 N(-4, 1) + 0.7 N(4, 1), 4 chains x 500 independent draws each: exact, in the right
+    mode only, and with the weights 0.6 / 0.4."""
     rng = np.random.default_rng(0)
     samples = {
         "exact": {"x": mixture_draws(rng, 0.3, (4, 500))},
@@ -90,7 +91,8 @@ def two_mode_report():
 
 @pytest.fixture(scope="module")
 def one_chain_report():
-    # truth 0.3 / 0.7; 2000 exact draws as one chain, as MixtureGuidePredictive's draws arrive
+    """0.3 N(-4, 1) + 0.7 N(4, 1): 2000 exact draws as one chain (as MixtureGuidePredictive's draws arrive),
+    declared independent or not, and one chain stuck in the right mode."""
     rng = np.random.default_rng(3)
     exact = mixture_draws(rng, 0.3, (1, 2000))
     posterior = xr.Dataset({"x": (("chain", "draw"), exact)}, attrs={"independent": 1})
