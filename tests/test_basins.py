@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import pytest
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag import basins
@@ -39,6 +40,7 @@ def count_ascents(monkeypatch):
     return counted
 
 
+@pytest.mark.slow
 def test_clear_points_take_the_laplace_guess_and_agree_with_full_ascents(monkeypatch):
     t = nsd.Target.from_model(three_modes_2d)
     modes = nsd.find_modes(t, None, jax.random.PRNGKey(0), num_prior_starts=64)
@@ -51,6 +53,7 @@ def test_clear_points_take_the_laplace_guess_and_agree_with_full_ascents(monkeyp
     np.testing.assert_array_equal(cheap, nsd.assign_basins(t, modes, x, exact=True))
 
 
+@pytest.mark.slow
 def test_a_wrong_guess_is_caught_and_every_point_ascended(monkeypatch):
     # the left mode's log density raised by 100 nats: the guess credits it with every point
     t = nsd.Target.from_model(three_modes_2d)
@@ -64,6 +67,7 @@ def test_a_wrong_guess_is_caught_and_every_point_ascended(monkeypatch):
     np.testing.assert_array_equal(result, nsd.assign_basins(t, wrong, x, exact=True))
 
 
+@pytest.mark.slow
 def test_a_unimodal_audit_ascends_a_few_points_not_every_draw(monkeypatch):
     def correlated():
         numpyro.sample("x", dist.MultivariateNormal(jnp.zeros(5), 0.5 * jnp.eye(5) + 0.5))

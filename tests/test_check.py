@@ -144,6 +144,7 @@ def heavy_tailed():
     return model, weights, draw
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", [mixture_3d, gamma_mixture, heavy_tailed], ids=["3d", "constrained", "heavy-tailed"])
 def test_flags_on_known_truth_for_several_targets(case):
     model, weights, draw = case()

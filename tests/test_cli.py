@@ -77,6 +77,7 @@ def model():
 '''
 
 
+@pytest.mark.slow
 def test_lkj_sites_plot_and_the_cli_exits_by_the_verdict(tmp_path, capsys):
     """LKJ's diagonal is 1 +- 1e-7 in float32 (the KDE raised on it) and LKJCholesky's first row and
     L[1, 2] are fixed; exact prior draws of a model without data are exact posterior draws."""

@@ -50,6 +50,7 @@ def test_a_second_diagnose_of_the_same_model_compiles_nothing_new(count_calls):
     assert (len(ascents), len(model_traces)) == first  # ... and not again by the second
 
 
+@pytest.mark.slow
 def test_label_switching_with_canonicalize():
     # y ~ 0.5 N(mu_1, 1) + 0.5 N(mu_2, 1): (mu_1, mu_2) and (mu_2, mu_1) are the same fit.
     y = np.concatenate([np.random.default_rng(1).normal(-3, 1, 60), np.random.default_rng(2).normal(3, 1, 60)])
@@ -74,6 +75,7 @@ def test_label_switching_with_canonicalize():
     np.testing.assert_allclose(canon.masses.mass, [1.0], atol=0.01)
 
 
+@pytest.mark.slow
 def test_samples_from_a_datatree_and_an_mcmc_object():
     run = nsd.nuts(two_mode_model, jax.random.PRNGKey(0), num_chains=2, num_warmup=200, num_samples=200, weight_left=0.5, progress_bar=False)
     tree = arviz_base.from_numpyro(run.mcmc)
@@ -84,6 +86,7 @@ def test_samples_from_a_datatree_and_an_mcmc_object():
     assert "sample_stats" in report.to_datatree("mcmc").children
 
 
+@pytest.mark.slow
 def test_a_users_datatree_keeps_its_dimension_names_and_coordinates(tmp_path):
     def model():
         numpyro.sample("theta", dist.Normal(0.0, 1.0).expand([3]))
@@ -126,6 +129,7 @@ def test_bad_input_is_named(samples, methods, message):
         nsd.diagnose(two_mode_model, samples=samples, methods=methods, progress_bar=False)
 
 
+@pytest.mark.slow
 def test_real_problem_nuts_chains_in_a_squared_parameter():
     # y_i ~ N(theta^2, 1), theta ~ N(0.5, 1): modes at theta = +-2; the prior weighs the positive
     # one by about e^2, so it holds ~88% of the mass. NUTS chains stay in the mode they reach.
@@ -160,6 +164,7 @@ def test_real_problem_nuts_chains_in_a_squared_parameter():
         assert flagged
 
 
+@pytest.mark.slow
 def test_own_methods_are_checked_and_their_histories_round_trip(tmp_path):
     """diagnose() running the package's own SVGD (small settings), not only user samples."""
     methods = {

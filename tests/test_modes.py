@@ -27,6 +27,7 @@ def test_two_unequal_modes_in_1d():
     assert masses.mass_method == "importance" and masses.pareto_k < 0.7
 
 
+@pytest.mark.slow
 def test_three_modes_in_3d_with_unequal_weights_and_covariances():
     weights = jnp.array([0.5, 0.3, 0.2])
     locs = jnp.array([[-5.0, 0, 0], [5, 0, 0], [0, 6, 0]])
@@ -46,6 +47,7 @@ def test_three_modes_in_3d_with_unequal_weights_and_covariances():
         assert abs(masses.mass[k] - weights[j]) < max(0.03, 3 * masses.mass_se[k])
 
 
+@pytest.mark.slow
 def test_modes_on_a_constrained_site_have_the_models_masses():
     # scale ~ 0.3 Gamma(2, 2) + 0.7 Gamma(60, 6): modes live in log space, the Jacobian is in
     # the log density, so the basin masses equal the mixture weights in the model's space

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import pytest
 
 import numpyro_stein_diag as nsd
 
@@ -25,6 +26,7 @@ def test_nuts_on_a_model_keeps_chains_and_sample_stats():
     assert not run.independent
 
 
+@pytest.mark.slow
 def test_nuts_on_a_constrained_model_and_on_a_potential():
     def model(y):
         sigma = numpyro.sample("sigma", dist.HalfNormal(2.0))

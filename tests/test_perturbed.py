@@ -133,6 +133,7 @@ def two_modes(dim, c=0.0, s=1.0):
     return nsd.Target.from_potential(potential, jnp.full(dim, c), init_scale=4.0 * s)
 
 
+@pytest.mark.slow
 def test_perturbed_test_keeps_power_in_100_dimensions():
     t = two_modes(100)
     modes = nsd.find_modes(t, None, jax.random.PRNGKey(0))

@@ -85,6 +85,7 @@ def test_a_repaired_posterior_fed_back_raises_no_mode_flag(missed_heavy_mode_rep
     assert all(mode_kinds(again, name) == set() for name in samples)
 
 
+@pytest.mark.slow
 def test_repaired_three_skewed_modes_in_5d():
     weights = np.array([0.6, 0.3, 0.1])
     locs = np.zeros((3, 5))

@@ -98,6 +98,7 @@ def test_fixed_beta_targets_the_power_posterior(beta):
     assert abs(float(run.particles.var()) * beta - 1.0) < 0.08
 
 
+@pytest.mark.slow
 def test_constrained_samples_stay_in_their_support():
     def model():
         numpyro.sample("scale", dist.HalfNormal(1.0))
@@ -179,6 +180,7 @@ def test_keep_spread_leaves_one_dimension_and_exploring_steps_alone():
     assert float(fixed._step_lengthscale(1.0, nsd.plain().level(jnp.asarray(1.0)), (100, 20))) == 1.0
 
 
+@pytest.mark.slow
 def test_svgd_far_from_zero_is_as_good_as_at_zero():
     cov = np.array([[1.0, 0.8], [0.8, 1.0]])
     precision = jnp.asarray(np.linalg.inv(cov))
