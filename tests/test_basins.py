@@ -1,5 +1,6 @@
-"""Basin assignment: the Laplace guess where it is clear, ascents where in doubt, and a check that
-sends every point to ascents when the guess is wrong. Results must equal full ascents."""
+"""Basin assignment: a point belongs to the mode its ascent reaches. The Laplace guess where it is clear,
+ascents where in doubt, and a check that sends every point to ascents when the guess is wrong. Results
+must equal full ascents."""
 
 import dataclasses
 
@@ -8,9 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import pytest
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag import basins
+
+from helpers import two_mode_model
 
 
 def three_modes_2d():
@@ -36,6 +40,7 @@ def count_ascents(monkeypatch):
     return counted
 
 
+@pytest.mark.slow
 def test_clear_points_take_the_laplace_guess_and_agree_with_full_ascents(monkeypatch):
     t = nsd.Target.from_model(three_modes_2d)
     modes = nsd.find_modes(t, None, jax.random.PRNGKey(0), num_prior_starts=64)
@@ -48,6 +53,7 @@ def test_clear_points_take_the_laplace_guess_and_agree_with_full_ascents(monkeyp
     np.testing.assert_array_equal(cheap, nsd.assign_basins(t, modes, x, exact=True))
 
 
+@pytest.mark.slow
 def test_a_wrong_guess_is_caught_and_every_point_ascended(monkeypatch):
     # the left mode's log density raised by 100 nats: the guess credits it with every point
     t = nsd.Target.from_model(three_modes_2d)
@@ -61,6 +67,7 @@ def test_a_wrong_guess_is_caught_and_every_point_ascended(monkeypatch):
     np.testing.assert_array_equal(result, nsd.assign_basins(t, wrong, x, exact=True))
 
 
+@pytest.mark.slow
 def test_a_unimodal_audit_ascends_a_few_points_not_every_draw(monkeypatch):
     def correlated():
         numpyro.sample("x", dist.MultivariateNormal(jnp.zeros(5), 0.5 * jnp.eye(5) + 0.5))
@@ -73,3 +80,13 @@ def test_a_unimodal_audit_ascends_a_few_points_not_every_draw(monkeypatch):
     # three point sets (2000 draws, the masses' proposal draws, the repair's pool) at 128
     # checked points each: before, every point of every set was ascended (4000 and more)
     assert sum(counted) <= 3 * (basins.CHECK_FARTHEST + basins.CHECK_RANDOM)
+
+
+def test_basins_follow_the_ascent_not_the_distance():
+    # 0.5 N(-4, 1) + 0.5 N(4, 1): -0.5 is nearer neither mode in a "closest" sense that
+    # matters; its ascent goes left. Points far outside go to the nearest tail's mode.
+    t = nsd.Target.from_model(two_mode_model)
+    modes = nsd.find_modes(t, jnp.array([[-3.0], [3.0]]))
+    left = int(np.argmin(modes.location[:, 0]))
+    basins = nsd.assign_basins(t, modes, jnp.array([[-0.5], [0.5], [-20.0], [20.0]]))
+    np.testing.assert_array_equal(basins, [left, 1 - left, left, 1 - left])

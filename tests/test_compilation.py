@@ -6,6 +6,9 @@ import subprocess
 import sys
 
 import jax
+import pytest
+
+pytestmark = pytest.mark.slow  # two fresh JAX processes, each compiling an audit
 
 AUDIT_SCRIPT = """
 import sys, jax, jax.numpy as jnp, numpyro.distributions as dist

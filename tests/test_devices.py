@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+import pytest
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.devices import map_rows, row_mesh
@@ -68,6 +69,7 @@ print(json.dumps({"particles": np.asarray(run.particles).tolist(), "statistic": 
 """
 
 
+@pytest.mark.slow
 def test_svgd_and_ksd_test_on_four_devices_equal_the_one_device_run():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
     out = subprocess.run([sys.executable, "-c", ONE_DEVICE_SCRIPT], env=env, capture_output=True, text=True, check=True)

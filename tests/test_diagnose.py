@@ -1,4 +1,5 @@
-"""diagnose() end to end: flags raised exactly where samples miss or misweight modes; reports round-trip."""
+"""diagnose() end to end: flags raised exactly where samples miss or misweight modes, samples in every form
+it takes, its own methods, one compilation per model, and bad input named."""
 
 import arviz_base
 import jax
@@ -10,27 +11,8 @@ import pytest
 import xarray as xr
 
 import numpyro_stein_diag as nsd
-from numpyro_stein_diag.demo import two_mode_model
 
-
-def mixture_draws(rng, weight_left, shape):
-    return np.where(rng.random(shape) < weight_left, -4.0, 4.0) + rng.normal(size=shape)
-
-
-@pytest.fixture(scope="module")
-def two_mode_report():
-    # truth 0.3 / 0.7; 4 chains x 500 independent draws each
-    rng = np.random.default_rng(0)
-    samples = {
-        "exact": {"x": mixture_draws(rng, 0.3, (4, 500))},
-        "one_mode": {"x": rng.normal(4.0, 1.0, (4, 500))},
-        "wrong_weights": {"x": mixture_draws(rng, 0.6, (4, 500))},
-    }
-    return nsd.diagnose(two_mode_model, weight_left=0.3, samples=samples, methods=(), progress_bar=False)
-
-
-def kinds(report, method):
-    return {f.kind for f in report.flags if f.method == method}
+from helpers import kinds, mixture_draws, two_mode_model
 
 
 def test_flags_on_known_truth(two_mode_report):
@@ -52,47 +34,6 @@ def test_flags_on_known_truth(two_mode_report):
     assert {f.method for f in reject} == {"one_mode", "wrong_weights"} and "perturbed" in reject[0].message
 
 
-def test_summary_reads_as_a_table(two_mode_report):
-    text = two_mode_report.summary()
-    assert "one_mode" in text and "missed_mode" in text and "expected" in text and "Flags:" in text
-
-
-def test_save_load_loses_nothing(two_mode_report, tmp_path):
-    path = tmp_path / "report.nc"
-    two_mode_report.save(path)
-    loaded = nsd.Report.load(path)
-    assert loaded == two_mode_report
-    assert loaded.flags == two_mode_report.flags
-    np.testing.assert_array_equal(loaded.masses.mass, two_mode_report.masses.mass)
-    for m in two_mode_report.methods:
-        xr.testing.assert_identical(loaded.to_datatree(m), two_mode_report.to_datatree(m))
-        assert loaded.ksd[m] == two_mode_report.ksd[m]
-        assert loaded.perturbed_ksd[m] == two_mode_report.perturbed_ksd[m]
-    diag = loaded.to_datatree("one_mode")["stein_diagnostics"]
-    assert int(diag["missed"].sum()) == 1
-    assert float(diag["ksd_pvalue"].sel(test="plain")) == two_mode_report.ksd["one_mode"].pvalue
-    assert loaded.stages == two_mode_report.stages and all(s.seconds >= 0 for s in loaded.stages)
-
-
-def test_dataframe_html_and_flag_variables_hold_the_checks_numbers(two_mode_report):
-    r = two_mode_report
-    df = r.to_dataframe()
-    assert list(df.index.names) == ["method", "mode"] and len(df) == 3 * len(r.modes)
-    for m, check in r.checks.items():
-        np.testing.assert_array_equal(df.loc[m, "expected_mass"].values, check.expected_mass)
-        np.testing.assert_array_equal(df.loc[m, "observed_share"].values, check.observed_share)
-        assert (df.loc[m, "ksd_pvalue"] == r.ksd[m].pvalue).all()
-    left = int(np.argmin(r.modes.location[:, 0]))
-    assert "missed_mode" in df.loc[("one_mode", left), "flags"] and df.loc["exact", "flags"].eq("").all()
-    # flags are variables along a flag dim: xarray selects them
-    flags = r.tree["flags"].to_dataset()
-    missed = flags.where(flags["kind"] == "missed_mode", drop=True)
-    assert list(missed["method"].values) == ["one_mode"] and int(missed["mode"].values[0]) == left
-    assert flags.sizes["flag"] == len(r.flags)
-    page = r._repr_html_()
-    assert page.count("background:#fdd") == int((df["flags"] != "").sum()) and "<b>Flags:</b>" in page
-
-
 def test_a_second_diagnose_of_the_same_model_compiles_nothing_new(count_calls):
     from numpyro_stein_diag import modes
 
@@ -109,6 +50,7 @@ def test_a_second_diagnose_of_the_same_model_compiles_nothing_new(count_calls):
     assert (len(ascents), len(model_traces)) == first  # ... and not again by the second
 
 
+@pytest.mark.slow
 def test_label_switching_with_canonicalize():
     # y ~ 0.5 N(mu_1, 1) + 0.5 N(mu_2, 1): (mu_1, mu_2) and (mu_2, mu_1) are the same fit.
     y = np.concatenate([np.random.default_rng(1).normal(-3, 1, 60), np.random.default_rng(2).normal(3, 1, 60)])
@@ -133,6 +75,7 @@ def test_label_switching_with_canonicalize():
     np.testing.assert_allclose(canon.masses.mass, [1.0], atol=0.01)
 
 
+@pytest.mark.slow
 def test_samples_from_a_datatree_and_an_mcmc_object():
     run = nsd.nuts(two_mode_model, jax.random.PRNGKey(0), num_chains=2, num_warmup=200, num_samples=200, weight_left=0.5, progress_bar=False)
     tree = arviz_base.from_numpyro(run.mcmc)
@@ -143,6 +86,7 @@ def test_samples_from_a_datatree_and_an_mcmc_object():
     assert "sample_stats" in report.to_datatree("mcmc").children
 
 
+@pytest.mark.slow
 def test_a_users_datatree_keeps_its_dimension_names_and_coordinates(tmp_path):
     def model():
         numpyro.sample("theta", dist.Normal(0.0, 1.0).expand([3]))
@@ -185,6 +129,7 @@ def test_bad_input_is_named(samples, methods, message):
         nsd.diagnose(two_mode_model, samples=samples, methods=methods, progress_bar=False)
 
 
+@pytest.mark.slow
 def test_real_problem_nuts_chains_in_a_squared_parameter():
     # y_i ~ N(theta^2, 1), theta ~ N(0.5, 1): modes at theta = +-2; the prior weighs the positive
     # one by about e^2, so it holds ~88% of the mass. NUTS chains stay in the mode they reach.
@@ -219,6 +164,7 @@ def test_real_problem_nuts_chains_in_a_squared_parameter():
         assert flagged
 
 
+@pytest.mark.slow
 def test_own_methods_are_checked_and_their_histories_round_trip(tmp_path):
     """diagnose() running the package's own SVGD (small settings), not only user samples."""
     methods = {

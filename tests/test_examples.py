@@ -4,6 +4,9 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # each example is a whole audit run as a script
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -1,4 +1,5 @@
-"""KSD values against closed forms, the Stein identity, and the tests' level and power."""
+"""KSD values against closed forms, the Stein identity, the tests' level and power, and verdicts that do not
+move with the posterior's location or scale."""
 
 import jax
 import jax.numpy as jnp
@@ -7,12 +8,9 @@ import numpyro.distributions as dist
 import pytest
 
 from numpyro_stein_diag import IMQ, RBF, Target, ksd, ksd_test
-from numpyro_stein_diag.demo import two_mode_model
 from numpyro_stein_diag.ksd import stein_kernel_rows
 
-
-def gaussian_target(dim=1):
-    return Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(dim))
+from helpers import gaussian, two_mode_model
 
 
 def bimodal_pm1():
@@ -92,7 +90,7 @@ def test_stein_identity_by_quadrature(kernel):
 def test_level_on_exact_draws():
     # 100 seeds of 200 exact N(0, I_2) draws. Under a test of exact level 0.05 the number of
     # rejections is Binomial(100, 0.05): P(1 <= X <= 12) = 0.993, so the band is defended.
-    t = gaussian_target(2)
+    t = gaussian(dim=2)
     rejections = sum(
         ksd_test(t, np.random.default_rng(seed).normal(size=(200, 2)), jax.random.PRNGKey(seed),
                  num_bootstrap=300).pvalue < 0.05
@@ -102,7 +100,7 @@ def test_level_on_exact_draws():
 
 
 def test_power_on_a_clearly_wrong_sample():
-    t = gaussian_target(2)
+    t = gaussian(dim=2)
     for seed in range(5):
         wide = np.random.default_rng(seed).normal(scale=1.5, size=(200, 2))
         assert ksd_test(t, wide, jax.random.PRNGKey(seed), num_bootstrap=300).pvalue < 0.01
@@ -122,7 +120,7 @@ def test_wild_bootstrap_holds_its_level_on_autocorrelated_chains():
     # AR(1), rho = 0.9, 2 chains x 500 draws, 40 seeds. The wild bootstrap is approximate;
     # under level 0.05, Binomial(40, 0.05) exceeds 6 with probability 0.014. Multinomial
     # multipliers ignore the autocorrelation and reject most of these correct chains.
-    t = gaussian_target(1)
+    t = gaussian(dim=1)
     wild, multinomial = 0, 0
     for seed in range(40):
         chains = ar1_chains(np.random.default_rng(seed), 0.9, 2, 500)
@@ -148,7 +146,7 @@ def test_the_blindness_one_isolated_mode_passes():
 
 
 def test_result_prints_readably():
-    t = gaussian_target(1)
+    t = gaussian(dim=1)
     result = ksd_test(t, np.random.default_rng(0).normal(size=(50, 1)), jax.random.PRNGKey(0), num_bootstrap=99)
     text = str(result)
     assert "p-value" in text and "multinomial" in text and f"{result.pvalue:.3g}" in text
@@ -165,7 +163,7 @@ def test_result_prints_readably():
 )
 def test_bad_draws_are_named(x, message):
     with pytest.raises(ValueError, match=message):
-        ksd(gaussian_target(1), x)
+        ksd(gaussian(dim=1), x)
 
 
 def test_score_outside_support_is_named():
@@ -175,9 +173,22 @@ def test_score_outside_support_is_named():
 
 
 def test_unknown_options_are_refused():
-    t = gaussian_target(1)
+    t = gaussian(dim=1)
     x = np.zeros((4, 1))
     with pytest.raises(ValueError, match="statistic must be"):
         ksd(t, x, statistic="w")
     with pytest.raises(ValueError, match="bootstrap must be"):
         ksd_test(t, x, jax.random.PRNGKey(0), bootstrap="iid")
+
+
+@pytest.mark.parametrize("c, s", [(1e3, 1.0), (0.0, 1e-2), (0.0, 1e2), (1e3, 1e-2)])
+def test_ksd_test_verdict_does_not_move_with_location_or_scale(c, s):
+    rng = np.random.default_rng(1)
+    z_exact, z_wide = rng.normal(size=(500, 2)), 1.5 * rng.normal(size=(500, 2))
+    key = jax.random.PRNGKey(0)
+    reference = [ksd_test(gaussian(0.0, 1.0), z, key, num_bootstrap=200).pvalue for z in (z_exact, z_wide)]
+    moved = [ksd_test(gaussian(c, s), c + s * z, key, num_bootstrap=200).pvalue for z in (z_exact, z_wide)]
+    # standard units make (z, s_z) the same arrays up to float32 round-off, so the same bootstrap
+    # gives the same p-value (one bootstrap draw of slack: 1/201)
+    np.testing.assert_allclose(moved, reference, atol=0.01)
+    assert reference[0] > 0.05 and reference[1] < 0.01

@@ -1,5 +1,9 @@
 """Real model shapes, written as numpyro's examples write them: each gets the report its truth calls for.
 
+An end-to-end file: each test runs the whole audit (target, NUTS or SVGD, modes, masses, check, report,
+plots) on one model, so the tests are grouped by model rather than by module, and all are marked slow
+(the support checks have fast twins in test_target.py and test_validation.py).
+
 Small sizes (2 NUTS chains of 200 warm-up + 300 draws); the verdicts asserted are what a correct audit of
 correct samples must say, and what it must say when a stage cannot see everything.
 """
@@ -14,6 +18,8 @@ from numpyro.infer import MCMC, NUTS
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.diagnose import run_from_samples
+
+pytestmark = pytest.mark.slow  # the whole audit per test, most after a NUTS run: about 80 s in all
 
 Y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
 SIGMA = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])

@@ -1,5 +1,5 @@
 """Input validation: each gap a new user met gets a one-line error naming the site, the shapes and
-the fix; independent draws can be declared; a single chain is judged by its own split R-hat."""
+the fix; independent draws can be declared."""
 
 import numpy as np
 import numpyro
@@ -8,21 +8,18 @@ import pytest
 import xarray as xr
 
 import numpyro_stein_diag as nsd
-from numpyro_stein_diag.check import basin_rhat, basin_transitions, mixes_between_modes
-from numpyro_stein_diag.demo import two_mode_model
+from numpyro_stein_diag.check import basin_rhat
 from numpyro_stein_diag.diagnose import run_from_samples
 from numpyro_stein_diag.validation import (
     MIN_DRAWS, InputError, ModelError, check_chain_draw_axes, check_independent_names, sample_axes,
 )
 
+from helpers import mixture_draws, two_mode_model
+
 
 def scalar_and_vector_model():
     numpyro.sample("a", dist.Normal())
     numpyro.sample("b", dist.Normal().expand([3]))
-
-
-def mixture_draws(rng, weight_left, shape):
-    return np.where(rng.random(shape) < weight_left, -4.0, 4.0) + rng.normal(size=shape)
 
 
 # ---------------------------------------------------------------- shapes
@@ -128,24 +125,7 @@ def test_an_error_while_building_the_target_names_the_sites_so_far():
         nsd.Target.from_potential(potential, np.zeros(2))
 
 
-# ---------------------------------------------------------------- independent draws, single chains
-@pytest.fixture(scope="module")
-def one_chain_report():
-    # truth 0.3 / 0.7; 2000 exact draws as one chain, as MixtureGuidePredictive's draws arrive
-    rng = np.random.default_rng(3)
-    exact = mixture_draws(rng, 0.3, (1, 2000))
-    posterior = xr.Dataset({"x": (("chain", "draw"), exact)}, attrs={"independent": 1})
-    tree = xr.DataTree.from_dict({"posterior": posterior})
-    samples = {
-        "declared": {"x": exact},
-        "tree": tree,  # declared by the DataTree's own attribute
-        "one_chain": {"x": exact},  # the same draws, not declared: a chain that moves freely
-        "stuck": {"x": rng.normal(4.0, 1.0, (1, 2000))},  # a chain that never leaves the right mode
-    }
-    return nsd.diagnose(two_mode_model, weight_left=0.3, samples=samples, independent={"declared"}, methods=(),
-                        progress_bar=False)
-
-
+# ---------------------------------------------------------------- independent draws
 def test_declared_independent_draws_raise_no_flag_and_are_reported_independent(one_chain_report):
     r = one_chain_report
     assert len(r.modes) == 2
@@ -154,29 +134,6 @@ def test_declared_independent_draws_raise_no_flag_and_are_reported_independent(o
         assert r.checks[name].ess.tolist() == [2000.0, 2000.0]  # ESS = n
         assert not [f for f in r.flags if f.method == name]
         assert int(r.to_datatree(name)["stein_diagnostics"].attrs["independent"]) == 1
-
-
-def test_a_single_chain_is_judged_by_its_own_split_rhat_and_transitions(one_chain_report):
-    r = one_chain_report
-    moving, stuck = r.checks["one_chain"], r.checks["stuck"]
-    assert r.diagnostics("one_chain").attrs["independent"] == 0
-    # ~2 * 0.3 * 0.7 * 2000 = 840 transitions, basin R-hat of its quarters about 1
-    assert moving.mixing and 700 < int(moving.transitions[0]) < 1000 and np.nanmax(moving.basin_rhat) <= 1.01
-    assert not [f for f in r.flags if f.method == "one_chain"]
-    assert not stuck.mixing and int(stuck.transitions[0]) == 0
-    assert "missed_mode" in {f.kind for f in r.flags if f.method == "stuck"}
-
-
-def test_single_chain_mixing_rule_on_basin_sequences():
-    rng = np.random.default_rng(4)
-    free = (rng.random((1, 2000)) > 0.3).astype(int)
-    assert mixes_between_modes(basin_transitions(free), basin_rhat(free, 2))
-    halves = np.repeat([[0, 1]], 1000, axis=1)  # one move, half way: R-hat inf
-    assert np.isinf(basin_rhat(halves, 2)).all() and not mixes_between_modes(basin_transitions(halves),
-                                                                            basin_rhat(halves, 2))
-    sticky = np.zeros((1, 2000), int)
-    sticky[0, 500:520] = 1  # one excursion: R-hat of the quarters fine, 2 transitions too few
-    assert not mixes_between_modes(basin_transitions(sticky), basin_rhat(sticky, 2))
 
 
 def test_independent_names_must_be_samples():

@@ -1,4 +1,5 @@
-"""SVGD: accuracy on a Gaussian, the mixing-proportion failure, its annealed remedy, schedules."""
+"""SVGD: accuracy on a Gaussian (far from zero too), the mixing-proportion failure, its annealed remedy,
+schedules and their noise, and one compilation per run."""
 
 import jax
 import jax.numpy as jnp
@@ -8,8 +9,9 @@ import numpyro.distributions as dist
 import pytest
 
 import numpyro_stein_diag as nsd
-from numpyro_stein_diag.demo import two_mode_model
 from numpyro_stein_diag.stein_variational import smoothed_score
+
+from helpers import gaussian, two_mode_model
 
 
 def test_plain_svgd_on_a_correlated_gaussian():
@@ -54,7 +56,7 @@ def test_the_remedy_annealed_svgd_recovers_the_weights(weight_left):
 
 def test_smoothed_score_matches_the_closed_form():
     # p = N(0, 1): p * N(0, s^2) = N(0, 1 + s^2), score -x / (1 + s^2)
-    t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(1))
+    t = gaussian(dim=1)
     x = jnp.array([[-1.5], [0.5], [2.0]])
     noise = jax.random.normal(jax.random.PRNGKey(0), (3, 20000, 1))
     # SNIS with 20000 draws: the weighted scores have sd ~1 and ESS ~ 4000, so sd ~ 0.016;
@@ -91,11 +93,12 @@ def test_cyclic_schedule_has_its_cycles():
 @pytest.mark.parametrize("beta", [0.5, 2.0])
 def test_fixed_beta_targets_the_power_posterior(beta):
     # N(0, 1)^beta = N(0, 1/beta); 300 particles, measured variance within 3%, tolerance 8%
-    t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(1))
+    t = gaussian(dim=1)
     run = nsd.svgd(t, jax.random.PRNGKey(0), 300, 1000, schedule=nsd.tempered(beta=beta), progress_bar=False)
     assert abs(float(run.particles.var()) * beta - 1.0) < 0.08
 
 
+@pytest.mark.slow
 def test_constrained_samples_stay_in_their_support():
     def model():
         numpyro.sample("scale", dist.HalfNormal(1.0))
@@ -112,14 +115,14 @@ def test_constrained_samples_stay_in_their_support():
 def test_scan_compiles_once_per_run(count_calls):
     from numpyro_stein_diag.stein_variational import SVGDKernel
 
-    t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2))
+    t = gaussian(dim=2)
     traces = count_calls(SVGDKernel, "step")
     nsd.svgd(t, jax.random.PRNGKey(0), 16, 100, num_checkpoints=5, progress_bar=False)
     assert len(traces) == 1  # five equal chunks, one trace of the step, so one compilation
 
 
 def test_bad_init_is_named():
-    t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2))
+    t = gaussian(dim=2)
     with pytest.raises(ValueError, match=r"init has shape \(5, 3\)"):
         nsd.svgd(t, jax.random.PRNGKey(0), init=jnp.zeros((5, 3)), progress_bar=False)
 
@@ -137,7 +140,7 @@ def test_init_and_step_are_the_loop_svgd_runs():
 
     from numpyro_stein_diag.stein_variational import SVGDInfo, SVGDKernel
 
-    t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(2))
+    t = gaussian(dim=2)
     key = jax.random.PRNGKey(3)
     x0 = t.initial_points(jax.random.PRNGKey(4), 16)
     update = SVGDKernel(t, optax.adam(0.05))
@@ -157,7 +160,7 @@ def test_keep_spread_keeps_the_sd_in_twenty_dimensions(keep_spread, low, high):
     # (measured; a kernel near 1/(N+1) between all pairs balances at sqrt(log N / (d + log N)) = 0.43),
     # widened by sqrt(min(d, log(N+1))) it ends at 0.95 (measured). The bands are the issue's goal
     # [0.9, 1.1] and, for the old behaviour, well clear of it.
-    t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(20))
+    t = gaussian(dim=20)
     run = nsd.svgd(t, jax.random.PRNGKey(0), 100, 400, keep_spread=keep_spread, progress_bar=False)
     sd = float(np.mean(np.std(np.asarray(run.particles), axis=0)))
     assert low < sd < high
@@ -168,10 +171,86 @@ def test_keep_spread_leaves_one_dimension_and_exploring_steps_alone():
 
     assert spread_keeping_lengthscale(0.3, 200, 1) == 0.3  # 1-D runs (the paper's Figure 2) are unchanged
     assert spread_keeping_lengthscale(0.3, 200, 50) == pytest.approx(0.3 * np.sqrt(np.log(201)))
-    t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(20))
+    t = gaussian(dim=20)
     kernel = SVGDKernel(t, None)
     exploring = nsd.annealed(sigma_max=2.0).level(jnp.asarray(0.0))
     assert float(kernel._step_lengthscale(1.0, exploring, (100, 20))) == 1.0
     assert float(kernel._step_lengthscale(1.0, nsd.plain().level(jnp.asarray(1.0)), (100, 20))) > 2.0
     fixed = SVGDKernel(t, None, nsd.RBF(lengthscale=1.0))  # a lengthscale you give is used as given
     assert float(fixed._step_lengthscale(1.0, nsd.plain().level(jnp.asarray(1.0)), (100, 20))) == 1.0
+
+
+@pytest.mark.slow
+def test_svgd_far_from_zero_is_as_good_as_at_zero():
+    cov = np.array([[1.0, 0.8], [0.8, 1.0]])
+    precision = jnp.asarray(np.linalg.inv(cov))
+    results = []
+    for c in (0.0, 1e3):
+        t = nsd.Target.from_potential(lambda z, c=c: 0.5 * (z - c) @ precision @ (z - c), jnp.full(2, c))
+        x = np.asarray(nsd.svgd(t, jax.random.PRNGKey(0), 100, 300, progress_bar=False).draws[0], np.float64)
+        results.append((x.mean(0) - c, np.cov(x.T)))
+    # the same particles up to float32 round-off at 1000 (6e-5): raw coordinates moved the mean
+    # by 5e-3 and the covariance by 3e-2
+    np.testing.assert_allclose(results[1][0], results[0][0], atol=1e-3)
+    np.testing.assert_allclose(results[1][1], results[0][1], atol=1e-3)
+
+
+def test_svgd_called_twice_compiles_once(count_calls):
+    from numpyro_stein_diag.stein_variational import SVGDKernel, _run_chunk
+
+    t = gaussian(dim=2)
+    steps, densities = count_calls(SVGDKernel, "step"), count_calls(nsd.Target, "_log_density_1d")
+    programs = _run_chunk._cache_size()
+    for seed in range(2):  # 100 steps in 3 checkpoints: chunks of 34, the last padded
+        nsd.svgd(t, jax.random.PRNGKey(seed), 16, 100, num_checkpoints=3, progress_bar=False)
+    assert len(steps) == 1  # the scan's step traced once for both runs
+    assert len(densities) == 2  # the model traced once in that step, once in the KSD checkpoints' score
+    # and compiled once: the first chunk's state is laid out over the 4 devices as later chunks
+    # get it back (a different layout compiles again without tracing again); t is alive, so its
+    # cache entry cannot have been dropped
+    assert _run_chunk._cache_size() == programs + 1
+
+
+def test_padded_steps_change_nothing():
+    t = gaussian(dim=2)
+    runs = [nsd.svgd(t, jax.random.PRNGKey(0), 16, 100, num_checkpoints=k, progress_bar=False) for k in (4, 3)]
+    np.testing.assert_allclose(runs[0].draws, runs[1].draws, rtol=1e-5, atol=1e-6)
+    assert len(runs[1].history["step_norm"]) == 100 and list(runs[1].history["ksd_step"]) == [34, 68, 100]
+
+
+def test_chain_resolves_each_sigma_once():
+    t = gaussian(0.0, 1.0)
+    key = jax.random.PRNGKey(0)
+    spread = nsd.annealed().resolve(t, key).level(jnp.zeros(()))[1]
+    resolved = nsd.chain(nsd.annealed(sigma_max=10.0), nsd.annealed()).resolve(t, key)
+    # sigmas add in variance: the given 10 stays 10, the other part gets the target's spread
+    np.testing.assert_allclose(resolved.level(jnp.zeros(()))[1], np.hypot(10.0, spread), rtol=1e-5)
+
+
+def test_annealing_noise_is_per_coordinate_and_robust_to_heavy_tails():
+    def model():
+        numpyro.sample("wide", dist.Normal(1e3, 100.0))
+        numpyro.sample("narrow", dist.Normal(0.0, 0.01))
+        numpyro.sample("heavy", dist.Cauchy(0.0, 1.0))
+
+    t = nsd.Target.from_model(model)
+    sigma = dict(zip(t.coordinate_names, np.asarray(nsd.annealed().resolve(t, jax.random.PRNGKey(0)).level(jnp.zeros(()))[1])))
+    # twice each coordinate's spread: 200 and 0.02 (the central 90% range of 512 draws: within
+    # 15%), and for the Cauchy twice q_0.95 / 1.645 = 7.7 (the quantile's sd over 512 draws is 20%),
+    # where the sample sd of 512 Cauchy draws runs to the tens or hundreds
+    assert sigma["wide"] == pytest.approx(200.0, rel=0.15) and sigma["narrow"] == pytest.approx(0.02, rel=0.15)
+    assert sigma["heavy"] == pytest.approx(2 * np.tan(0.45 * np.pi) / 1.6449, rel=0.5)
+
+
+def test_smoothed_score_gives_points_outside_the_support_no_weight():
+    # N(1, 1) truncated to x > 0: log density and score are NaN at negative points
+    t = nsd.Target.from_potential(lambda z: jnp.sum(0.5 * (z - 1.0) ** 2 - jnp.log(jnp.sign(z))), jnp.ones(1))
+    x = jnp.array([[0.3], [2.0]])
+    noise = jax.random.normal(jax.random.PRNGKey(0), (2, 64, 1))
+    got = np.asarray(smoothed_score(t, x, 1.0, noise))
+    assert np.all(np.isfinite(got))
+    y = np.asarray(x[:, None, :] + noise)[..., 0]
+    log_p = np.where(y > 0, -0.5 * (y - 1.0) ** 2, -np.inf)
+    w = np.exp(log_p - log_p.max(1, keepdims=True))
+    expected = np.sum(w * (1.0 - y), 1) / w.sum(1)  # SNIS over the points inside the support
+    np.testing.assert_allclose(got[:, 0], expected, rtol=1e-4)

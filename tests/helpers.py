@@ -1,0 +1,72 @@
+"""Models and draws the test files share (``from helpers import ...``; tests/ is on pytest's pythonpath).
+
+The demo's model is defined here again, not imported from ``numpyro_stein_diag.demo``: the tests
+of every other module must not change when the demo does.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import xarray as xr
+
+import numpyro_stein_diag as nsd
+
+
+def two_mode_model(separation: float = 4.0, weight_left: float = 0.5):
+    """``x ~ w N(-separation, 1) + (1 - w) N(separation, 1)``."""
+    mixing = dist.Categorical(probs=np.array([weight_left, 1.0 - weight_left]))
+    components = dist.Normal(np.array([-separation, separation]), 1.0)
+    numpyro.sample("x", dist.MixtureSameFamily(mixing, components))
+
+
+def mixture_draws(rng, weight_left, shape):
+    """Exact draws of :func:`two_mode_model` (separation 4): ``w N(-4, 1) + (1 - w) N(4, 1)``."""
+    return np.where(rng.random(shape) < weight_left, -4.0, 4.0) + rng.normal(size=shape)
+
+
+def gaussian(c=0.0, s=1.0, dim=2):
+    """``N(c 1, s^2 I)`` in ``dim`` dimensions as a potential, ``0.5 ||(z - c) / s||^2``, started at ``c 1``."""
+    return nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(((z - c) / s) ** 2), jnp.full(dim, c))
+
+
+def ar1(rng, centre, shape, rho=0.5):
+    """Draws that stay around ``centre`` with AR(1) autocorrelation ``rho`` along the last axis."""
+    eps = rng.normal(size=shape)
+    x = np.empty(shape)
+    x[..., 0] = eps[..., 0]
+    for t in range(1, shape[-1]):
+        x[..., t] = rho * x[..., t - 1] + np.sqrt(1 - rho**2) * eps[..., t]
+    return centre + x
+
+
+def sojourns(rng, *pieces):
+    """One chain made of ``(centre, length)`` pieces: a chain that crosses between them rarely."""
+    return np.concatenate([ar1(rng, c, (n,)) for c, n in pieces])
+
+
+MODE_FLAGS = {"missed_mode", "misweighted_mode"}
+
+
+def kinds(report, method):
+    """The kinds of the flags a report raised on ``method``."""
+    return {f.kind for f in report.flags if f.method == method}
+
+
+def mode_kinds(report, method):
+    """The kinds of ``method``'s flags that are about a mode (missed or misweighted)."""
+    return kinds(report, method) & MODE_FLAGS
+
+
+def nsd_posterior(sites: dict) -> xr.Dataset:
+    """``{site: (chain, draw, ...) array}`` as an ArviZ posterior group."""
+    import arviz_base
+
+    return arviz_base.from_dict({"posterior": sites})["posterior"].dataset
+
+
+def modes_and_masses(target, seed=0, **kwargs):
+    """``(modes, masses)`` of ``target``: modes searched with key ``seed``, masses estimated with key ``seed + 1``."""
+    modes = nsd.find_modes(target, None, jax.random.PRNGKey(seed), **kwargs)
+    return modes, nsd.mode_masses(target, modes, jax.random.PRNGKey(seed + 1))
