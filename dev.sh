@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run numpyro_stein_diag on a fresh machine.
 #   ./dev.sh demo   install into .venv (Python >= 3.12) and run the demo
-#   ./dev.sh test   install into .venv (pytest is in the lock) and run the test suite
+#   ./dev.sh test   install into .venv (pytest and ruff are in the lock), lint and run the test suite
 #   ./dev.sh bench  install the benchmark peers and run bench/
 # Every command installs the pinned environment of requirements-dev.lock (the versions the
 # README's numbers come from), then the package itself without touching those pins.
@@ -52,7 +52,7 @@ setup() {
 
 case "${1:-}" in
     demo) setup; shift; exec .venv/bin/python -m numpyro_stein_diag demo "$@" ;;
-    test) setup; shift; exec .venv/bin/python -m pytest -q "$@" ;;
+    test) setup; shift; .venv/bin/ruff check . && .venv/bin/ruff format --check . && exec .venv/bin/python -m pytest -q "$@" ;;
     bench) setup bench; shift; for b in bench/bench_*.py; do .venv/bin/python "$b" "$@"; done ;;
     *) echo "usage: ./dev.sh demo | test | bench" >&2; exit 2 ;;
 esac

@@ -61,20 +61,31 @@ def main():
     num_particles = int(sys.argv[1]) if len(sys.argv) > 1 else 512
     num_steps = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
     print(f"{num_particles} particles, {num_steps} steps, 2 cores")
-    mcmc = MCMC(NUTS(eight_schools), num_warmup=1000, num_samples=2000, num_chains=4,
-                chain_method="sequential", progress_bar=False)
+    mcmc = MCMC(
+        NUTS(eight_schools),
+        num_warmup=1000,
+        num_samples=2000,
+        num_chains=4,
+        chain_method="sequential",
+        progress_bar=False,
+    )
     mcmc.run(jax.random.PRNGKey(0))
     ref = mcmc.get_samples()
     ref_stats = (ref["mu"].mean(), ref["mu"].std(), np.log(ref["tau"]).mean(), np.log(ref["tau"]).std())
-    print(f"eight schools NUTS: mu {ref_stats[0]:.2f} +- {ref_stats[1]:.2f}, log tau {ref_stats[2]:.2f} +- {ref_stats[3]:.2f}")
+    print(
+        f"eight schools NUTS: mu {ref_stats[0]:.2f} +- {ref_stats[1]:.2f}, "
+        f"log tau {ref_stats[2]:.2f} +- {ref_stats[3]:.2f}"
+    )
     target = nsd.Target.from_model(eight_schools)
     times = {}
     for name, schedule in (("plain", nsd.plain()), ("annealed", nsd.annealed())):
         result, times[name] = run(target, schedule, num_particles, num_steps)
         s = result.samples
         finite = all(np.isfinite(np.asarray(v)).all() for v in s.values())
-        print(f"  {name:9s} {times[name]:6.1f} s, finite {finite}, mu {np.mean(s['mu']):.2f} +- {np.std(s['mu']):.2f}, "
-              f"log tau {np.mean(np.log(s['tau'])):.2f} +- {np.std(np.log(s['tau'])):.2f}")
+        print(
+            f"  {name:9s} {times[name]:6.1f} s, finite {finite}, mu {np.mean(s['mu']):.2f} +- {np.std(s['mu']):.2f}, "
+            f"log tau {np.mean(np.log(s['tau'])):.2f} +- {np.std(np.log(s['tau'])):.2f}"
+        )
     print(f"  annealed / plain time: {times['annealed'] / times['plain']:.2f}")
 
     target = nsd.Target.from_model(mixture)
@@ -83,8 +94,11 @@ def main():
         result, times[name] = run(target, schedule, num_particles, num_steps)
         finite = all(np.isfinite(np.asarray(v)).all() for v in result.samples.values())
         shares = permutation_shares(result.samples["mu"][0])
-        print(f"  {name:9s} {times[name]:6.1f} s, finite {finite}, shares "
-              + " ".join(f"{v:.1%}" for v in shares) + f", max |share - 1/6| {np.max(np.abs(shares - 1 / 6)):.1%}")
+        print(
+            f"  {name:9s} {times[name]:6.1f} s, finite {finite}, shares "
+            + " ".join(f"{v:.1%}" for v in shares)
+            + f", max |share - 1/6| {np.max(np.abs(shares - 1 / 6)):.1%}"
+        )
     print(f"  annealed / plain time: {times['annealed'] / times['plain']:.2f}")
 
 

@@ -32,12 +32,13 @@ def timed_basins(target, modes, points, exact):
 
 
 def main(names):
-    print(f"{'posterior':>20} {'set':>9} {'points':>7} {'K':>2} {'same basin':>10} {'rare basins':>11} "
-          f"{'ascended':>9} {'s':>6} {'full s':>7}")
+    print(
+        f"{'posterior':>20} {'set':>9} {'points':>7} {'K':>2} {'same basin':>10} {'rare basins':>11} "
+        f"{'ascended':>9} {'s':>6} {'full s':>7}"
+    )
     for name in names:
         model, num = POSTERIORS[name]
-        run = nsd.nuts(model, jax.random.PRNGKey(0), num_chains=4, num_warmup=num, num_samples=num,
-                       progress_bar=False)
+        run = nsd.nuts(model, jax.random.PRNGKey(0), num_chains=4, num_warmup=num, num_samples=num, progress_bar=False)
         target = nsd.Target.from_model(model)
         modes = nsd.find_modes(target, run.thinned(32).reshape(-1, target.dim), jax.random.PRNGKey(1))
         weights = np.full(len(modes), 1.0 / len(modes))
@@ -48,8 +49,11 @@ def main(names):
             shares = np.array([np.mean(full == k) for k in range(len(modes))])
             rare = np.isin(full, np.flatnonzero(shares < 0.01))
             rare_text = f"{np.mean(cheap[rare] == full[rare]):.4f}" if rare.any() else "-"
-            print(f"{name:>20} {label:>9} {len(points):7d} {len(modes):2d} {np.mean(cheap == full):10.4f} "
-                  f"{rare_text:>11} {ascended:9d} {seconds:6.2f} {full_seconds:7.2f}", flush=True)
+            print(
+                f"{name:>20} {label:>9} {len(points):7d} {len(modes):2d} {np.mean(cheap == full):10.4f} "
+                f"{rare_text:>11} {ascended:9d} {seconds:6.2f} {full_seconds:7.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

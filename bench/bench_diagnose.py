@@ -149,15 +149,18 @@ def count_ascents():
 
 def audit_in_new_process(name, cache_dir):
     """The first-call audit time in a fresh process with the persistent cache at ``cache_dir``."""
-    out = subprocess.run([sys.executable, __file__, "--cached", name, cache_dir], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--cached", name, cache_dir], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(names):
-    print(f"{'posterior':>20} {'NUTS s':>7} {'modes':>6} {'masses':>7} {'checks':>7} {'repairs':>8} {'first s':>8} "
-          f"{'/NUTS':>6} {'second s':>9} {'/NUTS':>6} {'cached s':>9} {'/NUTS':>6} {'NUTS grads':>10} "
-          f"{'ascents':>8}  modes found, flags")
+    print(
+        f"{'posterior':>20} {'NUTS s':>7} {'modes':>6} {'masses':>7} {'checks':>7} {'repairs':>8} {'first s':>8} "
+        f"{'/NUTS':>6} {'second s':>9} {'/NUTS':>6} {'cached s':>9} {'/NUTS':>6} {'NUTS grads':>10} "
+        f"{'ascents':>8}  modes found, flags"
+    )
     for name in names:
         t_nuts, nuts_gradients, report, ascents, (first, second) = nuts_and_audit(name)
         with tempfile.TemporaryDirectory() as cache_dir:
@@ -165,10 +168,12 @@ def main(names):
             cached = audit_in_new_process(name, cache_dir)["first"]
         t = report.timings
         flags = sorted({f.kind for f in report.flags}) or ["none"]
-        print(f"{name:>20} {t_nuts:7.1f} {t['modes']:6.1f} {t['masses']:7.1f} {t['check']:7.1f} {t['repair']:8.1f} "
-              f"{first:8.1f} {first / t_nuts:6.2f} {second:9.1f} {second / t_nuts:6.2f} {cached:9.1f} "
-              f"{cached / t_nuts:6.2f} {nuts_gradients:10d} {ascents:8d}  {len(report.modes)}, {', '.join(flags)}",
-              flush=True)
+        print(
+            f"{name:>20} {t_nuts:7.1f} {t['modes']:6.1f} {t['masses']:7.1f} {t['check']:7.1f} {t['repair']:8.1f} "
+            f"{first:8.1f} {first / t_nuts:6.2f} {second:9.1f} {second / t_nuts:6.2f} {cached:9.1f} "
+            f"{cached / t_nuts:6.2f} {nuts_gradients:10d} {ascents:8d}  {len(report.modes)}, {', '.join(flags)}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

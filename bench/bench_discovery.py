@@ -46,8 +46,15 @@ def one_seed(w, seed):
     mcmc.run(jax.random.PRNGKey(seed), 12.0, w)
     t_nuts = time.perf_counter() - start
     start = time.perf_counter()
-    report = nsd.diagnose(rare_mode_model, 12.0, w, samples={"nuts": mcmc}, methods=(),
-                          rng_key=jax.random.PRNGKey(seed), progress_bar=False)
+    report = nsd.diagnose(
+        rare_mode_model,
+        12.0,
+        w,
+        samples={"nuts": mcmc},
+        methods=(),
+        rng_key=jax.random.PRNGKey(seed),
+        progress_bar=False,
+    )
     t_audit = time.perf_counter() - start
     far = np.flatnonzero(report.modes.location[:, 0] > 6.0)
     mass = float(report.masses.mass[far[0]]) if far.size else np.nan
@@ -56,14 +63,20 @@ def one_seed(w, seed):
 
 
 def main(seeds):
-    print(f"{'w':>6} {'truth':>6} {'found':>7} {'max |mass - truth|':>19} {'NUTS flagged':>13} "
-          f"{'unseen chance (max)':>20} {'audit / NUTS (median)':>22}")
+    print(
+        f"{'w':>6} {'truth':>6} {'found':>7} {'max |mass - truth|':>19} {'NUTS flagged':>13} "
+        f"{'unseen chance (max)':>20} {'audit / NUTS (median)':>22}"
+    )
     for w in (0.01, 0.001):
         results = [one_seed(w, seed) for seed in range(seeds)]
         found, mass, flagged, unseen, ratio = (np.array(col) for col in zip(*results))
         errors = np.abs(mass[found] - far_mass(w))
-        print(f"{w:6g} {far_mass(w):6.3f} {int(found.sum()):3d}/{seeds:<3d} {errors.max() if errors.size else np.nan:19.3f} "
-              f"{int(flagged.sum()):6d}/{seeds:<6d} {np.nanmax(unseen):20.3f} {np.median(ratio):22.2f}", flush=True)
+        print(
+            f"{w:6g} {far_mass(w):6.3f} {int(found.sum()):3d}/{seeds:<3d} "
+            f"{errors.max() if errors.size else np.nan:19.3f} "
+            f"{int(flagged.sum()):6d}/{seeds:<6d} {np.nanmax(unseen):20.3f} {np.median(ratio):22.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

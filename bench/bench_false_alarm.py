@@ -33,14 +33,19 @@ def main():
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         x = LOCS[rng.choice(3, size=(4, 500), p=WEIGHTS)] + rng.normal(size=(4, 500))
-        report = nsd.diagnose(model, samples={"exact": {"x": x}}, methods=(), rng_key=jax.random.PRNGKey(seed),
-                              progress_bar=False)
+        report = nsd.diagnose(
+            model, samples={"exact": {"x": x}}, methods=(), rng_key=jax.random.PRNGKey(seed), progress_bar=False
+        )
         alarms += not report.ok
         kinds.update(f.kind for f in report.flags)
-        print(f"seed {seed}: modes {len(report.modes)}, ok {report.ok}, flags {[f.kind for f in report.flags]}",
-              flush=True)
-    print(f"report.ok False on {alarms} of {seeds} correct samples ({alarms / seeds:.2f}); flags {dict(kinds)}; "
-          f"{time.perf_counter() - start:.0f} s")
+        print(
+            f"seed {seed}: modes {len(report.modes)}, ok {report.ok}, flags {[f.kind for f in report.flags]}",
+            flush=True,
+        )
+    print(
+        f"report.ok False on {alarms} of {seeds} correct samples ({alarms / seeds:.2f}); flags {dict(kinds)}; "
+        f"{time.perf_counter() - start:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -71,24 +71,33 @@ def main():
     for c in CENTRES:
         for s in SCALES:
             start, t = time.perf_counter(), gaussian(c, s)
-            level, power = rates(lambda x, k: nsd.ksd_test(t, x, k, num_bootstrap=BOOTSTRAP),
-                                 lambda rng: c + s * rng.normal(size=(N, 2)),
-                                 lambda rng: c + 1.5 * s * rng.normal(size=(N, 2)), seeds)
+            level, power = rates(
+                lambda x, k: nsd.ksd_test(t, x, k, num_bootstrap=BOOTSTRAP),
+                lambda rng: c + s * rng.normal(size=(N, 2)),
+                lambda rng: c + 1.5 * s * rng.normal(size=(N, 2)),
+                seeds,
+            )
             row(f"ksd_test N({c:g}, {s:g}^2 I)", level, power, start)
     for c in CENTRES:
         for s in SCALES:
             start, t = time.perf_counter(), mixture(c, s)
             modes = nsd.find_modes(t, None, jax.random.PRNGKey(0))
-            level, power = rates(lambda x, k: nsd.perturbed_ksd_test(t, x, k, modes=modes, num_bootstrap=BOOTSTRAP),
-                                 lambda rng: mixture_draws(rng, c, s, 2, False),
-                                 lambda rng: mixture_draws(rng, c, s, 2, True), seeds)
+            level, power = rates(
+                lambda x, k: nsd.perturbed_ksd_test(t, x, k, modes=modes, num_bootstrap=BOOTSTRAP),
+                lambda rng: mixture_draws(rng, c, s, 2, False),
+                lambda rng: mixture_draws(rng, c, s, 2, True),
+                seeds,
+            )
             row(f"perturbed, mixture c={c:g} s={s:g} ({len(modes)} modes)", level, power, start)
     for dim in (20, 50, 100):
         start, t = time.perf_counter(), mixture(0.0, 1.0, dim)
         modes = nsd.find_modes(t, None, jax.random.PRNGKey(0))
-        level, power = rates(lambda x, k: nsd.perturbed_ksd_test(t, x, k, modes=modes, num_bootstrap=BOOTSTRAP),
-                             lambda rng: mixture_draws(rng, 0.0, 1.0, dim, False),
-                             lambda rng: mixture_draws(rng, 0.0, 1.0, dim, True), seeds)
+        level, power = rates(
+            lambda x, k: nsd.perturbed_ksd_test(t, x, k, modes=modes, num_bootstrap=BOOTSTRAP),
+            lambda rng: mixture_draws(rng, 0.0, 1.0, dim, False),
+            lambda rng: mixture_draws(rng, 0.0, 1.0, dim, True),
+            seeds,
+        )
         row(f"perturbed, mixture d={dim} ({len(modes)} modes)", level, power, start)
 
 

@@ -8,7 +8,6 @@ with --million also at n = 1,000,000 (n^2 = 10^12 kernel entries: the better par
 2 cores; docs/benchmarks.md has the figures).
 """
 
-import resource
 import subprocess
 import sys
 import time

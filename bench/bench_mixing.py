@@ -37,8 +37,9 @@ def mixture(separation):
 
 def one_seed(model, seed):
     run = nsd.nuts(model, jax.random.PRNGKey(seed), num_chains=4, num_warmup=1000, num_samples=1000, progress_bar=False)
-    report = nsd.diagnose(model, samples={"nuts": run.mcmc}, methods=(), progress_bar=False,
-                          rng_key=jax.random.PRNGKey(1000 + seed))
+    report = nsd.diagnose(
+        model, samples={"nuts": run.mcmc}, methods=(), progress_bar=False, rng_key=jax.random.PRNGKey(1000 + seed)
+    )
     check = report.checks["nuts"]
     left = int(np.argmin(report.modes.location[:, 0]))
     repaired = report.repaired("nuts")["posterior"]["x"].values
@@ -63,13 +64,20 @@ def main():
         rows = [one_seed(mixture(separation), seed) for seed in range(args.seeds)]
         pick = lambda key: np.array([r[key] for r in rows])  # noqa: E731
         off, flagged = pick("off"), pick("flagged")
-        print(f"{name}: {args.seeds} seeds; two modes found {np.sum(pick('modes') == 2)}; mixing "
-              f"{pick('mixing').sum()}; transitions per chain median {np.median(pick('transitions')):.0f}; "
-              f"mode flag {flagged.sum()}")
-        print(f"  |share - mass| > 0.10: {np.sum(off > 0.10)} seeds, flagged {np.sum(flagged & (off > 0.10))}; "
-              f"<= 0.05: {np.sum(off <= 0.05)} seeds, flagged {np.sum(flagged & (off <= 0.05))}")
-        print("  left share before -> repaired (mass): " + ", ".join(
-            f"{r['share']:.2f}->{r['repaired']:.2f} ({r['mass']:.2f})" for r in rows[:8]), flush=True)
+        print(
+            f"{name}: {args.seeds} seeds; two modes found {np.sum(pick('modes') == 2)}; mixing "
+            f"{pick('mixing').sum()}; transitions per chain median {np.median(pick('transitions')):.0f}; "
+            f"mode flag {flagged.sum()}"
+        )
+        print(
+            f"  |share - mass| > 0.10: {np.sum(off > 0.10)} seeds, flagged {np.sum(flagged & (off > 0.10))}; "
+            f"<= 0.05: {np.sum(off <= 0.05)} seeds, flagged {np.sum(flagged & (off <= 0.05))}"
+        )
+        print(
+            "  left share before -> repaired (mass): "
+            + ", ".join(f"{r['share']:.2f}->{r['repaired']:.2f} ({r['mass']:.2f})" for r in rows[:8]),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

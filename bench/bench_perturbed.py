@@ -45,8 +45,11 @@ def main():
                 key = jax.random.PRNGKey(seed)
                 plain += nsd.ksd_test(t, x, key, num_bootstrap=200).pvalue < 0.05
                 perturbed += nsd.perturbed_ksd_test(t, x, key, modes=modes, num_bootstrap=200).pvalue < 0.05
-            print(f"{dim:>3} {sep:>10} {len(modes):>6} {plain / seeds:7.2f} {perturbed / seeds:10.2f} "
-                  f"{time.perf_counter() - start:8.1f}", flush=True)
+            print(
+                f"{dim:>3} {sep:>10} {len(modes):>6} {plain / seeds:7.2f} {perturbed / seeds:10.2f} "
+                f"{time.perf_counter() - start:8.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

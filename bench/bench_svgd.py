@@ -99,8 +99,10 @@ def numpyro_svgd(x, steps):
 
 def main():
     print("ms per SVGD step (after compilation), standard Gaussian, RBF with median bandwidth")
-    print(f"{'N':>5} {'d':>3} {'this':>8} {'GEMM floor':>10} {'blackjax':>9} {'numpyro':>9} "
-          f"{'vs best peer':>12} {'vs floor':>8} {'GFLOP/s':>8}")
+    print(
+        f"{'N':>5} {'d':>3} {'this':>8} {'GEMM floor':>10} {'blackjax':>9} {'numpyro':>9} "
+        f"{'vs best peer':>12} {'vs floor':>8} {'GFLOP/s':>8}"
+    )
     for n in (256, 1024, 4096):
         for dim in (10, 50):
             x = jax.random.normal(jax.random.PRNGKey(1), (n, dim)) * 2.0
@@ -108,8 +110,11 @@ def main():
             peer_steps = max(2, int(STEPS * (256 / n) ** 2))  # the peers are O(N^2 d) with large constants
             t_bj, t_np = blackjax_svgd(x, peer_steps), numpyro_svgd(x, peer_steps)
             gflops = 6 * n * n * dim / t_ours / 1e9  # three N x N x d GEMMs per step
-            print(f"{n:>5} {dim:>3} {t_ours * 1e3:8.2f} {t_floor * 1e3:10.2f} {t_bj * 1e3:9.1f} {t_np * 1e3:9.1f} "
-                  f"{min(t_bj, t_np) / t_ours:11.0f}x {t_ours / t_floor:7.2f}x {gflops:8.1f}", flush=True)
+            print(
+                f"{n:>5} {dim:>3} {t_ours * 1e3:8.2f} {t_floor * 1e3:10.2f} {t_bj * 1e3:9.1f} {t_np * 1e3:9.1f} "
+                f"{min(t_bj, t_np) / t_ours:11.0f}x {t_ours / t_floor:7.2f}x {gflops:8.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

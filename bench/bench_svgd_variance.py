@@ -43,8 +43,15 @@ def sd_ratio(x):
 
 
 def ours(dim, corr, n, keep_spread, seed=0):
-    run = nsd.svgd(gaussian(dim, corr), jax.random.PRNGKey(seed), n, STEPS, keep_spread=keep_spread,
-                   progress_bar=False, num_checkpoints=1)
+    run = nsd.svgd(
+        gaussian(dim, corr),
+        jax.random.PRNGKey(seed),
+        n,
+        STEPS,
+        keep_spread=keep_spread,
+        progress_bar=False,
+        num_checkpoints=1,
+    )
     return sd_ratio(run.particles)
 
 
@@ -78,8 +85,10 @@ def mixture(dim, weight_left=0.3, offset=5.0, init_scale=3.0):
     shift = jnp.zeros(dim).at[0].set(offset)
 
     def potential(z):
-        return -jnp.logaddexp(jnp.log(weight_left) - 0.5 * jnp.sum((z + shift) ** 2),
-                              jnp.log1p(-weight_left) - 0.5 * jnp.sum((z - shift) ** 2))
+        return -jnp.logaddexp(
+            jnp.log(weight_left) - 0.5 * jnp.sum((z + shift) ** 2),
+            jnp.log1p(-weight_left) - 0.5 * jnp.sum((z - shift) ** 2),
+        )
 
     return nsd.Target.from_potential(potential, jnp.zeros(dim), init_scale=init_scale)
 
@@ -113,19 +122,35 @@ def main(argv=None):
         cells += [(d, 0.0, n) for n in (100, 1000) for d in (5, 20, 50, 100)] + [(5, 0.0, 200), (100, 0.0, 200)]
     for dim, corr, n in cells:
         start = time.perf_counter()
-        peers = (f"{blackjax_sd(dim, corr, n):9.3f} {numpyro_sd(dim, corr, n):8.3f}" if n <= peers_up_to
-                 else f"{'-':>9} {'-':>8}")
+        peers = (
+            f"{blackjax_sd(dim, corr, n):9.3f} {numpyro_sd(dim, corr, n):8.3f}"
+            if n <= peers_up_to
+            else f"{'-':>9} {'-':>8}"
+        )
         name = "N(0, I)" if corr == 0 else f"corr {corr:g}"
-        print(f"{name:>12} {dim:>4} {n:>5} {ours(dim, corr, n, False):7.3f} {ours(dim, corr, n, True):7.3f} {peers} "
-              f"{time.perf_counter() - start:5.0f}", flush=True)
+        print(
+            f"{name:>12} {dim:>4} {n:>5} {ours(dim, corr, n, False):7.3f} {ours(dim, corr, n, True):7.3f} {peers} "
+            f"{time.perf_counter() - start:5.0f}",
+            flush=True,
+        )
 
-    print("\nannealed SVGD on 0.3 N(-5 e1, I) + 0.7 N(5 e1, I), d = 20, N = 200, start N(0, 3^2 I): "
-          "share left of 0 (truth 0.30) / within-mode sd ratio")
+    print(
+        "\nannealed SVGD on 0.3 N(-5 e1, I) + 0.7 N(5 e1, I), d = 20, N = 200, start N(0, 3^2 I): "
+        "share left of 0 (truth 0.30) / within-mode sd ratio"
+    )
     for keep_spread in (False, True):
         cells = []
         for seed in range(3):
-            run = nsd.svgd(mixture(20), jax.random.PRNGKey(seed), 200, STEPS, schedule=nsd.annealed(),
-                           keep_spread=keep_spread, progress_bar=False, num_checkpoints=1)
+            run = nsd.svgd(
+                mixture(20),
+                jax.random.PRNGKey(seed),
+                200,
+                STEPS,
+                schedule=nsd.annealed(),
+                keep_spread=keep_spread,
+                progress_bar=False,
+                num_checkpoints=1,
+            )
             cells.append("{:.3f} / {:.2f}".format(*share_and_spread(run.particles)))
         print(f"  {'after' if keep_spread else 'before':>6} (seeds 0, 1, 2): " + "   ".join(cells), flush=True)
 

@@ -37,13 +37,21 @@ def main(argv=None):
     parser.add_argument("--out", default="label_switching")
     args = parser.parse_args(argv)
     y = data()
-    run = nsd.nuts(model, jax.random.PRNGKey(1), y, num_chains=4, num_warmup=args.draws, num_samples=args.draws, progress_bar=False)
+    run = nsd.nuts(
+        model, jax.random.PRNGKey(1), y, num_chains=4, num_warmup=args.draws, num_samples=args.draws, progress_bar=False
+    )
     labelling = np.asarray(run.samples["mu"][..., 0] < run.samples["mu"][..., 1]).mean(axis=1)
     print(f"share of draws with mu_1 < mu_2, per chain: {np.round(labelling, 2)}\n")
     reports = {
         "as_is": nsd.diagnose(model, y, samples={"nuts": run.mcmc}, methods=(), progress_bar=False),
-        "canonical": nsd.diagnose(model, y, samples={"nuts": run.mcmc}, methods=(), progress_bar=False,
-                                  canonicalize=lambda v: {"mu": jnp.sort(v["mu"])}),
+        "canonical": nsd.diagnose(
+            model,
+            y,
+            samples={"nuts": run.mcmc},
+            methods=(),
+            progress_bar=False,
+            canonicalize=lambda v: {"mu": jnp.sort(v["mu"])},
+        ),
     }
     for name, report in reports.items():
         print(f"--- {name} ---\n{report.summary()}\n")

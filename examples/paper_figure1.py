@@ -43,7 +43,13 @@ def main(argv=None):
     ax_s.legend(fontsize=8)
     bins = np.linspace(0, 1, 21)
     for name, p in pvalues.items():
-        ax_p.hist(p, bins=bins, histtype="step", lw=1.5, label=f"{name.split(' (')[0].split(':')[0]}: {np.mean(p < 0.05):.0%} rejected")
+        ax_p.hist(
+            p,
+            bins=bins,
+            histtype="step",
+            lw=1.5,
+            label=f"{name.split(' (')[0].split(':')[0]}: {np.mean(p < 0.05):.0%} rejected",
+        )
     ax_p.axvline(0.05, color="red", ls=":")
     ax_p.set_title(f"KSD p-values over {args.repeats} samples of n = {args.n}")
     ax_p.legend(fontsize=8)

@@ -37,8 +37,15 @@ def run_grid(num_steps, num_particles=200, seed=0, cells=GRID):
         init = mu0 + sigma0 * jax.random.normal(jax.random.PRNGKey(seed + 1), (num_particles, 1))
         results[pi1, mu0, sigma0] = {
             name: np.asarray(
-                nsd.svgd(target, jax.random.PRNGKey(seed), num_particles, num_steps, schedule=make(),
-                         init=init, progress_bar=False).particles[:, 0]
+                nsd.svgd(
+                    target,
+                    jax.random.PRNGKey(seed),
+                    num_particles,
+                    num_steps,
+                    schedule=make(),
+                    init=init,
+                    progress_bar=False,
+                ).particles[:, 0]
             )
             for name, make in METHODS.items()
         }
@@ -59,8 +66,14 @@ def plot(results, path):
         density = pi1 * stats.norm.pdf(grid, -4, 1) + (1 - pi1) * stats.norm.pdf(grid, 4, 1)
         ax.plot(grid, density, color="black", lw=1.5, label="target")
         for name, x in runs.items():
-            ax.hist(x, bins=np.linspace(-9, 9, 46), density=True, histtype="step", lw=1.3,
-                    label=f"{name}: {np.mean(x < 0):.2f} left")
+            ax.hist(
+                x,
+                bins=np.linspace(-9, 9, 46),
+                density=True,
+                histtype="step",
+                lw=1.3,
+                label=f"{name}: {np.mean(x < 0):.2f} left",
+            )
         ax.set_title(f"pi1={pi1}, start N({mu0:g}, {sigma0:g}^2)", fontsize=9)
         ax.legend(fontsize=6, loc="upper center")
     fig.suptitle("SVGD keeps its starting proportions; annealing recovers pi1 (share left of 0 in legend)")

@@ -38,7 +38,15 @@ def main(argv=None):
     parser.add_argument("--out", default="squared_parameter")
     args = parser.parse_args(argv)
     y = np.random.default_rng(0).normal(4.0, 1.0, 20)
-    run = nsd.nuts(model, jax.random.PRNGKey(0), y, num_chains=args.chains, num_warmup=args.draws, num_samples=args.draws, progress_bar=False)
+    run = nsd.nuts(
+        model,
+        jax.random.PRNGKey(0),
+        y,
+        num_chains=args.chains,
+        num_warmup=args.draws,
+        num_samples=args.draws,
+        progress_bar=False,
+    )
     sides = np.asarray((run.samples["theta"] > 0).mean(axis=1))
     print(f"P(theta > 0 | y) on a grid: {grid_mass_positive(y):.3f}")
     print(f"share of each NUTS chain's draws with theta > 0: {np.round(sides, 2)}\n")

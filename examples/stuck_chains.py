@@ -20,21 +20,26 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from label_switching import data as mixture_data  # noqa: E402  (examples/ is on sys.path when run)
+from label_switching import model as mixture_model
 from numpyro.infer import MCMC, NUTS
+from squared_parameter import grid_mass_positive
+from squared_parameter import model as squared_model
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.plots import plot_methods, plot_mode_mass
 
-from label_switching import data as mixture_data  # noqa: E402  (examples/ is on sys.path when run)
-from label_switching import model as mixture_model
-from squared_parameter import grid_mass_positive
-from squared_parameter import model as squared_model
-
 
 def stuck_nuts(model, starts, draws, *model_args):
     """numpyro NUTS from the given per-chain starting values, as a user would run it."""
-    mcmc = MCMC(NUTS(model), num_warmup=draws, num_samples=draws, num_chains=len(next(iter(starts.values()))),
-                chain_method="sequential", progress_bar=False)
+    mcmc = MCMC(
+        NUTS(model),
+        num_warmup=draws,
+        num_samples=draws,
+        num_chains=len(next(iter(starts.values()))),
+        chain_method="sequential",
+        progress_bar=False,
+    )
     mcmc.run(jax.random.PRNGKey(0), *model_args, init_params=starts)
     return mcmc
 
@@ -67,8 +72,10 @@ def main(argv=None):
 
     y = np.random.default_rng(0).normal(4.0, 1.0, 20)
     mcmc = stuck_nuts(squared_model, {"theta": jnp.full(4, -2.0)}, args.draws, y)
-    print(f"squared parameter: P(theta > 0 | y) on a grid = {grid_mass_positive(y):.3f}; share of draws "
-          f"with theta > 0 = {float((mcmc.get_samples()['theta'] > 0).mean()):.3f}")
+    print(
+        f"squared parameter: P(theta > 0 | y) on a grid = {grid_mass_positive(y):.3f}; share of draws "
+        f"with theta > 0 = {float((mcmc.get_samples()['theta'] > 0).mean()):.3f}"
+    )
     missed, repaired = before_and_after("nuts_all_left", squared_model, mcmc, y)
     print(missed.summary(), "\n\nrepaired, fed back beside the chains:\n", repaired.summary(), sep="")
     plot_methods(repaired).savefig(out / "squared_parameter_methods.png", bbox_inches="tight")

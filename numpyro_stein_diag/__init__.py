@@ -1,7 +1,7 @@
 """Find out whether posterior samples missed an isolated mode or got its weight wrong."""
 
-from .check import Flag, check_mode_mass
 from .basins import assign_basins
+from .check import Flag, check_mode_mass
 from .compilation import enable_compilation_cache
 from .diagnose import diagnose, make_method
 from .kernels import IMQ, RBF
@@ -17,9 +17,34 @@ from .stein_variational import Schedule, SVGDKernel, annealed, chain, plain, svg
 from .target import Target
 
 __all__ = [
-    "IMQ", "RBF", "Flag", "KSDTest", "ModeMasses", "Modes", "Report", "Run", "Runaway", "Schedule", "SVGDKernel",
-    "Stage", "Target",
-    "annealed", "assign_basins", "chain", "check_mode_mass", "diagnose", "enable_compilation_cache", "find_modes",
-    "ksd", "ksd_test", "make_method", "mode_masses", "nuts", "perturbed_ksd_test", "plain", "svgd", "tempered",
+    "IMQ",
+    "RBF",
+    "Flag",
+    "KSDTest",
+    "ModeMasses",
+    "Modes",
+    "Report",
+    "Run",
+    "Runaway",
+    "Schedule",
+    "SVGDKernel",
+    "Stage",
+    "Target",
+    "annealed",
+    "assign_basins",
+    "chain",
+    "check_mode_mass",
+    "diagnose",
+    "enable_compilation_cache",
+    "find_modes",
+    "ksd",
+    "ksd_test",
+    "make_method",
+    "mode_masses",
+    "nuts",
+    "perturbed_ksd_test",
+    "plain",
+    "svgd",
+    "tempered",
 ]
 __version__ = "0.1.0"

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .basins import assign_basins
 from .check import ModeCheck, check_mode_mass, draws_ess
 from .host import split_keys
 from .ksd import KSDTest, ksd_test
 from .masses import ModeMasses
-from .basins import assign_basins
 from .modes import Modes
 from .perturbed import perturbed_ksd_test
 from .repair import Repair
@@ -39,7 +39,8 @@ class MethodAudit:
 
 def audit(target: Target, modes: Modes, masses: ModeMasses, run: Run, rng_key, canonicalize=None) -> MethodAudit:
     """One method's checks against ``modes`` and their ``masses``: basins, the plain and perturbed
-    KSD tests and the mode-mass check, judged together (Holm over the method's tests, :func:`~numpyro_stein_diag.check.judge`)."""
+    KSD tests and the mode-mass check, judged together (Holm over the method's tests,
+    :func:`~numpyro_stein_diag.check.judge`)."""
     basins = assign_basins(target, modes, run.draws, canonicalize=canonicalize)
     thinned = run.thinned(KSD_MAX_DRAWS)
     x = thinned.reshape(-1, target.dim) if run.independent else thinned
@@ -47,6 +48,13 @@ def audit(target: Target, modes: Modes, masses: ModeMasses, run: Run, rng_key, c
     tests = {"plain": ksd_test(target, x, k_plain, num_bootstrap=KSD_BOOTSTRAP)}
     if len(modes) > 1:
         tests["perturbed"] = perturbed_ksd_test(target, x, k_perturbed, modes=modes, num_bootstrap=KSD_BOOTSTRAP)
-    check = check_mode_mass(run.method, basins, modes, masses, independent=run.independent, tests=tests,
-                            draws_ess=None if run.independent else draws_ess(run.draws))
+    check = check_mode_mass(
+        run.method,
+        basins,
+        modes,
+        masses,
+        independent=run.independent,
+        tests=tests,
+        draws_ess=None if run.independent else draws_ess(run.draws),
+    )
     return MethodAudit(run, basins, tests, check)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .modes import Modes, ascend_all, mahalanobis2, canonical_points
+from .modes import Modes, ascend_all, canonical_points, mahalanobis2
 from .target import Target
 
 __all__ = ["assign_basins"]
@@ -43,8 +43,15 @@ CONTINUE_FACTOR = 4  # with this many times the steps
 CONTINUE_AT_MOST = 0.1  # share of the points beyond which the unfinished are not slow ascents but another place
 
 
-def assign_basins(target: Target, modes: Modes, x, num_iter: int = 50, cutoff: float | None = None,
-                  canonicalize=None, exact: bool = False):
+def assign_basins(
+    target: Target,
+    modes: Modes,
+    x,
+    num_iter: int = 50,
+    cutoff: float | None = None,
+    canonicalize=None,
+    exact: bool = False,
+):
     """Basin of each point of ``x (..., d)`` (module docstring): the index of its mode, ``-1`` when
     its ascent ends in no known basin (squared Mahalanobis distance above ``cutoff``, default
     ``max(25, 4 d)``). ``exact=True`` ascends every point (``num_iter`` L-BFGS steps). With

@@ -1,7 +1,8 @@
 """The mode-mass check: the share of a method's draws in each basin against the basin's mass.
 
 For mode ``k`` with estimated mass :math:`M_k \\pm \\mathrm{se}_k` (as a fraction of the mass the
-modes hold) and observed share :math:`o_k` of a method's draws (of those in some mode's basin), under "the sample is a correct posterior sample"
+modes hold) and observed share :math:`o_k` of a method's draws (of those in some mode's basin),
+under "the sample is a correct posterior sample"
 
 .. math::
 
@@ -14,7 +15,8 @@ normal one, which is far too small at the small ESS of a few chains, but the exa
 tail of the effective count :math:`c = o_k\\, \\mathrm{ESS}_k` under a beta-binomial law: ``ESS``
 trials whose success probability is Beta-distributed with mean :math:`M_k` and sd
 :math:`\\mathrm{se}_k` (the binomial when :math:`\\mathrm{se}_k = 0`); it has the variance in the
-denominator of :math:`z_k` above and tends to the normal p-value as the ESS grows. When the indicator is the same in every draw (no chain ever visits the basin, or
+denominator of :math:`z_k` above and tends to the normal p-value as the ESS grows. When the
+indicator is the same in every draw (no chain ever visits the basin, or
 every draw is in it) its ESS is undefined; the sample's own ESS (smallest bulk ESS of
 the draws' coordinates, ``draws_ess``) stands in: it is the precision the sample claims
 for everything else, and a sample that claims it should not miss a basin of that mass.
@@ -220,7 +222,7 @@ def basin_rhat(basins: np.ndarray, num_modes: int) -> np.ndarray:
     """
     basins = np.asarray(basins)
     half = basins.shape[1] // 2
-    halves = np.concatenate([basins[:, :half], basins[:, basins.shape[1] - half:]]) if half else basins
+    halves = np.concatenate([basins[:, :half], basins[:, basins.shape[1] - half :]]) if half else basins
     chains = halves if basins.shape[0] == 1 else basins
     rhat = np.full(num_modes, np.nan)
     for k in range(num_modes):
@@ -284,8 +286,10 @@ def check_mode_mass(
     are judged against the masses' standard errors alone. ``tests``: the method's KSD tests
     (``{"plain": ..., "perturbed": ...}``), judged in one Holm family with the modes' tests."""
     if len(masses) != len(modes):
-        raise ValueError(f"masses holds {len(masses)} modes' masses for {len(modes)} modes: pass the masses "
-                         "that mode_masses(target, modes, rng_key) returned for these modes.")
+        raise ValueError(
+            f"masses holds {len(masses)} modes' masses for {len(modes)} modes: pass the masses "
+            "that mode_masses(target, modes, rng_key) returned for these modes."
+        )
     basins = np.asarray(basins)
     if basins.ndim == 1:
         basins = basins[None]
@@ -301,13 +305,32 @@ def check_mode_mass(
     if not independent:
         transitions, rhat = basin_transitions(basins), basin_rhat(basins, k)
         mixing = mixes_between_modes(transitions, rhat)
-    check = ModeCheck(method, expected, se, observed, ess, _share_pvalues(observed, ess, expected, se, mixing, tolerance),
-                      float(np.mean(basins < 0)), (), transitions, rhat, mixing, tolerance)
+    check = ModeCheck(
+        method,
+        expected,
+        se,
+        observed,
+        ess,
+        _share_pvalues(observed, ess, expected, se, mixing, tolerance),
+        float(np.mean(basins < 0)),
+        (),
+        transitions,
+        rhat,
+        mixing,
+        tolerance,
+    )
     return replace(check, flags=judge(check, modes, masses, tests or {}, alpha, mass_floor, unknown_tolerance))
 
 
-def judge(check: ModeCheck, modes: Modes, masses: ModeMasses, tests: Mapping[str, KSDTest], alpha: float = 0.05,
-          mass_floor: float = 0.05, unknown_tolerance: float = 0.01) -> tuple[Flag, ...]:
+def judge(
+    check: ModeCheck,
+    modes: Modes,
+    masses: ModeMasses,
+    tests: Mapping[str, KSDTest],
+    alpha: float = 0.05,
+    mass_floor: float = 0.05,
+    unknown_tolerance: float = 0.01,
+) -> tuple[Flag, ...]:
     """A method's flags: Holm once over the family of its tests (each mode's share test and each
     KSD test in ``tests``), then the rules of the module docstring. Masses that were not
     estimated (``masses.mass_method == "none"``) judge no share and no unknown region. ``tests``
@@ -318,19 +341,39 @@ def judge(check: ModeCheck, modes: Modes, masses: ModeMasses, tests: Mapping[str
     judged = masses.estimated
     flags = _mode_flags(check, modes, adjusted[:k], alpha, mass_floor) if judged else []
     if judged and check.unknown_share > unknown_tolerance:
-        flags.append(Flag(method=check.method, kind="unknown_region", mode=-1, expected=0.0, expected_se=0.0,
-                          observed=check.unknown_share, pvalue=float("nan"), message=(
-            f"{check.unknown_share:.1%} of the {check.method} draws lie in no known mode's basin: a mode the "
-            "search did not find, or a region where the ascent did not converge."
-        )))
+        flags.append(
+            Flag(
+                method=check.method,
+                kind="unknown_region",
+                mode=-1,
+                expected=0.0,
+                expected_se=0.0,
+                observed=check.unknown_share,
+                pvalue=float("nan"),
+                message=(
+                    f"{check.unknown_share:.1%} of the {check.method} draws lie in no known mode's basin: a mode the "
+                    "search did not find, or a region where the ascent did not converge."
+                ),
+            )
+        )
     for name, p in zip(names, adjusted[k:]):
         if p < alpha:
             test = tests[name]
-            flags.append(Flag(method=check.method, kind="ksd_reject", mode=-1, expected=0.0, expected_se=0.0,
-                              observed=float(test.statistic), pvalue=float(p), message=(
-                f"{check.method}: {KSD_TESTS[name]} ({name} KSD test, {test.variant}, KSD^2 = "
-                f"{test.statistic:.3g}, p {_p_text(test.pvalue)}, Holm-adjusted {_p_text(p)})."
-            )))
+            flags.append(
+                Flag(
+                    method=check.method,
+                    kind="ksd_reject",
+                    mode=-1,
+                    expected=0.0,
+                    expected_se=0.0,
+                    observed=float(test.statistic),
+                    pvalue=float(p),
+                    message=(
+                        f"{check.method}: {KSD_TESTS[name]} ({name} KSD test, {test.variant}, KSD^2 = "
+                        f"{test.statistic:.3g}, p {_p_text(test.pvalue)}, Holm-adjusted {_p_text(p)})."
+                    ),
+                )
+            )
     return tuple(flags)
 
 
@@ -338,35 +381,66 @@ def _mode_flags(check: ModeCheck, modes: Modes, adjusted, alpha: float, mass_flo
     """``unverified_mode``, ``missed_mode`` and ``misweighted_mode`` flags from the modes'
     Holm-adjusted p-values."""
     expected, se, observed = check.expected_mass, check.expected_mass_se, check.observed_share
-    why = "" if check.mixing else (
-        f" The chains do not mix between modes ({mixing_text(check.transitions, check.basin_rhat)}): the "
-        "share reflects where they started more than the posterior, so it is judged against the mass's "
-        "standard error alone."
+    why = (
+        ""
+        if check.mixing
+        else (
+            f" The chains do not mix between modes ({mixing_text(check.transitions, check.basin_rhat)}): the "
+            "share reflects where they started more than the posterior, so it is judged against the mass's "
+            "standard error alone."
+        )
     )
     flags = []
     for j in range(len(expected)):
-        numbers = dict(method=check.method, mode=j, expected=float(expected[j]), expected_se=float(se[j]),
-                       observed=float(observed[j]), pvalue=float(adjusted[j]))
+        numbers = dict(
+            method=check.method,
+            mode=j,
+            expected=float(expected[j]),
+            expected_se=float(se[j]),
+            observed=float(observed[j]),
+            pvalue=float(adjusted[j]),
+        )
         where = modes.describe(j)
-        evidence = (f"{f'ESS {check.ess[j]:.0f}' if check.mixing else 'mass se only'}, "
-                    f"off by more than {check.tolerance:.0%}: Holm-adjusted p {_p_text(adjusted[j])}")
+        evidence = (
+            f"{f'ESS {check.ess[j]:.0f}' if check.mixing else 'mass se only'}, "
+            f"off by more than {check.tolerance:.0%}: Holm-adjusted p {_p_text(adjusted[j])}"
+        )
         if not (np.isfinite(expected[j]) and np.isfinite(se[j])):
-            flags.append(Flag(kind="unverified_mode", message=(
-                f"{check.method}: the mass of {where} is not a finite number ({expected[j]:.3g} +- {se[j]:.3g}), "
-                f"so its share of the draws ({observed[j]:.1%}) cannot be verified."
-            ), **numbers))
+            flags.append(
+                Flag(
+                    kind="unverified_mode",
+                    message=(
+                        f"{check.method}: the mass of {where} is not a finite number "
+                        f"({expected[j]:.3g} +- {se[j]:.3g}), "
+                        f"so its share of the draws ({observed[j]:.1%}) cannot be verified."
+                    ),
+                    **numbers,
+                )
+            )
         elif adjusted[j] >= alpha:
             continue
         elif expected[j] >= mass_floor and observed[j] < expected[j] / 4:
-            flags.append(Flag(kind="missed_mode", message=(
-                f"{check.method} misses {where}: it holds {expected[j]:.1%} +- {se[j]:.1%} of the posterior "
-                f"mass but {observed[j]:.1%} of the draws ({evidence}).{why}"
-            ), **numbers))
+            flags.append(
+                Flag(
+                    kind="missed_mode",
+                    message=(
+                        f"{check.method} misses {where}: it holds {expected[j]:.1%} +- {se[j]:.1%} of the posterior "
+                        f"mass but {observed[j]:.1%} of the draws ({evidence}).{why}"
+                    ),
+                    **numbers,
+                )
+            )
         else:
-            flags.append(Flag(kind="misweighted_mode", message=(
-                f"{check.method} misweights {where}: {observed[j]:.1%} of the draws against an expected "
-                f"{expected[j]:.1%} +- {se[j]:.1%} of the mass ({evidence}).{why}"
-            ), **numbers))
+            flags.append(
+                Flag(
+                    kind="misweighted_mode",
+                    message=(
+                        f"{check.method} misweights {where}: {observed[j]:.1%} of the draws against an expected "
+                        f"{expected[j]:.1%} +- {se[j]:.1%} of the mass ({evidence}).{why}"
+                    ),
+                    **numbers,
+                )
+            )
     return flags
 
 

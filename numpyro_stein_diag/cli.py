@@ -96,8 +96,9 @@ def _check(args) -> int:
     samples = _named_samples(args.samples)
     methods = tuple(args.methods) if args.methods is not None else (() if samples else tuple(METHODS))
     methods = _method_settings(methods, args.set)
-    report = diagnose(model, *model_args, samples=samples, methods=methods, independent=args.independent,
-                      **model_kwargs)
+    report = diagnose(
+        model, *model_args, samples=samples, methods=methods, independent=args.independent, **model_kwargs
+    )
     print(report.summary())
     out = Path(args.out) if args.out else None
     if out:
@@ -167,22 +168,46 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(run=_demo)
     check = commands.add_parser("check", help="audit a model against saved samples or the package's runs")
     check.add_argument("model", help="MODEL_FILE:FUNCTION; the file's model_args / model_kwargs are passed")
-    check.add_argument("--samples", nargs="*", default=[], metavar="[NAME=]PATH",
-                       help="ArviZ netCDF files with a posterior group, each named in the report by NAME "
-                       "(default: the file's stem)")
-    check.add_argument("--independent", nargs="*", default=[], metavar="NAME",
-                       help="samples whose draws are independent, not Markov chains (e.g. exact draws saved "
-                       "as one chain); a posterior attribute independent=1 says the same")
-    check.add_argument("--methods", nargs="*", default=None,
-                       help="nuts svgd svgd_annealed svgd_tempered (default: none with --samples, else all)")
-    check.add_argument("--set", action="append", default=[], metavar="METHOD.SETTING=VALUE",
-                       help="a setting of a method run, e.g. svgd_annealed.step_size=0.01 (repeatable)")
+    check.add_argument(
+        "--samples",
+        nargs="*",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="ArviZ netCDF files with a posterior group, each named in the report by NAME (default: the file's stem)",
+    )
+    check.add_argument(
+        "--independent",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help="samples whose draws are independent, not Markov chains (e.g. exact draws saved "
+        "as one chain); a posterior attribute independent=1 says the same",
+    )
+    check.add_argument(
+        "--methods",
+        nargs="*",
+        default=None,
+        help="nuts svgd svgd_annealed svgd_tempered (default: none with --samples, else all)",
+    )
+    check.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="METHOD.SETTING=VALUE",
+        help="a setting of a method run, e.g. svgd_annealed.step_size=0.01 (repeatable)",
+    )
     check.add_argument("--out", help="folder for report.nc and the plots")
-    check.add_argument("--repaired", metavar="DIR",
-                       help="folder for one netCDF posterior per method, reweighted so each mode holds its mass")
-    check.add_argument("--compilation-cache", metavar="DIR",
-                       help="keep compiled programs in DIR so that the next check of the same model "
-                       "skips most compilation (JAX's persistent cache; off unless given)")
+    check.add_argument(
+        "--repaired",
+        metavar="DIR",
+        help="folder for one netCDF posterior per method, reweighted so each mode holds its mass",
+    )
+    check.add_argument(
+        "--compilation-cache",
+        metavar="DIR",
+        help="keep compiled programs in DIR so that the next check of the same model "
+        "skips most compilation (JAX's persistent cache; off unless given)",
+    )
     check.set_defaults(run=_check)
     show = commands.add_parser("show", help="print the summary and draw the plots of a saved report")
     show.add_argument("report", help="a report.nc written by Report.save or check --out")

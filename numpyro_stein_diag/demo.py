@@ -60,8 +60,13 @@ DEMO_WEIGHT_LEFT = 0.2
 DEMO_NUM_CHAINS = 3
 
 
-def diagnose_demo(weight_left: float = DEMO_WEIGHT_LEFT, num_chains: int = DEMO_NUM_CHAINS, seed: int = 0,
-                  quick: bool = False, progress_bar: bool = True):
+def diagnose_demo(
+    weight_left: float = DEMO_WEIGHT_LEFT,
+    num_chains: int = DEMO_NUM_CHAINS,
+    seed: int = 0,
+    quick: bool = False,
+    progress_bar: bool = True,
+):
     """diagnose() with NUTS and plain, annealed and tempered SVGD on the paper's Example 1,
     ``p = w N(-4, 1) + (1 - w) N(4, 1)``; returns the :class:`~numpyro_stein_diag.report.Report`.
 
@@ -85,23 +90,37 @@ def diagnose_demo(weight_left: float = DEMO_WEIGHT_LEFT, num_chains: int = DEMO_
         return lambda t, key, bar: svgd(t, key, particles, steps, schedule=schedule, init=init, progress_bar=bar)
 
     methods = {
-        "nuts": lambda t, key, bar: nuts(t, key, num_chains=num_chains, num_warmup=draws, num_samples=draws,
-                                         progress_bar=bar),
+        "nuts": lambda t, key, bar: nuts(
+            t, key, num_chains=num_chains, num_warmup=draws, num_samples=draws, progress_bar=bar
+        ),
         "svgd": svgd_with(plain()),
         "svgd_annealed": svgd_with(annealed()),
         "svgd_tempered": svgd_with(tempered(langevin=1.0)),
     }
-    return diagnose(two_mode_model, weight_left=weight_left, methods=methods, rng_key=jax.random.PRNGKey(seed),
-                    progress_bar=progress_bar)
+    return diagnose(
+        two_mode_model,
+        weight_left=weight_left,
+        methods=methods,
+        rng_key=jax.random.PRNGKey(seed),
+        progress_bar=progress_bar,
+    )
 
 
-def run_demo(out_dir: str = "stein_diag_demo", weight_left: float = DEMO_WEIGHT_LEFT, repeats: int = 10,
-             seed: int = 0, quick: bool = False):
+def run_demo(
+    out_dir: str = "stein_diag_demo",
+    weight_left: float = DEMO_WEIGHT_LEFT,
+    repeats: int = 10,
+    seed: int = 0,
+    quick: bool = False,
+):
     """The demo: the KSD's blindness, then :func:`diagnose_demo`; prints the report and the shares
     of the right mode before and after repair, writes report.nc and PNGs to ``out_dir``."""
     ksd_blindness_table(n=1000, repeats=repeats, seed=seed)
-    print(f"2. diagnose() on p = {weight_left} N(-4, 1) + {1 - weight_left:g} N(4, 1) "
-          f"with NUTS ({DEMO_NUM_CHAINS} chains) and plain, annealed and tempered SVGD\n", flush=True)
+    print(
+        f"2. diagnose() on p = {weight_left} N(-4, 1) + {1 - weight_left:g} N(4, 1) "
+        f"with NUTS ({DEMO_NUM_CHAINS} chains) and plain, annealed and tempered SVGD\n",
+        flush=True,
+    )
     report = diagnose_demo(weight_left=weight_left, seed=seed, quick=quick)
     print(report.summary())
     right = int(np.argmax(report.modes.location[:, 0]))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Mapping
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 import jax
 import numpy as np
@@ -93,8 +92,10 @@ def _methods(methods) -> dict[str, Method]:
         elif callable(value):
             out[name] = value
         else:
-            raise TypeError(f"methods[{name!r}] is a {type(value).__name__}; pass a dict of settings for a "
-                            "method of the package, or fn(target, rng_key, progress_bar) -> Run.")
+            raise TypeError(
+                f"methods[{name!r}] is a {type(value).__name__}; pass a dict of settings for a "
+                "method of the package, or fn(target, rng_key, progress_bar) -> Run."
+            )
     return out
 
 
@@ -117,11 +118,14 @@ def run_from_samples(target: Target, name: str, samples, independent: bool = Fal
             raise InputError(f"samples[{name!r}] is a DataTree without a posterior group.")
         posterior = samples["posterior"].dataset
         if not {"chain", "draw"} <= set(posterior.dims):
-            raise InputError(f"samples[{name!r}]: the posterior group has dims {tuple(posterior.dims)}; it needs "
-                             "'chain' and 'draw' dims (arviz_base.from_dict adds them).")
+            raise InputError(
+                f"samples[{name!r}]: the posterior group has dims {tuple(posterior.dims)}; it needs "
+                "'chain' and 'draw' dims (arviz_base.from_dict adds them)."
+            )
         groups = {
             g: samples[g].dataset.transpose("chain", "draw", ..., missing_dims="ignore")
-            for g in ("posterior", "sample_stats") if g in samples.children
+            for g in ("posterior", "sample_stats")
+            if g in samples.children
         }
         values = {k: v.values for k, v in groups["posterior"].data_vars.items()}
         independent = independent or bool(posterior.attrs.get("independent", False))
@@ -138,8 +142,11 @@ def run_from_samples(target: Target, name: str, samples, independent: bool = Fal
         latent, axes = target.validate_samples(dict(values), num_sample_axes=2)
         site, shape = next(iter(target.site_shapes.items()))
         check_chain_draw_axes(axes, name, site, shape, independent, axes_named=not isinstance(samples, dict))
-        with model_errors(f"diagnose() was evaluating it at the draws of samples[{name!r}] (all at once; the "
-                          "first draw's values shown)", lambda: first_draw(latent, 2)):
+        with model_errors(
+            f"diagnose() was evaluating it at the draws of samples[{name!r}] (all at once; the "
+            "first draw's values shown)",
+            lambda: first_draw(latent, 2),
+        ):
             draws = target.unconstrain(latent, num_sample_axes=2)
     except InputError as err:
         raise InputError(f"samples[{name!r}]: {err}") from None
@@ -237,8 +244,10 @@ def _check_names(samples, methods) -> None:
         raise ValueError(f"sample name(s) {clash} clash with methods; rename them.")
     reserved = sorted(n for n in [*samples, *methods] if n in RESERVED_NAMES or "/" in n)
     if reserved:
-        raise ValueError(f"name(s) {reserved} cannot name a method: the report uses {sorted(RESERVED_NAMES)} "
-                         "for its own groups and '/' separates groups; rename them.")
+        raise ValueError(
+            f"name(s) {reserved} cannot name a method: the report uses {sorted(RESERVED_NAMES)} "
+            "for its own groups and '/' separates groups; rename them."
+        )
 
 
 def _search_modes(target: Target, runs: dict[str, Run], rng_key, canonicalize, log: StageLog) -> Modes:
@@ -271,8 +280,12 @@ def _estimate_masses(target: Target, modes: Modes, rng_key, canonicalize, log: S
     with log.stage("masses", f"masses of {len(modes)} mode{'s' * (len(modes) != 1)}") as outcome:
         masses = mode_masses(target, modes, rng_key, canonicalize=canonicalize)
         if not masses.estimated:
-            why = ("no mode was found" if len(modes) == 0 else "the log density grows above every mode found "
-                   "(see modes), so each basin's share of the draws is reported but not judged")
+            why = (
+                "no mode was found"
+                if len(modes) == 0
+                else "the log density grows above every mode found "
+                "(see modes), so each basin's share of the draws is reported but not judged"
+            )
             outcome.fail(f"not estimated: {why}")
         elif masses.mass_method == "laplace":
             outcome.warn(
@@ -282,8 +295,9 @@ def _estimate_masses(target: Target, modes: Modes, rng_key, canonicalize, log: S
     return masses
 
 
-def _repair(target: Target, modes: Modes, masses: ModeMasses, method: MethodAudit, rng_key, canonicalize,
-            log: StageLog) -> MethodAudit:
+def _repair(
+    target: Target, modes: Modes, masses: ModeMasses, method: MethodAudit, rng_key, canonicalize, log: StageLog
+) -> MethodAudit:
     """The audit with its repaired posterior; a repair that cannot be made is a warning (the audit
     stands without it)."""
     name = method.run.method
@@ -291,6 +305,10 @@ def _repair(target: Target, modes: Modes, masses: ModeMasses, method: MethodAudi
         if not masses.estimated or len(modes) == 0:
             outcome.warn("no repair: the modes' masses were not estimated")
         else:
-            method = dataclasses.replace(method, repair=repair(target, modes, masses, method.run.draws, method.basins,
-                                                               rng_key, canonicalize=canonicalize))
+            method = dataclasses.replace(
+                method,
+                repair=repair(
+                    target, modes, masses, method.run.draws, method.basins, rng_key, canonicalize=canonicalize
+                ),
+            )
     return method

@@ -56,8 +56,9 @@ def _log_likelihood(target: Target, x):
     return sum(v.reshape(x.shape[0], -1).sum(axis=1) for v in sites.values())
 
 
-def posterior_starts(target: Target, rng_key, num_draws: int = PRIOR_DRAWS,
-                     num_starts: int = POSTERIOR_STARTS) -> np.ndarray:
+def posterior_starts(
+    target: Target, rng_key, num_draws: int = PRIOR_DRAWS, num_starts: int = POSTERIOR_STARTS
+) -> np.ndarray:
     """Up to ``num_starts`` distinct starts ``(k, d)`` distributed like the posterior (module
     docstring); none (``(0, d)``) for a potential, which has no prior."""
     if target.kind != "model":

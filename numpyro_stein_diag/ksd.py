@@ -75,7 +75,7 @@ class KSDTest:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}.")
 
     @classmethod
-    def from_bootstrap(cls, statistic, bootstrap_statistics, **fields) -> "KSDTest":
+    def from_bootstrap(cls, statistic, bootstrap_statistics, **fields) -> KSDTest:
         """The test of ``statistic`` against its ``B`` bootstrap replicates: the one place a p-value
         :math:`(1 + \\#\\{b : S^*_b \\ge S\\}) / (B + 1)` is computed. ``fields``: the others."""
         boot = np.asarray(bootstrap_statistics)
@@ -214,9 +214,7 @@ def ksd(target: Target, x, kernel=IMQ(), statistic: str = "v", block_size: int |
     n = flat.shape[0]
     lengthscale = kernel.resolve_lengthscale(flat)
     ones = jnp.ones((n, 1), flat.dtype)
-    total = quadratic_forms(
-        flat, s, ones, lengthscale, kernel, block_size or default_block_size(n), is_u
-    )[0]
+    total = quadratic_forms(flat, s, ones, lengthscale, kernel, block_size or default_block_size(n), is_u)[0]
     return total / (float(n) * (n - 1) if is_u else float(n) * n)
 
 
@@ -302,6 +300,12 @@ def ksd_test(
     forms = quadratic_forms(flat, s, weights, lengthscale, kernel, block_size or default_block_size(n), is_u)
     scale = n / (n - 1.0) if is_u else 1.0  # weights of 1/n give sum_{i != j} h / n^2
     return KSDTest.from_bootstrap(
-        np.asarray(forms[0]) * scale, np.asarray(forms[1:]) * scale, n=n, bootstrap=bootstrap, kernel=kernel,
-        lengthscale=float(lengthscale), statistic_type="U" if is_u else "V", standardized=standardize,
+        np.asarray(forms[0]) * scale,
+        np.asarray(forms[1:]) * scale,
+        n=n,
+        bootstrap=bootstrap,
+        kernel=kernel,
+        lengthscale=float(lengthscale),
+        statistic_type="U" if is_u else "V",
+        standardized=standardize,
     )

@@ -31,9 +31,9 @@ from arviz_stats.base import array_stats
 from scipy.linalg import solve_triangular
 from scipy.special import gammaln, logsumexp
 
+from .basins import assign_basins
 from .devices import map_rows
 from .host import map_chunks, numpy_rng
-from .basins import assign_basins
 from .modes import Modes
 from .target import Target
 
@@ -67,8 +67,10 @@ class ModeMasses:
         if self.mass_method not in MASS_METHODS:
             raise ValueError(f"mass_method must be one of {MASS_METHODS}, got {self.mass_method!r}.")
         if np.shape(self.mass) != np.shape(self.mass_se) or np.ndim(self.mass) != 1:
-            raise ValueError(f"mass and mass_se must be (K,) arrays of one length, got shapes "
-                             f"{np.shape(self.mass)} and {np.shape(self.mass_se)}.")
+            raise ValueError(
+                f"mass and mass_se must be (K,) arrays of one length, got shapes "
+                f"{np.shape(self.mass)} and {np.shape(self.mass_se)}."
+            )
 
     def __len__(self) -> int:
         return len(self.mass)
@@ -79,7 +81,9 @@ class ModeMasses:
         return self.mass_method != "none"
 
 
-DRAW_CHUNK = 2048  # draws per compiled log-density call: the mass estimate and the repair's fill-in share one compilation
+DRAW_CHUNK = (
+    2048  # draws per compiled log-density call: the mass estimate and the repair's fill-in share one compilation
+)
 
 
 @partial(jax.jit, static_argnums=0)
@@ -118,7 +122,9 @@ def _log_proposal(y, loc, roots, weights, df):
     with np.errstate(divide="ignore"):  # a weight of 0 (the repair's one-mode proposal) is log 0 = -inf
         log_a = np.log(weights)
     per_mode = [
-        log_a[k] + const + np.sum(np.log(np.diag(roots[k])))
+        log_a[k]
+        + const
+        + np.sum(np.log(np.diag(roots[k])))
         - 0.5 * (df + d) * np.log1p(np.sum(((y - loc[k]) @ roots[k]) ** 2, axis=1) / df)
         for k in range(len(loc))
     ]
@@ -144,8 +150,15 @@ def psis_weights(log_w):
     return w, float(khat)
 
 
-def proposal_draws(target: Target, modes: Modes, rng_key, num_draws: int, weights,
-                   df: float = PROPOSAL_DF, scale: float = PROPOSAL_SCALE):
+def proposal_draws(
+    target: Target,
+    modes: Modes,
+    rng_key,
+    num_draws: int,
+    weights,
+    df: float = PROPOSAL_DF,
+    scale: float = PROPOSAL_SCALE,
+):
     """``num_draws`` draws ``y (n, d)`` from the mode mixture
     :math:`q = \\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})` (``weights`` = :math:`a`) and their log
     importance weights :math:`\\log \\pi(y) - \\log q(y)` (``-inf`` where the target is not finite).
@@ -220,6 +233,11 @@ def mode_masses(
     unknown = float(w[basins < 0].sum())
     if not np.isfinite(khat) or khat > PARETO_K_LIMIT:
         laplace = modes.laplace_mass
-        return ModeMasses(mass=laplace, mass_se=np.maximum(np.abs(laplace - mass), resolution), pareto_k=khat,
-                          unknown_mass=unknown, mass_method="laplace")
+        return ModeMasses(
+            mass=laplace,
+            mass_se=np.maximum(np.abs(laplace - mass), resolution),
+            pareto_k=khat,
+            unknown_mass=unknown,
+            mass_method="laplace",
+        )
     return ModeMasses(mass=mass, mass_se=se, pareto_k=khat, unknown_mass=unknown, mass_method="importance")

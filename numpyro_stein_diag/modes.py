@@ -131,10 +131,12 @@ def format_numbers(value) -> str:
 def mode_values_dataset(values: dict) -> xr.Dataset:
     """``{site: (K, ...)}`` mode locations as a Dataset on a ``mode`` dim, the site's other dims
     named as ArviZ names them in a posterior (``<site>_dim_<i>``)."""
-    return xr.Dataset({
-        k: (("mode",) + tuple(f"{k}_dim_{i}" for i in range(np.ndim(v) - 1)), np.asarray(v))
-        for k, v in values.items()
-    })
+    return xr.Dataset(
+        {
+            k: (("mode",) + tuple(f"{k}_dim_{i}" for i in range(np.ndim(v) - 1)), np.asarray(v))
+            for k, v in values.items()
+        }
+    )
 
 
 # ---------------------------------------------------------------------------- ascent
@@ -264,16 +266,23 @@ def find_modes(
             converged[i] = newton_decrement < grad_tol
     runaway = find_runaways(target, np.asarray(starts), ends, log_p, converged)
     if not converged.any():
-        raise ValueError(f"no mode found: {runaway.message}" if runaway else (
-            f"no mode found: none of {len(starts)} L-BFGS runs converged (gradient small, Hessian "
-            "negative definite); raise num_iter, pass better starts, or check that the posterior is proper."
-        ))
+        raise ValueError(
+            f"no mode found: {runaway.message}"
+            if runaway
+            else (
+                f"no mode found: none of {len(starts)} L-BFGS runs converged (gradient small, Hessian "
+                "negative definite); raise num_iter, pass better starts, or check that the posterior is proper."
+            )
+        )
     order = np.argsort(-log_p[converged])
     cand_x, cand_lp, cand_h = ends[converged][order], log_p[converged][order], hessian[converged][order]
     groups = merge_groups(cand_x, cand_h, merge_distance)
     keep = [group[0] for group in groups]  # the highest of each
-    return replace(_make_modes(target, cand_x[keep], cand_lp[keep], cand_h[keep]), runaway=runaway,
-                   start_counts=np.array([len(g) for g in groups]))
+    return replace(
+        _make_modes(target, cand_x[keep], cand_lp[keep], cand_h[keep]),
+        runaway=runaway,
+        start_counts=np.array([len(g) for g in groups]),
+    )
 
 
 def merge_groups(x, hessian, merge_distance: float) -> list[list[int]]:
@@ -341,7 +350,10 @@ class Runaway:
         (it reached 85.5 at tau = 1.1e-07, above every mode found) ..."``"""
         limit = _limit_text(self.limit)
         if self.space == "model":
-            where = f"{self.coordinate} -> {limit} (it reached {self.log_density:.4g} at {self.coordinate} = {self.reached:.3g}"
+            where = (
+                f"{self.coordinate} -> {limit} (it reached {self.log_density:.4g} at "
+                f"{self.coordinate} = {self.reached:.3g}"
+            )
         else:
             where = f"the unconstrained coordinate {self.coordinate} -> {limit} (it reached {self.log_density:.4g}"
         found = self.modes_found
@@ -370,14 +382,24 @@ def find_runaways(target: Target, starts, ends, log_p, converged) -> Runaway | N
     far = np.array(ends[top], dtype=float)
     far[coordinate] = direction * 1e4  # far enough along the coordinate to read the site's limit
     reached, limit = (target.constrain(np.asarray(p, dtype=ends.dtype)[None])[site][0] for p in (ends[top], far))
-    counted = dict(ran_off=int(runaway.size), ascents=len(log_p), coordinate=target.coordinate_names[coordinate],
-                 log_density=float(log_p[top]), highest_mode=float(best))
+    counted = dict(
+        ran_off=int(runaway.size),
+        ascents=len(log_p),
+        coordinate=target.coordinate_names[coordinate],
+        log_density=float(log_p[top]),
+        highest_mode=float(best),
+    )
     if np.shape(reached) == target.unconstrained_shapes[site] and np.size(reached) > 0:  # one value per coordinate
-        return Runaway(space="model", limit=_limit(float(np.asarray(limit)[index])),
-                       reached=float(np.asarray(reached)[index]), **counted)
+        return Runaway(
+            space="model",
+            limit=_limit(float(np.asarray(limit)[index])),
+            reached=float(np.asarray(reached)[index]),
+            **counted,
+        )
     # a site whose unconstrained shape differs (simplex, Cholesky factor): the unconstrained coordinate
-    return Runaway(space="unconstrained", limit=float(direction * np.inf), reached=float(ends[top, coordinate]),
-                   **counted)
+    return Runaway(
+        space="unconstrained", limit=float(direction * np.inf), reached=float(ends[top, coordinate]), **counted
+    )
 
 
 LIMIT_INFINITY = 1e3  # a coordinate heading past this (in size) heads to infinity
@@ -397,8 +419,9 @@ def _limit_text(value: float) -> str:
 def no_modes(target: Target) -> Modes:
     """The empty mode set (``K = 0``), for a search that found none."""
     d = target.dim
-    return replace(_make_modes(target, np.zeros((0, d)), np.zeros(0), np.zeros((0, d, d))),
-                   start_counts=np.zeros(0, int))
+    return replace(
+        _make_modes(target, np.zeros((0, d)), np.zeros(0), np.zeros((0, d, d))), start_counts=np.zeros(0, int)
+    )
 
 
 def _make_modes(target, location, log_density, hessian) -> Modes:

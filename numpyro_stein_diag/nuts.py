@@ -31,8 +31,8 @@ def nuts(
     """Run ``num_chains`` NUTS chains; the MCMC object is kept for ``arviz_base.from_numpyro``.
 
     ``model_or_target`` is a NumPyro model (its ``model_args``/``model_kwargs`` follow, as in
-    ``MCMC.run``: ``nuts(model, key, y, num_chains=4)``) or a :class:`Target` (a model target runs its own model; a potential target runs
-    NUTS on its potential). Chains start from over-dispersed prior draws
+    ``MCMC.run``: ``nuts(model, key, y, num_chains=4)``) or a :class:`Target` (a model target
+    runs its own model; a potential target runs NUTS on its potential). Chains start from over-dispersed prior draws
     (``target.initial_points``) when ``init_spread``, so they have a chance to land in
     different modes. ``chain_method`` defaults to ``"parallel"`` when there are as many
     devices as chains, else ``"sequential"`` (``"vectorized"`` is also accepted).
@@ -61,7 +61,11 @@ def nuts(
     )
     init_params = _chain_starts(target, k_init, num_chains, init_spread)
     mcmc.run(
-        k_run, *run_args, init_params=init_params, extra_fields=NUTS_EXTRA_FIELDS, **run_kwargs,
+        k_run,
+        *run_args,
+        init_params=init_params,
+        extra_fields=NUTS_EXTRA_FIELDS,
+        **run_kwargs,
     )
     if target.kind == "model":
         samples = {k: v for k, v in mcmc.get_samples(group_by_chain=True).items() if k in target.site_shapes}
@@ -80,8 +84,7 @@ def _chain_starts(target: Target, rng_key, num_chains: int, spread: bool):
     if spread:
         starts = jax.vmap(target.unravel)(target.initial_points(rng_key, num_chains))
     elif target.kind == "potential":
-        starts = jax.tree_util.tree_map(lambda v: jnp.broadcast_to(v, (num_chains,) + jnp.shape(v)),
-                                        target.init_params)
+        starts = jax.tree_util.tree_map(lambda v: jnp.broadcast_to(v, (num_chains,) + jnp.shape(v)), target.init_params)
     else:
         return None
     return starts if num_chains > 1 else jax.tree_util.tree_map(lambda v: v[0], starts)

@@ -30,9 +30,19 @@ import numpy as np
 
 from .devices import map_rows
 from .host import numpy_rng, split_keys
+from .ksd import (
+    TEST_KERNEL,
+    KSDTest,
+    bootstrap_weights,
+    check_bootstrap,
+    default_block_size,
+    ksd_test,
+    points_and_scores,
+    quadratic_forms,
+    standard_units,
+    standardized,
+)
 from .modes import find_modes
-from .ksd import (TEST_KERNEL, KSDTest, bootstrap_weights, check_bootstrap, default_block_size, ksd_test, points_and_scores,
-                  quadratic_forms, standard_units, standardized)
 from .target import Target
 
 __all__ = ["perturbed_ksd_test"]
@@ -82,8 +92,9 @@ def mode_jump(target: Target, x, rng_key, modes, theta: float, num_steps: int = 
     pairs_to = (pairs_from + rng.integers(1, max(num_modes, 2), pairs_from.shape)) % num_modes
     log_u = np.log(rng.random(pairs_from.shape)).astype(x.dtype)
     roots = tuple(np.asarray(r, x.dtype) for r in _matrix_roots(modes.hessian))
-    out = _mode_jump(target, flat, pairs_from, pairs_to, log_u, np.asarray(modes.location, x.dtype), roots,
-                     x.dtype.type(theta))
+    out = _mode_jump(
+        target, flat, pairs_from, pairs_to, log_u, np.asarray(modes.location, x.dtype), roots, x.dtype.type(theta)
+    )
     return np.asarray(out).reshape(x.shape)
 
 
@@ -101,8 +112,9 @@ def _summed_forms(target, draws, weights, kernel, block_size, thetas, modes, num
             flat, s = standardized(flat, s, units)
         n = flat.shape[0]
         lengthscale = kernel.resolve_lengthscale(flat)
-        total = total + np.asarray(quadratic_forms(flat, s, weights, lengthscale, kernel,
-                                                   block_size or default_block_size(n), False))
+        total = total + np.asarray(
+            quadratic_forms(flat, s, weights, lengthscale, kernel, block_size or default_block_size(n), False)
+        )
     return total
 
 
@@ -148,8 +160,7 @@ def perturbed_ksd_test(
         modes = find_modes(target, x.reshape(-1, target.dim)[:: max(1, x.size // target.dim // 64)], k_modes)
     thetas = tuple(float(t) for t in thetas)
     if len(modes.location) < 2:
-        plain = ksd_test(target, x, rng_key, kernel, num_bootstrap, bootstrap, "v", block_size, flip_prob,
-                         standardize)
+        plain = ksd_test(target, x, rng_key, kernel, num_bootstrap, bootstrap, "v", block_size, flip_prob, standardize)
         return dataclasses.replace(plain, setting="fewer than two modes: nothing to perturb")
 
     def forms(draws, weights, thetas):
@@ -169,8 +180,14 @@ def perturbed_ksd_test(
     flat = x.reshape(-1, target.dim)
     lengthscale = kernel.resolve_lengthscale(standardized(flat)[0] if standardize else flat)
     return KSDTest.from_bootstrap(
-        stat, boot, n=n, bootstrap=bootstrap, kernel=kernel, lengthscale=float(lengthscale),
-        statistic_type="V", standardized=standardize,
+        stat,
+        boot,
+        n=n,
+        bootstrap=bootstrap,
+        kernel=kernel,
+        lengthscale=float(lengthscale),
+        statistic_type="V",
+        standardized=standardize,
         variant="spKSD" if variant == "sum" else "ospKSD",
         setting=f"theta = {', '.join(f'{t:g}' for t in thetas)}, {num_steps} steps, {len(modes.location)} modes",
     )

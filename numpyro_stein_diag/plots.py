@@ -74,11 +74,14 @@ def ksd_dataset(dt) -> xr.Dataset:
     ``ksd``, ``ksd_pvalue`` (plain) and ``perturbed_ksd``, ``perturbed_ksd_pvalue``."""
     table = _by_method(_trees(dt), ["ksd", "ksd_pvalue"])
     prefix = {"plain": "", "perturbed": "perturbed_"}
-    return xr.Dataset({
-        f"{prefix[str(test)]}{name}": table[name].sel(test=test, drop=True)
-        for test in table["test"].values if bool(table["ksd"].sel(test=test).notnull().all())
-        for name in ("ksd", "ksd_pvalue")
-    })
+    return xr.Dataset(
+        {
+            f"{prefix[str(test)]}{name}": table[name].sel(test=test, drop=True)
+            for test in table["test"].values
+            if bool(table["ksd"].sel(test=test).notnull().all())
+            for name in ("ksd", "ksd_pvalue")
+        }
+    )
 
 
 # ---------------------------------------------------------------------------- visuals
@@ -162,8 +165,11 @@ def plot_mode_mass(
     pc = plot_collection
     layers = {
         "expected": (ci_line_y, _with_axis("mass", x=x_expected, y_bottom=low, y_top=high), {"width": 6, "alpha": 0.4}),
-        "expected_point": (scatter_xy, _with_axis("mass", x=x_expected, y=table["expected_mass"]),
-                           {"marker": "_", "size": 300}),
+        "expected_point": (
+            scatter_xy,
+            _with_axis("mass", x=x_expected, y=table["expected_mass"]),
+            {"marker": "_", "size": 300},
+        ),
         "observed": (scatter_xy, observed, {"marker": "o", "size": 60}),
         "flagged": (
             scatter_xy,
@@ -177,15 +183,44 @@ def plot_mode_mass(
     panel = table["expected_mass"].isel(method=0).to_dataset(name="mass")
     _map_visual(pc, visuals, "title", _title_mode, panel, ignore_aes="all", names=_mode_names(dt))
     trees = _trees(dt)
-    _map_visual(pc, visuals, "xticks", _xticks, panel, ignore_aes="all", store_artist=False,
-                labels=[_mixing_label(m, trees[m]["stein_diagnostics"].dataset) for m in methods])
-    _map_visual(pc, visuals, "ylabel", labelled_y, panel.isel(mode=[0]), ignore_aes="all", store_artist=False,
-                text="probability mass of the mode")  # on the first panel only: not stored (viz would not align)
-    _map_visual(pc, visuals, "limits", _limits, panel, ignore_aes="all", store_artist=False,
-                xlims=(-0.5, len(methods) - 0.5), ylims=(-0.03, 1.03))
+    _map_visual(
+        pc,
+        visuals,
+        "xticks",
+        _xticks,
+        panel,
+        ignore_aes="all",
+        store_artist=False,
+        labels=[_mixing_label(m, trees[m]["stein_diagnostics"].dataset) for m in methods],
+    )
+    _map_visual(
+        pc,
+        visuals,
+        "ylabel",
+        labelled_y,
+        panel.isel(mode=[0]),
+        ignore_aes="all",
+        store_artist=False,
+        text="probability mass of the mode",
+    )  # on the first panel only: not stored (viz would not align)
+    _map_visual(
+        pc,
+        visuals,
+        "limits",
+        _limits,
+        panel,
+        ignore_aes="all",
+        store_artist=False,
+        xlims=(-0.5, len(methods) - 0.5),
+        ylims=(-0.03, 1.03),
+    )
     if made_here and visuals.get("legend", True) is not False:
-        _legend(pc, _mass_marks(num_se), "colour: method", **{"loc": "outside lower center", "ncols": 2,
-                                                               **(visuals.get("legend") or {})})
+        _legend(
+            pc,
+            _mass_marks(num_se),
+            "colour: method",
+            **{"loc": "outside lower center", "ncols": 2, **(visuals.get("legend") or {})},
+        )
     return pc
 
 
@@ -193,8 +228,13 @@ def _mass_marks(num_se: float) -> dict:
     """Legend entries of :func:`plot_mode_mass`'s marks, drawn in grey (colour is the method's)."""
     mark = {"color": "gray", "linestyle": "none"}
     return {
-        f"expected mass ± {num_se:g} se (bar)": {**mark, "alpha": 0.4, "marker": "|", "markersize": 14,
-                                                   "markeredgewidth": 6},
+        f"expected mass ± {num_se:g} se (bar)": {
+            **mark,
+            "alpha": 0.4,
+            "marker": "|",
+            "markersize": 14,
+            "markeredgewidth": 6,
+        },
         "expected mass (tick)": {**mark, "marker": "_", "markersize": 14, "markeredgewidth": 1.5},
         "observed share of the draws (dot)": {**mark, "marker": "o", "markersize": 7},
         "flagged: missed or misweighted (cross)": {**mark, "color": FLAG_COLOR, "marker": "x", "markersize": 10},
@@ -260,25 +300,76 @@ def plot_ksd(
     if plot_collection is None:
         pc_kwargs.setdefault("cols", ["__variable__"])
         pc_kwargs.setdefault("aes", {"color": ["method"]})
-        pc_kwargs.setdefault("figure_kwargs", {"figsize": ((1.5 + 1.4 * len(methods)) * len(table.data_vars), 3.6),
-                                               "layout": "constrained"})
+        pc_kwargs.setdefault(
+            "figure_kwargs",
+            {"figsize": ((1.5 + 1.4 * len(methods)) * len(table.data_vars), 3.6), "layout": "constrained"},
+        )
         plot_collection = PlotCollection.wrap(points, backend=backend or rcParams["plot.backend"], **pc_kwargs)
     pc = plot_collection
     _map_visual(pc, visuals, "points", scatter_xy, points, {"marker": "o", "size": 60})
     panels = xr.Dataset({name: table[name].isel(method=0) for name in table.data_vars})
-    _map_visual(pc, visuals, "alpha_line", _hline, panels, {"color": FLAG_COLOR, "linestyle": "--"},
-                ignore_aes="all", value=alpha)
-    _map_visual(pc, visuals, "alpha_text", _text, panels,
-                {"color": FLAG_COLOR, "vertical_align": "bottom", "horizontal_align": "left"},
-                ignore_aes="all", x=-0.45, y=alpha, string=f"α = {alpha:g}")
-    _map_visual(pc, visuals, "title", labelled_title, panels, ignore_aes="all", subset_info=True,
-                labeller=MapLabeller(var_name_map=KSD_TITLES))
-    _map_visual(pc, visuals, "ylabel", labelled_y, panels[list(panels.data_vars)[:1]], ignore_aes="all",
-                text="bootstrap p-value")
-    _map_visual(pc, visuals, "xticks", _xticks, panels, ignore_aes="all", store_artist=False,
-                labels=[m.replace("_", "\n") for m in methods])
-    _map_visual(pc, visuals, "limits", _limits, panels, ignore_aes="all", store_artist=False,
-                xlims=(-0.5, len(methods) - 0.5), ylims=(-0.03, 1.03))
+    _map_visual(
+        pc,
+        visuals,
+        "alpha_line",
+        _hline,
+        panels,
+        {"color": FLAG_COLOR, "linestyle": "--"},
+        ignore_aes="all",
+        value=alpha,
+    )
+    _map_visual(
+        pc,
+        visuals,
+        "alpha_text",
+        _text,
+        panels,
+        {"color": FLAG_COLOR, "vertical_align": "bottom", "horizontal_align": "left"},
+        ignore_aes="all",
+        x=-0.45,
+        y=alpha,
+        string=f"α = {alpha:g}",
+    )
+    _map_visual(
+        pc,
+        visuals,
+        "title",
+        labelled_title,
+        panels,
+        ignore_aes="all",
+        subset_info=True,
+        labeller=MapLabeller(var_name_map=KSD_TITLES),
+    )
+    _map_visual(
+        pc,
+        visuals,
+        "ylabel",
+        labelled_y,
+        panels[list(panels.data_vars)[:1]],
+        ignore_aes="all",
+        text="bootstrap p-value",
+    )
+    _map_visual(
+        pc,
+        visuals,
+        "xticks",
+        _xticks,
+        panels,
+        ignore_aes="all",
+        store_artist=False,
+        labels=[m.replace("_", "\n") for m in methods],
+    )
+    _map_visual(
+        pc,
+        visuals,
+        "limits",
+        _limits,
+        panels,
+        ignore_aes="all",
+        store_artist=False,
+        xlims=(-0.5, len(methods) - 0.5),
+        ylims=(-0.03, 1.03),
+    )
     return pc
 
 
@@ -338,13 +429,29 @@ def plot_methods(
     with warnings.catch_warnings():  # the KDE's note on one-value draws: those are drawn as lines below
         warnings.filterwarnings("ignore", message="Your data appears to have a single value")
         pc = plot_dist(
-            xr.DataTree.from_dict({group: joined}), var_names=var_names, filter_vars=filter_vars, group=group,
-            coords=coords, sample_dims=sample_dims, plot_collection=plot_collection, backend=backend,
-            labeller=labeller, aes_by_visuals=aes_by_visuals, visuals=visuals, stats=stats, **pc_kwargs,
+            xr.DataTree.from_dict({group: joined}),
+            var_names=var_names,
+            filter_vars=filter_vars,
+            group=group,
+            coords=coords,
+            sample_dims=sample_dims,
+            plot_collection=plot_collection,
+            backend=backend,
+            labeller=labeller,
+            aes_by_visuals=aes_by_visuals,
+            visuals=visuals,
+            stats=stats,
+            **pc_kwargs,
         )
     if constant_visual is not False:
-        pc.map(_vlines, "constant", data=_on_panels(pc, values.where(constant)), store_artist=False,
-               ignore_aes=pc.aes_set - {"color"}, **{"width": 2, **(constant_visual or {})})
+        pc.map(
+            _vlines,
+            "constant",
+            data=_on_panels(pc, values.where(constant)),
+            store_artist=False,
+            ignore_aes=pc.aes_set - {"color"},
+            **{"width": 2, **(constant_visual or {})},
+        )
     mode_mark = {"color": "black", "linestyle": ":", **(mode_visual or {})}
     if mode_values is not None and mode_visual is not False:
         posterior = next(iter(trees.values()))[group].dataset
@@ -368,6 +475,7 @@ def constant_draws(posterior: xr.Dataset, sample_dims=("chain", "draw")) -> xr.D
     (LKJCholesky's fixed zeros); 1024 keeps a factor of two from that edge. All-NaN draws are
     not constant.
     """
+
     def spread_is_rounding(da: xr.DataArray) -> xr.DataArray:
         eps = np.finfo(da.dtype).eps if np.issubdtype(da.dtype, np.floating) else 0.0
         spread = da.max(sample_dims) - da.min(sample_dims)

@@ -77,8 +77,12 @@ class Summary:
 def summarize(report: Report) -> Summary:
     """The summary of ``report``: every number comes from :meth:`Report.to_dataframe` or the tree."""
     modes, estimate = report.modes, report.masses
-    masses = (f"masses by {estimate.mass_method} (Pareto k = {estimate.pareto_k:.2f}, unknown mass "
-              f"{estimate.unknown_mass:.1%})" if estimate.estimated else "masses not estimated")
+    masses = (
+        f"masses by {estimate.mass_method} (Pareto k = {estimate.pareto_k:.2f}, unknown mass "
+        f"{estimate.unknown_mass:.1%})"
+        if estimate.estimated
+        else "masses not estimated"
+    )
     table = report.to_dataframe() if report.methods else None
     blocks = [_method_block(report, m, table.loc[m]) for m in report.methods]
     flags = report.flags
@@ -89,9 +93,14 @@ def summarize(report: Report) -> Summary:
     else:
         verdict = "No flags, but not every check could run (stages above)."
     return Summary(
-        headline=f"numpyro_stein_diag report: {len(modes)} mode{'s' * (len(modes) != 1)}{_search_text(modes)}, {masses}",
+        headline=(
+            f"numpyro_stein_diag report: {len(modes)} mode{'s' * (len(modes) != 1)}{_search_text(modes)}, {masses}"
+        ),
         problems=[s for s in report.stages if not s.ok],
-        blocks=blocks, verdict=verdict, flags=flags, repairs=_repair_lines(report),
+        blocks=blocks,
+        verdict=verdict,
+        flags=flags,
+        repairs=_repair_lines(report),
     )
 
 
@@ -99,8 +108,10 @@ def _search_text(modes) -> str:
     """`` (search: 130 converged ascents, chance of an unseen mode 0.8%)``, or nothing when not known."""
     if not np.isfinite(modes.unseen_chance):
         return ""
-    return (f" (search: {int(np.sum(modes.start_counts))} converged ascents, chance of an unseen mode "
-            f"{modes.unseen_chance:.1%})")
+    return (
+        f" (search: {int(np.sum(modes.start_counts))} converged ascents, chance of an unseen mode "
+        f"{modes.unseen_chance:.1%})"
+    )
 
 
 def _method_block(report: Report, method: str, rows) -> MethodBlock:
@@ -110,31 +121,44 @@ def _method_block(report: Report, method: str, rows) -> MethodBlock:
     tests = report.tests(method)
     ksd = ", ".join(f"{name} {format_bootstrap_pvalue(t.pvalue, t.num_bootstrap)}" for name, t in tests.items())
     kind = "independent draws" if diag.attrs["independent"] else f"{chains} chain{'s' * (chains != 1)}"
-    title = (f"{method}: {kind}, {chains * draws} draws" if diag.attrs["independent"] else
-             f"{method}: {kind} x {draws} draws") + f"; KSD test p: {ksd} ({tests['plain'].bootstrap} bootstrap)"
+    title = (
+        f"{method}: {kind}, {chains * draws} draws"
+        if diag.attrs["independent"]
+        else f"{method}: {kind} x {draws} draws"
+    ) + f"; KSD test p: {ksd} ({tests['plain'].bootstrap} bootstrap)"
     check = report.checks[method]
     num_modes = len(check.expected_mass)
     notes = []
     if check.transitions is not None and num_modes > 1:
-        verdict = ("mixing: shares judged with the basin indicators' ESS" if check.mixing else
-                   "NOT mixing: shares judged against the masses' se alone")
+        verdict = (
+            "mixing: shares judged with the basin indicators' ESS"
+            if check.mixing
+            else "NOT mixing: shares judged against the masses' se alone"
+        )
         notes.append(f"{mixing_text(check.transitions, check.basin_rhat)} -> {verdict}")
     if num_modes == 0:
         return MethodBlock(title, notes, [], [])
     only = num_modes == 1
     judged_by_ess = check.mixing  # chains that do not mix are judged by the masses' se alone
     cells = [
-        (r.label, "the only mode" if only else format_mass(r.expected_mass, r.expected_mass_se),
-         f"{r.observed_share:.1%}", f"{r.basin_ess:.0f}" if judged_by_ess else "-",
-         "" if only else format_pvalue(r.pvalue), r.flags)
+        (
+            r.label,
+            "the only mode" if only else format_mass(r.expected_mass, r.expected_mass_se),
+            f"{r.observed_share:.1%}",
+            f"{r.basin_ess:.0f}" if judged_by_ess else "-",
+            "" if only else format_pvalue(r.pvalue),
+            r.flags,
+        )
         for r in rows.itertuples()
     ]
     unknown = float(check.unknown_share)
     footnote = ""
     if unknown:
         total = chains * draws
-        footnote = (f"{round(unknown * total)} of {total} draws ({unknown:.1%}) lie in no mode's basin; "
-                    "the shares above are of the others")
+        footnote = (
+            f"{round(unknown * total)} of {total} draws ({unknown:.1%}) lie in no mode's basin; "
+            "the shares above are of the others"
+        )
     return MethodBlock(title, notes, cells, [bool(r.flags) for r in rows.itertuples()], footnote)
 
 
@@ -151,7 +175,9 @@ def _repair_lines(report: Report) -> list[str]:
         filled = int(ds["draws_filled"].sum())
         text = f"{m}: kept {int(ds['draws_kept'].sum()) + int(ds.attrs['unknown_kept'])} own draws"
         if filled:
-            text += f", filled {filled} by importance resampling (Pareto k up to {float(ds['fill_pareto_k'].max()):.2f})"
+            text += (
+                f", filled {filled} by importance resampling (Pareto k up to {float(ds['fill_pareto_k'].max()):.2f})"
+            )
         lines.append(text)
     return lines
 
@@ -195,23 +221,32 @@ def summary_html(report: Report) -> str:
     esc = html.escape
     parts = [f"<div><p><b>{esc(summary.headline)}</b></p>"]
     if summary.problems:
-        parts.append("<ul>" + "".join(
-            f"<li style='color:{'#b00' if s.status == 'failed' else '#a60'}'><b>{esc(s.name)}: {s.status}</b>"
-            f" - {esc(s.reason)}</li>" for s in summary.problems) + "</ul>")
+        parts.append(
+            "<ul>"
+            + "".join(
+                f"<li style='color:{'#b00' if s.status == 'failed' else '#a60'}'><b>{esc(s.name)}: {s.status}</b>"
+                f" - {esc(s.reason)}</li>"
+                for s in summary.problems
+            )
+            + "</ul>"
+        )
     for block in summary.blocks:
         parts.append(f"<p><b>{esc(block.title)}</b>" + "".join(f"<br>{esc(n)}" for n in block.notes) + "</p>")
         if block.rows:
             header = "".join(f"<th>{esc(c)}</th>" for c in COLUMNS)
             body = "".join(
                 f"<tr style='background:{'#fdd' if flagged else 'transparent'}'>"
-                + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
-                for row, flagged in zip(block.rows, block.flagged))
+                + "".join(f"<td>{esc(c)}</td>" for c in row)
+                + "</tr>"
+                for row, flagged in zip(block.rows, block.flagged)
+            )
             parts.append(f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>")
         if block.footnote:
             parts.append(f"<p><i>{esc(block.footnote)}</i></p>")
     parts.append(f"<p><b>{esc(summary.verdict)}</b></p>")
     if summary.flags:
-        parts.append("<ul>" + "".join(f"<li><b>{esc(f.kind)}</b>: {esc(f.message)}</li>" for f in summary.flags)
-                     + "</ul>")
+        parts.append(
+            "<ul>" + "".join(f"<li><b>{esc(f.kind)}</b>: {esc(f.message)}</li>" for f in summary.flags) + "</ul>"
+        )
     parts.append("<p>Repaired posteriors: " + "; ".join(esc(line) for line in summary.repairs) + "</p></div>")
     return "".join(parts)

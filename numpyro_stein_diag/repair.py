@@ -43,9 +43,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .basins import assign_basins
 from .host import numpy_rng, split_keys
 from .masses import DRAW_CHUNK, PARETO_K_LIMIT, ModeMasses, proposal_draws, psis_weights
-from .basins import assign_basins
 from .modes import Modes
 from .target import Target
 
@@ -99,7 +99,7 @@ def restricted_draws(target: Target, modes: Modes, k: int, rng_key, num: int, ca
     pool, log_w = [], []
     in_basin = 0
     *pool_keys, resample_key = split_keys(rng_key, MAX_POOL_BATCHES + 1)
-    for batch, key in enumerate(pool_keys):
+    for key in pool_keys:
         y, lw = proposal_draws(target, modes, key, DRAW_CHUNK, one_hot)
         basins = assign_basins(target, modes, y, canonicalize=canonicalize)
         lw = np.where(basins == k, lw, -np.inf)
@@ -166,5 +166,15 @@ def repair(target: Target, modes: Modes, masses: ModeMasses, draws, basins, rng_
     )
     repaired = repaired[order].reshape(shape)
     samples = {name: np.asarray(v) for name, v in target.constrain(repaired, deterministic=True).items()}
-    return Repair(repaired, samples, np.asarray(masses.mass, float), share_before, kept, filled,
-                  fill_khat, fill_ess, none, fill_method)
+    return Repair(
+        repaired,
+        samples,
+        np.asarray(masses.mass, float),
+        share_before,
+        kept,
+        filled,
+        fill_khat,
+        fill_ess,
+        none,
+        fill_method,
+    )

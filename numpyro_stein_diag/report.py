@@ -80,7 +80,7 @@ class Report:
         self.plot_failures: dict[str, str] = {}  # pictures the last plot() could not make, and why
 
     @classmethod
-    def build(cls, modes: Modes, masses: ModeMasses, audits: dict[str, MethodAudit], stages: list[Stage]) -> "Report":
+    def build(cls, modes: Modes, masses: ModeMasses, audits: dict[str, MethodAudit], stages: list[Stage]) -> Report:
         """The report of ``audits`` (one per method, in order) against ``modes`` and their ``masses``."""
         root = xr.Dataset(attrs={"package": "numpyro_stein_diag", "methods": json.dumps(list(audits))})
         flags = [f for a in audits.values() for f in a.check.flags]
@@ -141,8 +141,11 @@ class Report:
     def masses(self) -> ModeMasses:
         """The modes' masses, in the order of :attr:`modes` (the ``/modes`` group of :attr:`tree`)."""
         ds = self.tree["modes"].dataset
-        return ModeMasses(*(ds[v].values for v in MASS_VARS), *(float(ds.attrs[a]) for a in MASS_ATTRS),
-                          mass_method=str(ds.attrs["mass_method"]))
+        return ModeMasses(
+            *(ds[v].values for v in MASS_VARS),
+            *(float(ds.attrs[a]) for a in MASS_ATTRS),
+            mass_method=str(ds.attrs["mass_method"]),
+        )
 
     def diagnostics(self, method: str) -> xr.Dataset:
         """The method's ``stein_diagnostics`` group."""
@@ -169,8 +172,9 @@ class Report:
     @cached_property
     def checks(self) -> dict[str, ModeCheck]:
         """The mode-mass check of every method, with its flags."""
-        return {m: _mode_check(m, self.diagnostics(m), tuple(f for f in self.flags if f.method == m))
-                for m in self.methods}
+        return {
+            m: _mode_check(m, self.diagnostics(m), tuple(f for f in self.flags if f.method == m)) for m in self.methods
+        }
 
     def to_datatree(self, method: str) -> xr.DataTree:
         """The method's DataTree: ``posterior``, ``sample_stats`` (NUTS), ``stein_diagnostics``."""
@@ -191,13 +195,17 @@ class Report:
         self.diagnostics(method)
         node = self.tree[method]
         if "repair" not in node.children:
-            reason = next((s.reason for s in self.stages if s.step == "repair" and s.method == method),
-                          "the report holds no repair stage for it")
+            reason = next(
+                (s.reason for s in self.stages if s.step == "repair" and s.method == method),
+                "the report holds no repair stage for it",
+            )
             raise ValueError(f"this report holds no repaired draws for {method!r}: {reason}")
-        return xr.DataTree(children={
-            "posterior": xr.DataTree(dataset=node["repaired_posterior"].dataset.copy()),
-            "repair": xr.DataTree(dataset=node["repair"].dataset.copy()),
-        })
+        return xr.DataTree(
+            children={
+                "posterior": xr.DataTree(dataset=node["repaired_posterior"].dataset.copy()),
+                "repair": xr.DataTree(dataset=node["repair"].dataset.copy()),
+            }
+        )
 
     # ------------------------------------------------------------------ tables and text
     def to_dataframe(self) -> pd.DataFrame:
@@ -217,19 +225,22 @@ class Report:
             }
             for j in range(len(check.expected_mass)) or (-1,):
                 known = j >= 0
-                rows.append({
-                    "method": m, "mode": j,
-                    "label": labels[j] if known else "",
-                    "location": modes.location_text(j) if known else "",
-                    "expected_mass": check.expected_mass[j] if known else np.nan,
-                    "expected_mass_se": check.expected_mass_se[j] if known else np.nan,
-                    "observed_share": check.observed_share[j] if known else np.nan,
-                    "ess": check.ess[j] if known else np.nan,
-                    "basin_ess": check.ess[j] * check.observed_share[j] if known else np.nan,
-                    "pvalue": check.pvalue[j] if known else np.nan,
-                    "flags": ", ".join(f.kind for f in check.flags if f.mode == j),
-                    **method_columns,
-                })
+                rows.append(
+                    {
+                        "method": m,
+                        "mode": j,
+                        "label": labels[j] if known else "",
+                        "location": modes.location_text(j) if known else "",
+                        "expected_mass": check.expected_mass[j] if known else np.nan,
+                        "expected_mass_se": check.expected_mass_se[j] if known else np.nan,
+                        "observed_share": check.observed_share[j] if known else np.nan,
+                        "ess": check.ess[j] if known else np.nan,
+                        "basin_ess": check.ess[j] * check.observed_share[j] if known else np.nan,
+                        "pvalue": check.pvalue[j] if known else np.nan,
+                        "flags": ", ".join(f.kind for f in check.flags if f.mode == j),
+                        **method_columns,
+                    }
+                )
         return pd.DataFrame(rows).set_index(["method", "mode"])
 
     def summary(self) -> str:
@@ -284,7 +295,7 @@ class Report:
         self.tree.to_netcdf(path, engine="h5netcdf")
 
     @classmethod
-    def load(cls, path) -> "Report":
+    def load(cls, path) -> Report:
         """Read a report written by :meth:`save`; it compares equal to the saved one."""
         with xr.open_datatree(path, engine="h5netcdf") as tree:
             tree = tree.load()
@@ -334,21 +345,30 @@ def _modes_tree(modes: Modes, masses: ModeMasses) -> xr.DataTree:
         attrs={a: float(getattr(masses, a)) for a in MASS_ATTRS} | {"mass_method": str(masses.mass_method)},
     )
     runaway = _records_dataset([modes.runaway] if modes.runaway is not None else [], RUNAWAY_FIELDS, "runaway")
-    return xr.DataTree(dataset=ds, children={"values": xr.DataTree(dataset=mode_values_dataset(modes.values)),
-                                             "runaway": xr.DataTree(dataset=runaway)})
+    return xr.DataTree(
+        dataset=ds,
+        children={
+            "values": xr.DataTree(dataset=mode_values_dataset(modes.values)),
+            "runaway": xr.DataTree(dataset=runaway),
+        },
+    )
 
 
 def _tests_dataset(tests: dict[str, KSDTest]) -> xr.Dataset:
     """A method's KSD tests along a ``test`` dim: statistic (``ksd``), p-value and settings."""
     listed = list(tests.values())
-    columns = {"ksd": [t.statistic for t in listed], "ksd_pvalue": [t.pvalue for t in listed],
-               "ksd_kernel": [type(t.kernel).__name__ for t in listed]}
+    columns = {
+        "ksd": [t.statistic for t in listed],
+        "ksd_pvalue": [t.pvalue for t in listed],
+        "ksd_kernel": [type(t.kernel).__name__ for t in listed],
+    }
     columns.update({f"ksd_{name}": [getattr(t, name) for t in listed] for name in TEST_FIELDS})
     columns["ksd_standardized"] = [int(t.standardized) for t in listed]
     for name in KERNEL_FIELDS:
         columns[f"ksd_kernel_{name}"] = [_nan_if_none(getattr(t.kernel, name, None)) for t in listed]
-    return xr.Dataset({k: ("test", np.array(v, dtype=_dtype(v))) for k, v in columns.items()},
-                      coords={"test": list(tests)})
+    return xr.Dataset(
+        {k: ("test", np.array(v, dtype=_dtype(v))) for k, v in columns.items()}, coords={"test": list(tests)}
+    )
 
 
 def _nan_if_none(value) -> float:
@@ -370,22 +390,32 @@ def _method_tree(audit: MethodAudit) -> xr.DataTree:
     def flagged(kind):
         return np.array([any(f.kind == kind and f.mode == j for f in check.flags) for j in modes], np.int8)
 
-    diag = _tests_dataset(audit.tests).assign({
-        "expected_mass": (("mode",), check.expected_mass),
-        "expected_mass_se": (("mode",), check.expected_mass_se),
-        "observed_share": (("mode",), check.observed_share),
-        "ess": (("mode",), check.ess),
-        "share_pvalue": (("mode",), check.pvalue),
-        "missed": (("mode",), flagged("missed_mode")),
-        "misweighted": (("mode",), flagged("misweighted_mode")),
-    }).assign_coords(mode=modes)
+    diag = (
+        _tests_dataset(audit.tests)
+        .assign(
+            {
+                "expected_mass": (("mode",), check.expected_mass),
+                "expected_mass_se": (("mode",), check.expected_mass_se),
+                "observed_share": (("mode",), check.observed_share),
+                "ess": (("mode",), check.ess),
+                "share_pvalue": (("mode",), check.pvalue),
+                "missed": (("mode",), flagged("missed_mode")),
+                "misweighted": (("mode",), flagged("misweighted_mode")),
+            }
+        )
+        .assign_coords(mode=modes)
+    )
     if check.transitions is not None:
         diag["transitions"] = (("chain",), np.asarray(check.transitions))
         diag["basin_rhat"] = (("mode",), np.asarray(check.basin_rhat))
     for key, value in run.history.items():
         diag[f"history_{key}"] = (("checkpoint",) if key.startswith("ksd") else ("step",), np.asarray(value))
-    diag.attrs = {"independent": int(run.independent), "unknown_share": float(check.unknown_share),
-                  "mixing": int(check.mixing), "tolerance": float(check.tolerance)}
+    diag.attrs = {
+        "independent": int(run.independent),
+        "unknown_share": float(check.unknown_share),
+        "mixing": int(check.mixing),
+        "tolerance": float(check.tolerance),
+    }
     groups["stein_diagnostics"] = diag
     if isinstance(repair, Repair):
         groups["repaired_posterior"] = _like_posterior(repair.samples, groups["posterior"])
@@ -413,8 +443,11 @@ def _repair_dataset(repair: Repair) -> xr.Dataset:
             "fill_ess": (("mode",), repair.fill_ess),
         },
         coords={"mode": np.arange(len(repair.mass))},
-        attrs={"unknown_kept": int(repair.unknown_kept), "fill_method": repair.fill_method,
-               "order": "shuffled: chain and draw carry no time order"},
+        attrs={
+            "unknown_kept": int(repair.unknown_kept),
+            "fill_method": repair.fill_method,
+            "order": "shuffled: chain and draw carry no time order",
+        },
     )
 
 
@@ -426,15 +459,26 @@ def _ksd_test(ds: xr.Dataset) -> KSDTest:
     params = {name: ds[f"ksd_kernel_{name}"].item() for name in KERNEL_FIELDS if name in kernel_fields}
     kernel = kernel_cls(**{k: None if np.isnan(v) else v for k, v in params.items()})
     fields = {name: ds[f"ksd_{name}"].item() for name in TEST_FIELDS}
-    return KSDTest(statistic=float(ds["ksd"]), pvalue=float(ds["ksd_pvalue"]), kernel=kernel,
-                   **{**fields, "standardized": bool(fields["standardized"])})
+    return KSDTest(
+        statistic=float(ds["ksd"]),
+        pvalue=float(ds["ksd_pvalue"]),
+        kernel=kernel,
+        **{**fields, "standardized": bool(fields["standardized"])},
+    )
 
 
 def _mode_check(method: str, ds: xr.Dataset, flags: tuple[Flag, ...]) -> ModeCheck:
     return ModeCheck(
-        method, ds["expected_mass"].values, ds["expected_mass_se"].values, ds["observed_share"].values,
-        ds["ess"].values, ds["share_pvalue"].values, float(ds.attrs["unknown_share"]), flags,
+        method,
+        ds["expected_mass"].values,
+        ds["expected_mass_se"].values,
+        ds["observed_share"].values,
+        ds["ess"].values,
+        ds["share_pvalue"].values,
+        float(ds.attrs["unknown_share"]),
+        flags,
         transitions=ds["transitions"].values if "transitions" in ds else None,
         basin_rhat=ds["basin_rhat"].values if "basin_rhat" in ds else None,
-        mixing=bool(ds.attrs["mixing"]), tolerance=float(ds.attrs["tolerance"]),
+        mixing=bool(ds.attrs["mixing"]),
+        tolerance=float(ds.attrs["tolerance"]),
     )

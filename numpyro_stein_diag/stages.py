@@ -10,9 +10,10 @@ the progress bar, so diagnose() reads as its steps.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Literal, get_args
+from typing import Literal, get_args
 
 from tqdm.auto import tqdm
 

@@ -15,16 +15,17 @@ neighbour's repulsion and the particles shrink (sd ratio 0.48 at d = 20, 0.31 at
 N = 200); :func:`spread_keeping_lengthscale` widens the kernel once the schedule has reached the
 target. A schedule fixes, at each step, the inverse temperature :math:`\\beta_t`, the noise
 level :math:`\\sigma_t` (a number, or one per coordinate) of the smoothed target
-:math:`p * N(0, \\mathrm{diag}(\\sigma_t^2))` whose score :math:`s_t` is followed, and an optional Langevin noise. Steps run inside
-:func:`jax.lax.scan`, in chunks so a progress bar can follow them.
+:math:`p * N(0, \\mathrm{diag}(\\sigma_t^2))` whose score :math:`s_t` is followed, and an optional
+Langevin noise. Steps run inside :func:`jax.lax.scan`, in chunks so a progress bar can follow them.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache, partial
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,8 +40,7 @@ from .ksd import ksd
 from .runs import Run
 from .target import Target
 
-__all__ = ["Level", "Schedule", "SVGDInfo", "SVGDKernel", "SVGDState", "plain", "annealed", "tempered", "chain",
-           "svgd"]
+__all__ = ["Level", "Schedule", "SVGDInfo", "SVGDKernel", "SVGDState", "plain", "annealed", "tempered", "chain", "svgd"]
 
 DEFAULT_STEP_SIZE = 0.05
 BANDWIDTH_EVERY = 10  # steps between median-heuristic refreshes; particles move little in 10 steps
@@ -70,10 +70,10 @@ class Schedule:
     level: Callable[[jax.Array], Level]
     num_noise: int = 0
     sigma_max: float | None = None  # None: resolved from the target by svgd(); else the largest sigma
-    parts: tuple["Schedule", ...] = ()  # the schedules a chain() was built from
+    parts: tuple[Schedule, ...] = ()  # the schedules a chain() was built from
     kind: str = "plain"
 
-    def resolve(self, target: Target, rng_key) -> "Schedule":
+    def resolve(self, target: Target, rng_key) -> Schedule:
         """Fill a ``sigma_max`` left to the target, one per coordinate: twice the robust spread
         (:func:`robust_spread`) of 512 of the target's initial points.
 
@@ -126,7 +126,8 @@ def annealed(
 
     .. math::
 
-        \\nabla \\log (p * \\varphi_\\sigma)(x) = \\frac{E_e[p(x + \\sigma e)\\, s(x + \\sigma e)]}{E_e[p(x + \\sigma e)]},
+        \\nabla \\log (p * \\varphi_\\sigma)(x)
+        = \\frac{E_e[p(x + \\sigma e)\\, s(x + \\sigma e)]}{E_e[p(x + \\sigma e)]},
         \\qquad e \\sim N(0, I),
 
     is estimated by self-normalised importance sampling with ``num_noise`` draws of
@@ -155,8 +156,9 @@ def annealed(
 
     if sigma_max is None:
         return Schedule("annealed", level, num_noise, None, kind="annealed")
-    return Schedule("annealed", partial(_rescale_sigma, level, float(sigma_max)), num_noise, float(sigma_max),
-                    kind="annealed")
+    return Schedule(
+        "annealed", partial(_rescale_sigma, level, float(sigma_max)), num_noise, float(sigma_max), kind="annealed"
+    )
 
 
 def tempered(
@@ -195,8 +197,9 @@ def tempered(
     if kind == "geometric" and not 0.0 < beta_min <= 1.0:
         raise ValueError(f"a geometric schedule needs 0 < beta_min <= 1, got {beta_min}.")
     if kind == "geometric":  # beta_min * (1 / beta_min)^v = beta_min^(1 - v) over the moving part's progress v
-        geometric = optax.schedules.exponential_decay(beta_min, transition_steps=1, decay_rate=1.0 / beta_min,
-                                                      end_value=1.0)
+        geometric = optax.schedules.exponential_decay(
+            beta_min, transition_steps=1, decay_rate=1.0 / beta_min, end_value=1.0
+        )
 
     def level(u):
         v = _held(u, final_fraction)
@@ -336,8 +339,9 @@ class SVGDKernel:
 
     def init(self, position) -> SVGDState:
         position = jnp.asarray(position)
-        return SVGDState(position, self.optimizer.init(position), self.kernel.resolve_lengthscale(position),
-                         jnp.zeros((), jnp.int32))
+        return SVGDState(
+            position, self.optimizer.init(position), self.kernel.resolve_lengthscale(position), jnp.zeros((), jnp.int32)
+        )
 
     def step(self, rng_key, state: SVGDState, level: Level = PLAIN) -> tuple[SVGDState, SVGDInfo]:
         x = shard_rows(state.particles)  # the scores are computed where the particles are
@@ -356,7 +360,6 @@ class SVGDKernel:
         )
         info = SVGDInfo(level.beta, jnp.max(level.sigma), jnp.sqrt(jnp.mean(jnp.sum(phi**2, -1))))
         return SVGDState(moved, opt_state, lengthscale, state.step + 1), info
-
 
     def _step_lengthscale(self, lengthscale, level: Level, shape):
         """The kernel's lengthscale, widened (:func:`spread_keeping_lengthscale`) where
@@ -466,22 +469,26 @@ def svgd(
         x = jnp.asarray(init)
         if x.ndim != 2 or x.shape[1] != target.dim:
             raise ValueError(f"init has shape {x.shape}; expected (num_particles, {target.dim}).")
-    update = SVGDKernel(target, _adam(float(step_size)) if optimizer is None else optimizer, kernel, schedule.num_noise,
-                        keep_spread)
+    update = SVGDKernel(
+        target, _adam(float(step_size)) if optimizer is None else optimizer, kernel, schedule.num_noise, keep_spread
+    )
     state = place_on_rows(update.init(x), x.shape[0])  # laid out as every chunk returns it: one compilation
     chunk = -(-num_steps // max(1, min(num_checkpoints, num_steps)))  # equal chunks: one compilation
     inputs = _step_inputs(schedule, k_run, num_steps, chunk, step_size)
     infos, checkpoints = [], []
     bar = tqdm(total=num_steps, desc=f"SVGD ({schedule.name})", disable=not progress_bar, leave=False)
     for start in range(0, num_steps, chunk):
-        state, info = _run_chunk(update, state, jax.tree.map(lambda v: v[start:start + chunk], inputs))
+        state, info = _run_chunk(update, state, jax.tree.map(lambda v: v[start : start + chunk], inputs))
         state = place_on_rows(state, x.shape[0])  # a no-op in one process; with several, every process reads it
         stop = min(start + chunk, num_steps)
         if not _finite(state.particles):
             bar.close()
-            advice = (f"lower the step size (step_size={step_size / 5:g}; from diagnose(): methods={{name: "
-                      "{'step_size': ...}}, from the command line: --set name.step_size=...)"
-                      if optimizer is None else "lower your optimizer's learning rate")
+            advice = (
+                f"lower the step size (step_size={step_size / 5:g}; from diagnose(): methods={{name: "
+                "{'step_size': ...}}, from the command line: --set name.step_size=...)"
+                if optimizer is None
+                else "lower your optimizer's learning rate"
+            )
             if schedule.num_noise:
                 advice += f", or the smoothing (sigma_max below {schedule.sigma_max:.3g})"
             raise FloatingPointError(

@@ -18,9 +18,10 @@ between the two is in the callables, and which one built it is its ``kind``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache, partial
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +33,13 @@ from numpyro.infer import init_to_uniform
 from numpyro.infer.util import Predictive, constrain_fn, initialize_model, unconstrain_fn
 
 from .validation import (
-    check_example_params, check_latent_sites, check_potential_value, check_supports, finite_initial_point,
-    model_errors, validate_samples,
+    check_example_params,
+    check_latent_sites,
+    check_potential_value,
+    check_supports,
+    finite_initial_point,
+    model_errors,
+    validate_samples,
 )
 
 __all__ = ["ModelCall", "Target"]
@@ -110,7 +116,7 @@ class Target:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_model(cls, model: Callable, *model_args, rng_key=None, **model_kwargs) -> "Target":
+    def from_model(cls, model: Callable, *model_args, rng_key=None, **model_kwargs) -> Target:
         """The posterior of a NumPyro ``model(*model_args, **model_kwargs)``.
 
         Built on :func:`numpyro.infer.util.initialize_model`, whose ``potential_fn``
@@ -142,7 +148,7 @@ class Target:
     @classmethod
     def from_potential(
         cls, potential_fn: Callable[[Any], jax.Array], example_params: Any, init_scale: float = 1.0
-    ) -> "Target":
+    ) -> Target:
         """A target given by its potential ``U(params) = -log p(params)`` on an unconstrained pytree.
 
         ``example_params`` fixes the structure and is the centre of :attr:`initial_points`,
@@ -162,8 +168,10 @@ class Target:
         def from_sites(values):
             return jax.tree_util.tree_unflatten(treedef, [values[name] for name in names])
 
-        with model_errors("Target.from_potential was building the target (evaluating potential_fn at "
-                          "example_params)", lambda: to_sites(params)):
+        with model_errors(
+            "Target.from_potential was building the target (evaluating potential_fn at example_params)",
+            lambda: to_sites(params),
+        ):
             check_potential_value(potential_fn(params))
         return cls(
             kind="potential",
@@ -273,8 +281,13 @@ def _model_target(call: ModelCall) -> Target:
     latent = _latent_sites(trace)
     check_latent_sites(latent)
     model, args, kwargs = call.model, call.args, call.kwargs
-    with (model_errors("Target.from_model was building the target (numpyro's initialize_model: the log "
-                       "density at random initial points)"), finite_initial_point()):
+    with (
+        model_errors(
+            "Target.from_model was building the target (numpyro's initialize_model: the log "
+            "density at random initial points)"
+        ),
+        finite_initial_point(),
+    ):
         info = initialize_model(call.rng_key, model, model_args=args, model_kwargs=kwargs)
 
     def constrain_sites(params, deterministic=False):
@@ -294,12 +307,15 @@ def _model_target(call: ModelCall) -> Target:
         init_params=info.param_info.z,
         site_shapes={name: tuple(jnp.shape(site["value"])) for name, site in latent.items()},
         site_supports=supports,
-        extra_sites=frozenset(name for name, site in trace.items()
-                              if site["type"] in ("sample", "deterministic")) - set(latent),
+        extra_sites=frozenset(name for name, site in trace.items() if site["type"] in ("sample", "deterministic"))
+        - set(latent),
         constrain_sites=constrain_sites,
         unconstrain_sites=unconstrain_sites,
-        initial_points=(_prior_points(sample_prior, unconstrain_sites, supports) if prior_can_be_sampled
-                        else _uniform_box(ravel_pytree(info.param_info.z)[0].size)),
+        initial_points=(
+            _prior_points(sample_prior, unconstrain_sites, supports)
+            if prior_can_be_sampled
+            else _uniform_box(ravel_pytree(info.param_info.z)[0].size)
+        ),
         model_call=call,
     )
 
@@ -312,8 +328,9 @@ def _trace_once(call: ModelCall) -> tuple[dict, bool]:
     def values_so_far():
         return {name: site["value"] for name, site in _latent_sites(getattr(tracer, "trace", {})).items()}
 
-    with model_errors("Target.from_model was building the target (running the model once with prior draws)",
-                      values_so_far):
+    with model_errors(
+        "Target.from_model was building the target (running the model once with prior draws)", values_so_far
+    ):
         try:
             return tracer.get_trace(*call.args, **call.kwargs), True
         except NotImplementedError:

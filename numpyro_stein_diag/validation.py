@@ -18,17 +18,31 @@ Rules for ``(chain, draw)`` samples, checked by :func:`check_chain_draw_axes`:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    "InputError", "ModelError", "MIN_DRAWS", "as_float_draws", "check_chain_draw_axes", "check_example_params",
-    "check_finite", "check_independent_names", "check_latent_sites", "check_potential_value", "check_site_names",
-    "check_supports", "finite_initial_point", "first_draw", "model_errors", "sample_axes", "validate_samples",
+    "InputError",
+    "ModelError",
+    "MIN_DRAWS",
+    "as_float_draws",
+    "check_chain_draw_axes",
+    "check_example_params",
+    "check_finite",
+    "check_independent_names",
+    "check_latent_sites",
+    "check_potential_value",
+    "check_site_names",
+    "check_supports",
+    "finite_initial_point",
+    "first_draw",
+    "model_errors",
+    "sample_axes",
+    "validate_samples",
 ]
 
 MIN_DRAWS = 2  # the KSD is a mean over pairs of distinct draws
@@ -143,8 +157,10 @@ def sample_axes(samples: dict, site_shapes: dict, num_sample_axes: int | None = 
     sites share are taken as right (on a tie, the shorter: a scalar site given a stray trailing
     axis is the common mistake) and the first site that differs is named.
     """
-    axes = {name: _site_sample_axes(name, np.shape(samples[name]), shape, num_sample_axes)
-            for name, shape in site_shapes.items()}
+    axes = {
+        name: _site_sample_axes(name, np.shape(samples[name]), shape, num_sample_axes)
+        for name, shape in site_shapes.items()
+    }
     sites_by_axes: dict[tuple, list[str]] = {}
     for name, site_axes in axes.items():
         sites_by_axes.setdefault(site_axes, []).append(name)
@@ -166,11 +182,14 @@ def _site_sample_axes(name: str, given: tuple, shape: tuple, num_sample_axes: in
         return tuple(given[:nb])
     leading = "(chain, draw" if num_sample_axes == 2 else "(..."
     expected = leading + "".join(f", {n}" for n in shape) + ")"
-    if given[max(nb, 0):] != shape:
+    if given[max(nb, 0) :] != shape:
         fix = f"its trailing axes must be the site's shape {shape}"
     elif nb < (num_sample_axes or 1):
-        fix = ("add a chain axis to pass (chain, draw, ...) arrays, e.g. x[None] for one chain"
-               if num_sample_axes == 2 else "add a leading sample axis, e.g. x[None]")
+        fix = (
+            "add a chain axis to pass (chain, draw, ...) arrays, e.g. x[None] for one chain"
+            if num_sample_axes == 2
+            else "add a leading sample axis, e.g. x[None]"
+        )
     else:
         fix = f"it has {nb} leading axes: merge or drop the extra ones"
     raise InputError(
@@ -191,8 +210,9 @@ def check_finite(name: str, value: np.ndarray) -> None:
         )
 
 
-def validate_samples(samples, site_shapes: dict, extra_sites=frozenset(),
-                     num_sample_axes: int | None = None) -> tuple[dict[str, np.ndarray], tuple[int, ...]]:
+def validate_samples(
+    samples, site_shapes: dict, extra_sites=frozenset(), num_sample_axes: int | None = None
+) -> tuple[dict[str, np.ndarray], tuple[int, ...]]:
     """Every check above, in order: names, dtypes, shapes, emptiness, NaN.
 
     Returns the latent sites as float arrays ``{site: sample_axes + shape}`` and the sample axes.
@@ -225,8 +245,9 @@ def check_supports(values: dict, unconstrained: dict, batch_shape, supports: dic
         )
 
 
-def check_chain_draw_axes(batch_shape: tuple[int, ...], name: str, site: str, site_shape: tuple,
-                          independent: bool, axes_named: bool) -> None:
+def check_chain_draw_axes(
+    batch_shape: tuple[int, ...], name: str, site: str, site_shape: tuple, independent: bool, axes_named: bool
+) -> None:
     """The rules of the module docstring for sample ``name`` with sample axes ``(chain, draw)``;
     ``site`` and its model shape ``site_shape`` name one site in the message."""
     chains, draws = batch_shape

@@ -15,9 +15,9 @@ jax.config.update("jax_platforms", "cpu")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
+from helpers import ar1, mixture_draws, sojourns, two_mode_model  # noqa: E402
 
 import numpyro_stein_diag as nsd  # noqa: E402
-from helpers import ar1, mixture_draws, sojourns, two_mode_model  # noqa: E402
 
 
 @pytest.fixture
@@ -58,12 +58,16 @@ def equal_mass_report():
         "stuck_2_2": {"x": np.stack([ar1(rng, c, (500,)) for c in (-4, -4, 4, 4)])},
         "all_in_one": {"x": ar1(rng, 4.0, (4, 500))},
         # 5 crossings in 2000 draws, 65% left where 50% belongs
-        "rare_crossing": {"x": np.stack([
-            sojourns(rng, (-4, 500)),
-            sojourns(rng, (-4, 300), (4, 100), (-4, 100)),
-            sojourns(rng, (4, 200), (-4, 200), (4, 100)),
-            sojourns(rng, (-4, 200), (4, 300)),
-        ])},
+        "rare_crossing": {
+            "x": np.stack(
+                [
+                    sojourns(rng, (-4, 500)),
+                    sojourns(rng, (-4, 300), (4, 100), (-4, 100)),
+                    sojourns(rng, (4, 200), (-4, 200), (4, 100)),
+                    sojourns(rng, (-4, 200), (4, 300)),
+                ]
+            )
+        },
     }
     return nsd.diagnose(two_mode_model, weight_left=0.5, samples=samples, methods=(), progress_bar=False)
 
@@ -103,5 +107,6 @@ def one_chain_report():
         "one_chain": {"x": exact},  # the same draws, not declared: a chain that moves freely
         "stuck": {"x": rng.normal(4.0, 1.0, (1, 2000))},  # a chain that never leaves the right mode
     }
-    return nsd.diagnose(two_mode_model, weight_left=0.3, samples=samples, independent={"declared"}, methods=(),
-                        progress_bar=False)
+    return nsd.diagnose(
+        two_mode_model, weight_left=0.3, samples=samples, independent={"declared"}, methods=(), progress_bar=False
+    )

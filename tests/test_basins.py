@@ -10,11 +10,10 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from helpers import two_mode_model
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag import basins
-
-from helpers import two_mode_model
 
 
 def three_modes_2d():

@@ -14,23 +14,38 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from helpers import MODE_FLAGS, mode_kinds
 from scipy import optimize, stats
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.check import (
-    MIXING_RHAT, basin_rhat, basin_transitions, check_mode_mass, holm, mixes_between_modes, share_pvalue,
+    MIXING_RHAT,
+    basin_rhat,
+    basin_transitions,
+    check_mode_mass,
+    holm,
+    mixes_between_modes,
+    share_pvalue,
 )
-
-from helpers import MODE_FLAGS, mode_kinds
 
 
 def fixed_modes(mass, mass_se):
     """Modes at 0, 1, ... and their masses, as ``(modes, masses)`` for check_mode_mass."""
     k = len(mass)
-    modes = nsd.Modes(location=np.arange(k, dtype=float)[:, None], log_density=np.zeros(k),
-                      hessian=np.ones((k, 1, 1)), laplace_log_mass=np.log(np.full(k, 1.0 / k)), values={"x": np.arange(k)})
-    masses = nsd.ModeMasses(mass=np.asarray(mass, float), mass_se=np.asarray(mass_se, float), pareto_k=0.0,
-                            unknown_mass=0.0, mass_method="importance")
+    modes = nsd.Modes(
+        location=np.arange(k, dtype=float)[:, None],
+        log_density=np.zeros(k),
+        hessian=np.ones((k, 1, 1)),
+        laplace_log_mass=np.log(np.full(k, 1.0 / k)),
+        values={"x": np.arange(k)},
+    )
+    masses = nsd.ModeMasses(
+        mass=np.asarray(mass, float),
+        mass_se=np.asarray(mass_se, float),
+        pareto_k=0.0,
+        unknown_mass=0.0,
+        mass_method="importance",
+    )
     return modes, masses
 
 
@@ -54,8 +69,15 @@ def test_share_pvalue_is_the_binomial_one_without_mass_uncertainty_and_wider_wit
 
 
 def ksd_result(pvalue):
-    return nsd.KSDTest(statistic=0.1, pvalue=pvalue, n=100, bootstrap="multinomial", num_bootstrap=99,
-                       kernel=nsd.IMQ(), lengthscale=1.0)
+    return nsd.KSDTest(
+        statistic=0.1,
+        pvalue=pvalue,
+        n=100,
+        bootstrap="multinomial",
+        num_bootstrap=99,
+        kernel=nsd.IMQ(),
+        lengthscale=1.0,
+    )
 
 
 def test_holm_adjusts_over_the_family():
@@ -71,8 +93,9 @@ def test_holm_adjusts_over_the_family():
     assert not with_family.flags
     np.testing.assert_allclose(alone.pvalue, with_family.pvalue)  # ModeCheck keeps the raw p-values
     # a KSD test is judged in the same family: p = 0.01 is the smallest of three, adjusted 0.03
-    rejected = nsd.check_mode_mass("m", basins, *modes, independent=True, tolerance=0.0, alpha=0.1,
-                                   tests={"plain": ksd_result(0.01)})
+    rejected = nsd.check_mode_mass(
+        "m", basins, *modes, independent=True, tolerance=0.0, alpha=0.1, tests={"plain": ksd_result(0.01)}
+    )
     assert [f.kind for f in rejected.flags if f.mode < 0] == ["ksd_reject"]
 
 
@@ -103,7 +126,11 @@ def test_a_nan_mass_never_silences_a_flag():
 
 # ---------------------------------------------------------------- flags on known truth, several targets
 def mixture_3d():
-    weights, locs, scales = np.array([0.5, 0.3, 0.2]), np.array([[-5.0, 0, 0], [5, 0, 0], [0, 6, 0]]), np.array([1.0, 0.5, 2.0])
+    weights, locs, scales = (
+        np.array([0.5, 0.3, 0.2]),
+        np.array([[-5.0, 0, 0], [5, 0, 0], [0, 6, 0]]),
+        np.array([1.0, 0.5, 2.0]),
+    )
 
     def model():
         components = dist.Normal(jnp.asarray(locs), jnp.asarray(scales)[:, None]).to_event(1)
@@ -134,7 +161,9 @@ def heavy_tailed():
     weights = np.array([0.4, 0.6])
 
     def model():
-        mix = dist.MixtureGeneral(dist.Categorical(jnp.asarray(weights)), [dist.StudentT(3.0, -10.0, 1.0), dist.Normal(10.0, 1.0)])
+        mix = dist.MixtureGeneral(
+            dist.Categorical(jnp.asarray(weights)), [dist.StudentT(3.0, -10.0, 1.0), dist.Normal(10.0, 1.0)]
+        )
         numpyro.sample("x", mix)
 
     def draw(rng, w, n):
@@ -166,8 +195,10 @@ def test_flags_on_known_truth_for_several_targets(case):
 
     def flags(w):
         x = t.unconstrain({s: v[None] for s, v in draw(rng, w, 1000).items()})
-        return {f.kind for f in nsd.check_mode_mass("m", nsd.assign_basins(t, modes, x), modes, masses,
-                                                     independent=True).flags}
+        return {
+            f.kind
+            for f in nsd.check_mode_mass("m", nsd.assign_basins(t, modes, x), modes, masses, independent=True).flags
+        }
 
     missing = weights.copy()
     missing[0] = 0.0
@@ -218,8 +249,11 @@ def test_basin_statistics_on_hand_made_labels():
 
 def two_state_chains(rng, switch, mass_left, shape, boundary):
     """Random-walk Metropolis on w N(-2, 1) + (1 - w) N(2, 1): real chains that cross ``often``."""
+
     def log_p(x):
-        return np.logaddexp(np.log(mass_left) + stats.norm.logpdf(x, -2), np.log1p(-mass_left) + stats.norm.logpdf(x, 2))
+        return np.logaddexp(
+            np.log(mass_left) + stats.norm.logpdf(x, -2), np.log1p(-mass_left) + stats.norm.logpdf(x, 2)
+        )
 
     x = rng.normal(0.0, 3.0, shape[:-1])
     out = np.empty(shape)
@@ -245,8 +279,9 @@ def test_chains_that_cross_often_raise_no_mode_flag_on_19_of_20_seeds():
     masses = nsd.mode_masses(t, modes, jax.random.PRNGKey(1))
     assert len(modes) == 2
     left = int(np.argmin(modes.location[:, 0]))
-    boundary = optimize.minimize_scalar(lambda x: float(t.log_density(jnp.array([x]))), bounds=(-1.9, 1.9),
-                                        method="bounded").x
+    boundary = optimize.minimize_scalar(
+        lambda x: float(t.log_density(jnp.array([x]))), bounds=(-1.9, 1.9), method="bounded"
+    ).x
     truth_left = 0.3 * stats.norm.cdf(boundary, -2) + 0.7 * stats.norm.cdf(boundary, 2)
     assert abs(masses.mass[left] - truth_left) < max(0.03, 3 * masses.mass_se[left])
     # the flags are judged against the exact masses (with the estimate's se): one estimate 3 se
@@ -280,8 +315,9 @@ def test_single_chain_mixing_rule_on_basin_sequences():
     free = (rng.random((1, 2000)) > 0.3).astype(int)
     assert mixes_between_modes(basin_transitions(free), basin_rhat(free, 2))
     halves = np.repeat([[0, 1]], 1000, axis=1)  # one move, half way: R-hat inf
-    assert np.isinf(basin_rhat(halves, 2)).all() and not mixes_between_modes(basin_transitions(halves),
-                                                                            basin_rhat(halves, 2))
+    assert np.isinf(basin_rhat(halves, 2)).all() and not mixes_between_modes(
+        basin_transitions(halves), basin_rhat(halves, 2)
+    )
     sticky = np.zeros((1, 2000), int)
     sticky[0, 500:520] = 1  # one excursion: R-hat of the quarters fine, 2 transitions too few
     assert not mixes_between_modes(basin_transitions(sticky), basin_rhat(sticky, 2))

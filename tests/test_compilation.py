@@ -23,7 +23,9 @@ print(len(masses), *masses.mass)
 
 
 def run_audit(cache_dir):
-    out = subprocess.run([sys.executable, "-c", AUDIT_SCRIPT, str(cache_dir)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", AUDIT_SCRIPT, str(cache_dir)], capture_output=True, text=True, check=True
+    )
     return out.stdout.split()
 
 

@@ -38,8 +38,9 @@ def test_sharded_quadratic_forms_equal_the_dense_double_sum():
     x, s = rng.normal(size=(103, 3)), rng.normal(size=(103, 3))
     w = rng.normal(size=(103, 5))
     kernel = IMQ()
-    h = np.asarray(stein_kernel_rows(jnp.asarray(x), jnp.asarray(s), jnp.asarray(x), jnp.asarray(s), kernel, 1.3),
-                   dtype=float)
+    h = np.asarray(
+        stein_kernel_rows(jnp.asarray(x), jnp.asarray(s), jnp.asarray(x), jnp.asarray(s), kernel, 1.3), dtype=float
+    )
     for exclude in (False, True):
         dense = h - np.diag(np.diag(h)) if exclude else h
         expected = np.einsum("ib,ij,jb->b", w, dense, w)

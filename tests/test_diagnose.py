@@ -9,10 +9,9 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 import xarray as xr
+from helpers import kinds, mixture_draws, two_mode_model
 
 import numpyro_stein_diag as nsd
-
-from helpers import kinds, mixture_draws, two_mode_model
 
 
 def test_flags_on_known_truth(two_mode_report):
@@ -69,19 +68,29 @@ def test_label_switching_with_canonicalize():
     samples = {"one_labelling": {"mu": x}}
     plain = nsd.diagnose(model, y, samples=samples, methods=(), progress_bar=False)
     assert len(plain.modes) == 2 and {"missed_mode", "misweighted_mode"} <= kinds(plain, "one_labelling")
-    canon = nsd.diagnose(model, y, samples=samples, methods=(), progress_bar=False,
-                         canonicalize=lambda v: {"mu": jnp.sort(v["mu"])})
+    canon = nsd.diagnose(
+        model, y, samples=samples, methods=(), progress_bar=False, canonicalize=lambda v: {"mu": jnp.sort(v["mu"])}
+    )
     assert len(canon.modes) == 1 and canon.ok
     np.testing.assert_allclose(canon.masses.mass, [1.0], atol=0.01)
 
 
 @pytest.mark.slow
 def test_samples_from_a_datatree_and_an_mcmc_object():
-    run = nsd.nuts(two_mode_model, jax.random.PRNGKey(0), num_chains=2, num_warmup=200, num_samples=200, weight_left=0.5, progress_bar=False)
+    run = nsd.nuts(
+        two_mode_model,
+        jax.random.PRNGKey(0),
+        num_chains=2,
+        num_warmup=200,
+        num_samples=200,
+        weight_left=0.5,
+        progress_bar=False,
+    )
     tree = arviz_base.from_numpyro(run.mcmc)
     report = nsd.diagnose(two_mode_model, samples={"mcmc": run.mcmc, "tree": tree}, methods=(), progress_bar=False)
-    xr.testing.assert_equal(report.to_datatree("mcmc")["posterior"].dataset,
-                            report.to_datatree("tree")["posterior"].dataset)  # equal up to attrs (creation time)
+    xr.testing.assert_equal(
+        report.to_datatree("mcmc")["posterior"].dataset, report.to_datatree("tree")["posterior"].dataset
+    )  # equal up to attrs (creation time)
     np.testing.assert_array_equal(report.checks["mcmc"].observed_share, report.checks["tree"].observed_share)
     assert "sample_stats" in report.to_datatree("mcmc").children
 
@@ -169,8 +178,9 @@ def test_own_methods_are_checked_and_their_histories_round_trip(tmp_path):
     """diagnose() running the package's own SVGD (small settings), not only user samples."""
     methods = {
         "svgd": lambda t, key, bar: nsd.svgd(t, key, 64, 300, progress_bar=bar),
-        "svgd_annealed": lambda t, key, bar: nsd.svgd(t, key, 64, 300, schedule=nsd.annealed(num_noise=8),
-                                                      progress_bar=bar),
+        "svgd_annealed": lambda t, key, bar: nsd.svgd(
+            t, key, 64, 300, schedule=nsd.annealed(num_noise=8), progress_bar=bar
+        ),
     }
     report = nsd.diagnose(two_mode_model, methods=methods, rng_key=jax.random.PRNGKey(3), progress_bar=False)
     assert report.methods == list(methods) and len(report.modes) == 2

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import pytest
 from scipy import stats
 
 import numpyro_stein_diag as nsd
@@ -15,7 +16,9 @@ from numpyro_stein_diag.discovery import posterior_starts, unseen_chance
 def rare_mode_model(y=12.0):
     """theta ~ 0.99 N(0, 1) + 0.01 N(12, 1), y ~ N(theta, 3.41^2): with y = 12, 75% of the
     posterior lies near 12, where one prior draw in a hundred lands."""
-    mixture = dist.MixtureSameFamily(dist.Categorical(jnp.array([0.99, 0.01])), dist.Normal(jnp.array([0.0, 12.0]), 1.0))
+    mixture = dist.MixtureSameFamily(
+        dist.Categorical(jnp.array([0.99, 0.01])), dist.Normal(jnp.array([0.0, 12.0]), 1.0)
+    )
     theta = numpyro.sample("theta", mixture)
     numpyro.sample("y", dist.Normal(theta, 3.41), obs=y)
 
@@ -37,16 +40,23 @@ def test_starts_follow_the_posterior_not_the_prior():
     # 1% of prior draws lie near 12, 75% of the posterior: the starts near 12 are about 3/4 of
     # the distinct draws resampled (systematic resampling keeps each draw once per 1/64 of weight)
     assert np.mean(starts[:, 0] > 6.0) > 0.5
-    assert posterior_starts(nsd.Target.from_potential(lambda z: jnp.sum(z**2), jnp.zeros(2)),
-                            jax.random.PRNGKey(0)).shape == (0, 2)  # a potential has no prior
+    assert posterior_starts(
+        nsd.Target.from_potential(lambda z: jnp.sum(z**2), jnp.zeros(2)), jax.random.PRNGKey(0)
+    ).shape == (0, 2)  # a potential has no prior
 
 
+@pytest.mark.slow
 def test_a_mode_prior_draws_rarely_reach_is_found_and_the_sample_that_misses_it_flagged():
     # draws of the near component only (a user's chains that never left theta = 0), 4 x 250
     near = np.random.default_rng(0).normal(0.0 + 12.0 / 12.63, np.sqrt(11.63 / 12.63), (4, 250))
     for seed in range(3):  # the search at 32 prior starts alone found it on 1 of 6 seeds
-        report = nsd.diagnose(rare_mode_model, samples={"near": {"theta": near}}, methods=(),
-                              rng_key=jax.random.PRNGKey(seed), progress_bar=False)
+        report = nsd.diagnose(
+            rare_mode_model,
+            samples={"near": {"theta": near}},
+            methods=(),
+            rng_key=jax.random.PRNGKey(seed),
+            progress_bar=False,
+        )
         far = np.flatnonzero(report.modes.location[:, 0] > 6.0)
         assert far.size == 1
         assert abs(report.masses.mass[far[0]] - far_mass()) < 0.03

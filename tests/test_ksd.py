@@ -6,11 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import pytest
+from helpers import gaussian, two_mode_model
 
 from numpyro_stein_diag import IMQ, RBF, Target, ksd, ksd_test
 from numpyro_stein_diag.ksd import stein_kernel_rows
-
-from helpers import gaussian, two_mode_model
 
 
 def bimodal_pm1():
@@ -92,8 +91,10 @@ def test_level_on_exact_draws():
     # rejections is Binomial(100, 0.05): P(1 <= X <= 12) = 0.993, so the band is defended.
     t = gaussian(dim=2)
     rejections = sum(
-        ksd_test(t, np.random.default_rng(seed).normal(size=(200, 2)), jax.random.PRNGKey(seed),
-                 num_bootstrap=300).pvalue < 0.05
+        ksd_test(
+            t, np.random.default_rng(seed).normal(size=(200, 2)), jax.random.PRNGKey(seed), num_bootstrap=300
+        ).pvalue
+        < 0.05
         for seed in range(100)
     )
     assert 1 <= rejections <= 12
@@ -138,8 +139,10 @@ def test_the_blindness_one_isolated_mode_passes():
     # Over 20 seeds, Binomial(20, 0.05) exceeds 4 with probability 0.016.
     t = Target.from_model(two_mode_model)
     rejections = sum(
-        ksd_test(t, np.random.default_rng(seed).normal(-4.0, 1.0, (1000, 1)), jax.random.PRNGKey(seed),
-                 num_bootstrap=200).pvalue < 0.05
+        ksd_test(
+            t, np.random.default_rng(seed).normal(-4.0, 1.0, (1000, 1)), jax.random.PRNGKey(seed), num_bootstrap=200
+        ).pvalue
+        < 0.05
         for seed in range(20)
     )
     assert rejections <= 4

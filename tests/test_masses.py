@@ -7,17 +7,21 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import pytest
+from helpers import modes_and_masses
 from scipy import optimize, stats
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.masses import without_masses
 
-from helpers import modes_and_masses
-
 
 def two_modes():
-    return nsd.Modes(location=np.array([[-1.0], [1.0]]), log_density=np.zeros(2), hessian=np.ones((2, 1, 1)),
-                     laplace_log_mass=np.log([0.5, 0.5]), values={"x": np.array([-1.0, 1.0])})
+    return nsd.Modes(
+        location=np.array([[-1.0], [1.0]]),
+        log_density=np.zeros(2),
+        hessian=np.ones((2, 1, 1)),
+        laplace_log_mass=np.log([0.5, 0.5]),
+        values={"x": np.array([-1.0, 1.0])},
+    )
 
 
 def test_the_mass_method_and_the_shapes_are_checked():
@@ -54,8 +58,9 @@ def test_heavy_tails_the_proposal_cannot_cover_fall_back_to_laplace():
 
 def test_mass_intervals_cover_the_true_mass():
     def potential(z):
-        return -jnp.logaddexp(jnp.log(0.3) + dist.Normal(-3, 1).log_prob(z),
-                              jnp.log(0.7) + dist.Normal(3, 1).log_prob(z)).sum()
+        return -jnp.logaddexp(
+            jnp.log(0.3) + dist.Normal(-3, 1).log_prob(z), jnp.log(0.7) + dist.Normal(3, 1).log_prob(z)
+        ).sum()
 
     t = nsd.Target.from_potential(potential, jnp.zeros(1), init_scale=4.0)
     modes = nsd.find_modes(t, None, jax.random.PRNGKey(0))
@@ -78,8 +83,9 @@ def test_heavy_tailed_mode_where_laplace_is_biased():
     # 0.4 t_2(-10, 1) + 0.6 N(10, 1): Laplace gives the t mode ~0.33 (its curvature hides the
     # heavy tails); the exact basin mass comes from the density minimum between the modes.
     def log_p(z):
-        return jnp.logaddexp(jnp.log(0.4) + dist.StudentT(2.0, -10.0, 1.0).log_prob(z),
-                             jnp.log(0.6) + dist.Normal(10.0, 1.0).log_prob(z)).sum()
+        return jnp.logaddexp(
+            jnp.log(0.4) + dist.StudentT(2.0, -10.0, 1.0).log_prob(z), jnp.log(0.6) + dist.Normal(10.0, 1.0).log_prob(z)
+        ).sum()
 
     t = nsd.Target.from_potential(lambda z: -log_p(z), jnp.zeros(1), init_scale=10.0)
     boundary = optimize.minimize_scalar(lambda z: -float(log_p(jnp.array([z]))), bounds=(-5, 9), method="bounded").x

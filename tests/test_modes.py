@@ -9,10 +9,9 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from helpers import modes_and_masses, two_mode_model
 
 import numpyro_stein_diag as nsd
-
-from helpers import modes_and_masses, two_mode_model
 
 
 def test_two_unequal_modes_in_1d():
@@ -52,7 +51,9 @@ def test_modes_on_a_constrained_site_have_the_models_masses():
     # scale ~ 0.3 Gamma(2, 2) + 0.7 Gamma(60, 6): modes live in log space, the Jacobian is in
     # the log density, so the basin masses equal the mixture weights in the model's space
     def model():
-        mix = dist.MixtureGeneral(dist.Categorical(jnp.array([0.3, 0.7])), [dist.Gamma(2.0, 2.0), dist.Gamma(60.0, 6.0)])
+        mix = dist.MixtureGeneral(
+            dist.Categorical(jnp.array([0.3, 0.7])), [dist.Gamma(2.0, 2.0), dist.Gamma(60.0, 6.0)]
+        )
         numpyro.sample("scale", mix)
 
     t = nsd.Target.from_model(model)
@@ -91,7 +92,9 @@ def test_a_mode_beside_a_runaway_direction_gets_no_mass_and_no_flag(tmp_path):
     def log_p(x):
         return -0.5 * x**2 + 2.0 * max(x - 2.0, 0.0) ** 2
 
-    t = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2) - 2.0 * jnp.sum(jax.nn.relu(z - 2.0) ** 2), jnp.zeros(1))
+    t = nsd.Target.from_potential(
+        lambda z: 0.5 * jnp.sum(z**2) - 2.0 * jnp.sum(jax.nn.relu(z - 2.0) ** 2), jnp.zeros(1)
+    )
     modes = nsd.find_modes(t, jnp.array([[-1.0], [0.5], [3.5], [4.0]]), num_iter=50)
     assert len(modes) == 1 and abs(float(modes.location[0, 0])) < 1e-3
     runaway = modes.runaway  # the two starts beyond 8/3 ran off towards +inf, above the mode's log p = 0
@@ -100,7 +103,8 @@ def test_a_mode_beside_a_runaway_direction_gets_no_mass_and_no_flag(tmp_path):
     assert runaway.reached > 4.0 and runaway.log_density == pytest.approx(log_p(runaway.reached), rel=1e-5)
     assert runaway.message.startswith(
         f"2 of 4 ascents ran off without converging: the log density kept growing as x[0] -> inf (it reached "
-        f"{runaway.log_density:.4g} at x[0] = {runaway.reached:.3g}, above every mode found).")
+        f"{runaway.log_density:.4g} at x[0] = {runaway.reached:.3g}, above every mode found)."
+    )
     masses = nsd.mode_masses(t, modes, jax.random.PRNGKey(0))
     assert masses.mass_method == "none" and np.isnan(masses.mass).all()
     # draws all in the runaway region: nothing to judge them against, so no flag at all

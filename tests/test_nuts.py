@@ -7,15 +7,15 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from helpers import gaussian, two_mode_model
 
 import numpyro_stein_diag as nsd
 
-from helpers import gaussian, two_mode_model
-
 
 def test_nuts_on_a_model_keeps_chains_and_sample_stats():
-    run = nsd.nuts(two_mode_model, jax.random.PRNGKey(0), num_chains=4, num_warmup=200, num_samples=200,
-                   progress_bar=False)
+    run = nsd.nuts(
+        two_mode_model, jax.random.PRNGKey(0), num_chains=4, num_warmup=200, num_samples=200, progress_bar=False
+    )
     assert run.draws.shape == (4, 200, 1) and run.samples["x"].shape == (4, 200)
     # over-dispersed starts and well-separated modes: chains stay where they land, and
     # here (seed 0) they land on both sides - the failure the mode-mass check exists for
@@ -45,6 +45,7 @@ def test_nuts_on_a_constrained_model_and_on_a_potential():
 
 def test_nuts_on_a_potential_without_spread_starts_every_chain():
     t = gaussian(0.0, 1.0)
-    run = nsd.nuts(t, jax.random.PRNGKey(0), num_chains=2, num_warmup=50, num_samples=50,
-                   init_spread=False, progress_bar=False)
+    run = nsd.nuts(
+        t, jax.random.PRNGKey(0), num_chains=2, num_warmup=50, num_samples=50, init_spread=False, progress_bar=False
+    )
     assert run.draws.shape == (2, 50, 2) and np.all(np.isfinite(run.draws))

@@ -7,17 +7,18 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from helpers import gaussian, mixture_draws, two_mode_model
 from scipy import stats
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.perturbed import mode_jump, perturbed_ksd_test
 
-from helpers import gaussian, mixture_draws, two_mode_model
-
 
 def unequal_model():
     """0.3 N(-4, 0.5^2) + 0.7 N(4, 2^2): unequal weights and widths."""
-    mix = dist.MixtureSameFamily(dist.Categorical(jnp.array([0.3, 0.7])), dist.Normal(jnp.array([-4.0, 4.0]), jnp.array([0.5, 2.0])))
+    mix = dist.MixtureSameFamily(
+        dist.Categorical(jnp.array([0.3, 0.7])), dist.Normal(jnp.array([-4.0, 4.0]), jnp.array([0.5, 2.0]))
+    )
     numpyro.sample("x", mix)
 
 
@@ -67,8 +68,10 @@ def test_level_on_exact_draws(unequal, mixture):
         t = nsd.Target.from_model(two_mode_model)
         modes, draw = nsd.find_modes(t, None, jax.random.PRNGKey(0)), exact_equal
     rejections = sum(
-        perturbed_ksd_test(t, draw(np.random.default_rng(s), 200), jax.random.PRNGKey(s), modes=modes,
-                           num_bootstrap=200).pvalue < 0.05
+        perturbed_ksd_test(
+            t, draw(np.random.default_rng(s), 200), jax.random.PRNGKey(s), modes=modes, num_bootstrap=200
+        ).pvalue
+        < 0.05
         for s in range(30)
     )
     assert rejections <= 5
@@ -96,7 +99,9 @@ def test_decision_does_not_depend_on_the_order_of_the_draws():
     exact = mixture_draws(rng, 0.5, 300)[:, None]
     for seed in range(3):
         order = np.random.default_rng(seed).permutation(300)
-        assert perturbed_ksd_test(t, one_mode[order], jax.random.PRNGKey(9), modes=modes, num_bootstrap=200).pvalue < 0.01
+        assert (
+            perturbed_ksd_test(t, one_mode[order], jax.random.PRNGKey(9), modes=modes, num_bootstrap=200).pvalue < 0.01
+        )
         assert perturbed_ksd_test(t, exact[order], jax.random.PRNGKey(9), modes=modes, num_bootstrap=200).pvalue > 0.05
 
 
@@ -169,8 +174,10 @@ def test_split_perturbed_test_holds_its_level_on_autocorrelated_chains():
     t = nsd.Target.from_potential(potential, jnp.zeros(1), init_scale=5.0)
     modes = nsd.find_modes(t, None, jax.random.PRNGKey(0))
     rejections = sum(
-        nsd.perturbed_ksd_test(t, switching_chains(seed), jax.random.PRNGKey(seed), modes=modes,
-                               variant="split", num_bootstrap=200).pvalue < 0.05
+        nsd.perturbed_ksd_test(
+            t, switching_chains(seed), jax.random.PRNGKey(seed), modes=modes, variant="split", num_bootstrap=200
+        ).pvalue
+        < 0.05
         for seed in range(20)
     )
     # at level 0.05, P(Binomial(20, 0.05) >= 4) = 0.016; shuffling within chains rejected 13 of 20

@@ -4,13 +4,12 @@ as lines, and a picture that fails leaving the others."""
 import numpy as np
 import pytest
 import xarray as xr
+from helpers import nsd_posterior
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag import plots
 from numpyro_stein_diag.cli import main
 from numpyro_stein_diag.plots import constant_draws, plot_ksd, plot_methods, plot_mode_mass
-
-from helpers import nsd_posterior
 
 
 def offsets(artist):
@@ -35,8 +34,11 @@ def test_mode_mass_plot_holds_the_reports_numbers(report):
     # the marks are explained: a legend for bar, tick, dot and cross, and the mass axis labelled
     (legend,) = pc.get_viz("figure").legends
     assert [t.get_text() for t in legend.get_texts()] == [
-        "expected mass ± 2 se (bar)", "expected mass (tick)", "observed share of the draws (dot)",
-        "flagged: missed or misweighted (cross)"]
+        "expected mass ± 2 se (bar)",
+        "expected mass (tick)",
+        "observed share of the draws (dot)",
+        "flagged: missed or misweighted (cross)",
+    ]
     assert [pc.viz["plot"].sel(mode=m).item().get_ylabel() for m in range(2)] == ["probability mass of the mode", ""]
 
 
@@ -48,7 +50,9 @@ def test_ksd_plot_shows_each_tests_pvalue_against_the_level(report):
     for method, test in report.ksd.items():
         assert offsets(points["ksd_pvalue"].sel({"method": method}).item())[0, 1] == pytest.approx(test.pvalue)
         perturbed = report.perturbed_ksd[method]
-        assert offsets(points["perturbed_ksd_pvalue"].sel({"method": method}).item())[0, 1] == pytest.approx(perturbed.pvalue)
+        assert offsets(points["perturbed_ksd_pvalue"].sel({"method": method}).item())[0, 1] == pytest.approx(
+            perturbed.pvalue
+        )
     for name in points.data_vars:
         assert pc.viz["alpha_line"][name].item().get_ydata()[0] == 0.05
         assert pc.viz["alpha_text"][name].item().get_text() == "α = 0.05"
@@ -66,14 +70,16 @@ def test_methods_plot_keeps_every_methods_interval_with_unequal_sizes(report):
 def test_plots_render_headless_and_after_a_round_trip(report, tmp_path):
     report.save(tmp_path / "r.nc")
     loaded = nsd.Report.load(tmp_path / "r.nc")
-    for name, pc in loaded.plot(tmp_path).items():
+    for name in loaded.plot(tmp_path):
         assert (tmp_path / f"{name}.png").stat().st_size > 5000
     assert plot_mode_mass(loaded).viz["observed"]["mass"].sizes == plot_mode_mass(report).viz["observed"]["mass"].sizes
 
 
 def test_pictures_name_modes_by_location_and_keep_their_text_apart(report):
     pc = plot_mode_mass(report)
-    titles = {int(m): pc.viz["title"]["mass"].sel(mode=m).item().get_text() for m in pc.viz["title"]["mass"]["mode"].values}
+    titles = {
+        int(m): pc.viz["title"]["mass"].sel(mode=m).item().get_text() for m in pc.viz["title"]["mass"]["mode"].values
+    }
     assert titles == {k: report.modes.label(k) for k in range(len(report.modes))}
     assert all(t.startswith("x = ") for t in titles.values())
     # expected mass left of each method's position, observed share right of it
@@ -91,8 +97,11 @@ def test_pictures_name_modes_by_location_and_keep_their_text_apart(report):
 def vertical_lines(ax) -> list[tuple[float, str, str]]:
     """``(x, colour, linestyle)`` of the full-height vertical lines on a panel (axvline: y from 0 to 1
     of the axes)."""
-    return [(float(line.get_xdata()[0]), line.get_color(), line.get_linestyle()) for line in ax.get_lines()
-            if list(line.get_ydata()) == [0, 1]]
+    return [
+        (float(line.get_xdata()[0]), line.get_color(), line.get_linestyle())
+        for line in ax.get_lines()
+        if list(line.get_ydata()) == [0, 1]
+    ]
 
 
 def test_constant_draws_are_float_rounding_relative_to_their_size():
@@ -105,23 +114,36 @@ def test_constant_draws_are_float_rounding_relative_to_their_size():
         k[0, :2] = 0, steps
         return (base + k * eps32 * base).astype(np.float32)
 
-    posterior = xr.Dataset({name: (("chain", "draw"), values) for name, values in {
-        "lkj_diagonal": spread_of(4),  # 1 +- a few float32 steps, as LKJ's diagonal
-        "under_grid": spread_of(511),  # numpy cannot cut 511 steps into the KDE's 512 bins
-        "at_threshold": spread_of(1024),
-        "over_threshold": spread_of(1100),
-        "fixed_zero": np.zeros(shape, np.float32),
-        "tiny_but_spread": 1e-9 * rng.normal(size=shape),  # small, but spread like its size
-        "narrow_float64": 1000.0 + 1e-3 * rng.normal(size=shape),  # 1e-6 relative: ~10^10 float64 steps
-        "narrow_float32": (1000.0 + 1e-3 * rng.normal(size=shape)).astype(np.float32),  # ~10 float32 steps
-        "same_count": np.full(shape, 3),
-        "counts": rng.integers(0, 3, shape),
-    }.items()})
+    posterior = xr.Dataset(
+        {
+            name: (("chain", "draw"), values)
+            for name, values in {
+                "lkj_diagonal": spread_of(4),  # 1 +- a few float32 steps, as LKJ's diagonal
+                "under_grid": spread_of(511),  # numpy cannot cut 511 steps into the KDE's 512 bins
+                "at_threshold": spread_of(1024),
+                "over_threshold": spread_of(1100),
+                "fixed_zero": np.zeros(shape, np.float32),
+                "tiny_but_spread": 1e-9 * rng.normal(size=shape),  # small, but spread like its size
+                "narrow_float64": 1000.0 + 1e-3 * rng.normal(size=shape),  # 1e-6 relative: ~10^10 float64 steps
+                "narrow_float32": (1000.0 + 1e-3 * rng.normal(size=shape)).astype(np.float32),  # ~10 float32 steps
+                "same_count": np.full(shape, 3),
+                "counts": rng.integers(0, 3, shape),
+            }.items()
+        }
+    )
     constant = constant_draws(posterior)
     assert {name: bool(v) for name, v in constant.items()} == {
-        "lkj_diagonal": True, "under_grid": True, "at_threshold": True, "over_threshold": False,
-        "fixed_zero": True, "tiny_but_spread": False, "narrow_float64": False, "narrow_float32": True,
-        "same_count": True, "counts": False}
+        "lkj_diagonal": True,
+        "under_grid": True,
+        "at_threshold": True,
+        "over_threshold": False,
+        "fixed_zero": True,
+        "tiny_but_spread": False,
+        "narrow_float64": False,
+        "narrow_float32": True,
+        "same_count": True,
+        "counts": False,
+    }
     with pytest.raises(ValueError, match="Too many bins"):  # why: the KDE's grid needs 512 float steps
         np.histogram(posterior["under_grid"].values, bins=512, range=(1.0, 1.0 + 511 * eps32))
 
@@ -137,8 +159,10 @@ def test_constant_coordinates_are_lines_and_titled_not_empty_densities():
 
     trees = {"a": tree(d=near_one, v=v), "b": tree(d=rng.normal(1.0, 0.1, (2, 100)).astype(np.float32), v=v)}
     pc = plot_methods(trees)
-    titles = {key: pc.viz["title"][var].sel(sel).item().get_text() for key, var, sel in (
-        ("d", "d", {}), ("v0", "v", {"v_dim_0": 0}), ("v1", "v", {"v_dim_0": 1}))}
+    titles = {
+        key: pc.viz["title"][var].sel(sel).item().get_text()
+        for key, var, sel in (("d", "d", {}), ("v0", "v", {"v_dim_0": 0}), ("v1", "v", {"v_dim_0": 1}))
+    }
     # constant in every method: said in the title; in one method only: that method's line says it
     assert titles == {"d": "d", "v0": "v[0] = 0 (constant)", "v1": "v[1]"}
     colours = dict(zip(pc.aes["color"]["mapping"]["model"].values, pc.aes["color"]["mapping"].values))

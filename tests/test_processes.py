@@ -48,9 +48,16 @@ def _free_port() -> int:
 def _launch(num_processes: int, devices_per_process: int) -> list[subprocess.Popen]:
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
     port = str(_free_port())
-    return [subprocess.Popen([sys.executable, "-c", SCRIPT, port, str(num_processes), str(i)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for i in range(num_processes)]
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, port, str(num_processes), str(i)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(num_processes)
+    ]
 
 
 def _results(processes: list[subprocess.Popen], deadline: float) -> list[dict]:

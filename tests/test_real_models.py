@@ -43,8 +43,9 @@ def eight_schools_centred(y=Y, sigma=SIGMA):
 
 
 def run_nuts(model, seed=0, **kwargs):
-    mcmc = MCMC(NUTS(model), num_warmup=200, num_samples=300, num_chains=2, chain_method="sequential",
-                progress_bar=False)
+    mcmc = MCMC(
+        NUTS(model), num_warmup=200, num_samples=300, num_chains=2, chain_method="sequential", progress_bar=False
+    )
     mcmc.run(jax.random.PRNGKey(seed), **kwargs)
     return mcmc
 
@@ -59,8 +60,9 @@ def eight_schools_mcmc():
 
 
 def test_eight_schools_noncentred_passes_and_plots(eight_schools_mcmc, tmp_path):
-    report = nsd.diagnose(eight_schools_noncentred, samples={"nuts": eight_schools_mcmc}, methods=(),
-                          progress_bar=False)
+    report = nsd.diagnose(
+        eight_schools_noncentred, samples={"nuts": eight_schools_mcmc}, methods=(), progress_bar=False
+    )
     assert report.ok and len(report.modes) == 1
     assert stage(report, "modes").ok and stage(report, "check nuts").ok
     # the masses stage may fall back to Laplace (a funnel-shaped posterior), and must then say so
@@ -99,8 +101,12 @@ def test_a_failing_method_is_reported_and_the_rest_is_audited(eight_schools_mcmc
     def copy(target, key, progress_bar):  # a Run that calls itself "nuts", run under another name
         return run_from_samples(target, "nuts", eight_schools_mcmc)
 
-    report = nsd.diagnose(eight_schools_noncentred, samples={"mine": eight_schools_mcmc},
-                          methods={"broken": broken, "copy": copy}, progress_bar=False)
+    report = nsd.diagnose(
+        eight_schools_noncentred,
+        samples={"mine": eight_schools_mcmc},
+        methods={"broken": broken, "copy": copy},
+        progress_bar=False,
+    )
     assert report.methods == ["mine", "copy"] and report.checks["copy"].method == "copy"
     assert set(report.checks) == {"mine", "copy"}
     failed = stage(report, "run broken")
@@ -159,7 +165,11 @@ def test_dirichlet_halfnormal_lkj_and_deterministic_sites(tmp_path):
 
 
 def test_a_negative_scale_is_named_with_its_support():
-    mcmc_like = {"w": np.full((2, 10, 3), 1 / 3), "s": -np.ones((2, 10)), "L": np.broadcast_to(np.eye(3), (2, 10, 3, 3))}
+    mcmc_like = {
+        "w": np.full((2, 10, 3), 1 / 3),
+        "s": -np.ones((2, 10)),
+        "L": np.broadcast_to(np.eye(3), (2, 10, 3, 3)),
+    }
     with pytest.raises(ValueError, match=r"site 's' has 20 of 20 draws outside its support Positive"):
         nsd.diagnose(constrained_sites, samples={"mine": mcmc_like}, methods=(), progress_bar=False)
 
@@ -207,8 +217,9 @@ def test_a_factor_only_potential_gets_masses_and_flags():
     exact = rng.normal(size=(4, 500, 2))
     exact[..., 0] += np.where(rng.random((4, 500)) < 0.3, -3.0, 3.0)
     one_mode = rng.normal(size=(4, 500, 2)) + np.array([3.0, 0.0])
-    report = nsd.diagnose(potential_mixture, samples={"exact": {"x": exact}, "one_mode": {"x": one_mode}},
-                          methods=(), progress_bar=False)
+    report = nsd.diagnose(
+        potential_mixture, samples={"exact": {"x": exact}, "one_mode": {"x": one_mode}}, methods=(), progress_bar=False
+    )
     modes, masses = report.modes, report.masses
     left = int(np.argmin(modes.location[:, 0]))
     assert len(modes) == 2 and abs(masses.mass[left] - 0.3) < 3 * masses.mass_se[left] + 0.01

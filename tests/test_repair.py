@@ -12,11 +12,10 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from helpers import MODE_FLAGS, ar1, mixture_draws, mode_kinds, two_mode_model
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.repair import basin_counts, repair
-
-from helpers import MODE_FLAGS, ar1, mixture_draws, mode_kinds, two_mode_model
 
 
 def mixture_moments(weights, locs, scales):
@@ -111,8 +110,9 @@ def test_repaired_three_skewed_modes_in_5d():
     assert np.all(np.abs(shares - weights) < np.maximum(0.03, 3 * report.masses.mass_se[order]))
     mean, sd = mixture_moments(weights, locs, np.broadcast_to(scales[:, None], (3, 5)))
     # 500 effective draws: 2000 AR(1) draws with rho = 0.5 have ESS ~670; fill-in adds more
-    tol_mean, tol_sd = moment_tolerances(weights, locs, np.broadcast_to(scales[:, None], (3, 5)), 500,
-                                         report.masses.mass_se)
+    tol_mean, tol_sd = moment_tolerances(
+        weights, locs, np.broadcast_to(scales[:, None], (3, 5)), 500, report.masses.mass_se
+    )
     assert np.all(np.abs(repaired.mean(axis=0) - mean) < tol_mean)
     assert np.all(np.abs(repaired.std(axis=0) - sd) < tol_sd)
 
@@ -133,8 +133,9 @@ def test_a_correct_unimodal_sample_comes_back_unchanged():
 def test_a_correct_two_mode_sample_changes_only_by_resampling_noise(equal_mass_report):
     rng = np.random.default_rng(4)
     exact = mixture_draws(rng, 0.5, (4, 500))
-    report = nsd.diagnose(two_mode_model, weight_left=0.5, samples={"exact": {"x": exact}}, methods=(),
-                          progress_bar=False)
+    report = nsd.diagnose(
+        two_mode_model, weight_left=0.5, samples={"exact": {"x": exact}}, methods=(), progress_bar=False
+    )
     repaired = report.repaired("exact")
     x = repaired["posterior"]["x"].values
     # moving draws between basins only to round the shares onto the masses: the count moved is
@@ -182,8 +183,9 @@ def test_a_fill_in_on_unreliable_weights_is_refused_and_the_draws_stand():
     # from the t_5 proposal, whose weights against a t_0.3 tail have Pareto k = 0.94 (measured
     # 0.90 at this seed); a repair built on them would be a few repeated points, so none is made
     def potential(z):
-        return -jnp.logaddexp(jnp.log(0.5) + dist.StudentT(0.3, -20.0, 1.0).log_prob(z),
-                              jnp.log(0.5) + dist.Normal(20.0, 1.0).log_prob(z)).sum()
+        return -jnp.logaddexp(
+            jnp.log(0.5) + dist.StudentT(0.3, -20.0, 1.0).log_prob(z), jnp.log(0.5) + dist.Normal(20.0, 1.0).log_prob(z)
+        ).sum()
 
     t = nsd.Target.from_potential(potential, jnp.zeros(1), init_scale=20.0)
     modes = nsd.find_modes(t, jnp.array([[-20.0], [20.0]]))

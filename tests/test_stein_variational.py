@@ -7,11 +7,10 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from helpers import gaussian, two_mode_model
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.stein_variational import smoothed_score
-
-from helpers import gaussian, two_mode_model
 
 
 def test_plain_svgd_on_a_correlated_gaussian():
@@ -38,8 +37,15 @@ def test_the_failure_plain_svgd_keeps_the_starting_proportions():
     # 0.5 N(-4,1) + 0.5 N(4,1), particles from N(-2, 1): the score near -4 does not see the
     # right mode, so almost every particle stays left (measured: 2.5% end right of 0).
     t = nsd.Target.from_model(two_mode_model, weight_left=0.5)
-    run = nsd.svgd(t, jax.random.PRNGKey(0), num_particles=200, num_steps=1000,
-                   kernel=nsd.RBF(lengthscale=1.0), init=start_left(), progress_bar=False)
+    run = nsd.svgd(
+        t,
+        jax.random.PRNGKey(0),
+        num_particles=200,
+        num_steps=1000,
+        kernel=nsd.RBF(lengthscale=1.0),
+        init=start_left(),
+        progress_bar=False,
+    )
     assert float(jnp.mean(run.particles[:, 0] > 0)) < 0.2
 
 
@@ -48,8 +54,15 @@ def test_the_remedy_annealed_svgd_recovers_the_weights(weight_left):
     # Measured over 3 seeds at these settings: |share - pi1| <= 0.02 (200 particles: the
     # share's granularity is 0.005). 0.05 leaves room for estimator noise.
     t = nsd.Target.from_model(two_mode_model, weight_left=weight_left)
-    run = nsd.svgd(t, jax.random.PRNGKey(0), num_particles=200, num_steps=1000,
-                   schedule=nsd.annealed(num_noise=16), init=start_left(), progress_bar=False)
+    run = nsd.svgd(
+        t,
+        jax.random.PRNGKey(0),
+        num_particles=200,
+        num_steps=1000,
+        schedule=nsd.annealed(num_noise=16),
+        init=start_left(),
+        progress_bar=False,
+    )
     assert abs(float(jnp.mean(run.particles[:, 0] < 0)) - weight_left) < 0.05
     assert run.method == "svgd_annealed"
 
@@ -85,7 +98,9 @@ def test_schedules_reach_their_end_values(schedule, first, last):
 
 
 def test_cyclic_schedule_has_its_cycles():
-    level = nsd.tempered(kind="cyclic", num_cycles=4, final_fraction=0.0, beta_min=0.0).level(jnp.linspace(0, 0.999, 1000))
+    level = nsd.tempered(kind="cyclic", num_cycles=4, final_fraction=0.0, beta_min=0.0).level(
+        jnp.linspace(0, 0.999, 1000)
+    )
     drops = int(jnp.sum(jnp.diff(level.beta) < -0.5))
     assert drops == 3  # 4 rising ramps, 3 resets in between
 
@@ -234,7 +249,9 @@ def test_annealing_noise_is_per_coordinate_and_robust_to_heavy_tails():
         numpyro.sample("heavy", dist.Cauchy(0.0, 1.0))
 
     t = nsd.Target.from_model(model)
-    sigma = dict(zip(t.coordinate_names, np.asarray(nsd.annealed().resolve(t, jax.random.PRNGKey(0)).level(jnp.zeros(()))[1])))
+    sigma = dict(
+        zip(t.coordinate_names, np.asarray(nsd.annealed().resolve(t, jax.random.PRNGKey(0)).level(jnp.zeros(()))[1]))
+    )
     # twice each coordinate's spread: 200 and 0.02 (the central 90% range of 512 draws: within
     # 15%), and for the Cauchy twice q_0.95 / 1.645 = 7.7 (the quantile's sd over 512 draws is 20%),
     # where the sample sd of 512 Cauchy draws runs to the tens or hundreds

@@ -134,8 +134,12 @@ def test_integer_example_params_are_refused():
     [
         ({"scale": np.ones((2, 5))}, r"missing \['loc', 'weights'\]"),
         (
-            {"scale": np.ones((2, 5)), "loc": np.zeros((2, 5, 2)), "weights": np.ones((2, 5, 3)) / 3,
-             "typo": np.ones(2)},
+            {
+                "scale": np.ones((2, 5)),
+                "loc": np.zeros((2, 5, 2)),
+                "weights": np.ones((2, 5, 3)) / 3,
+                "typo": np.ones(2),
+            },
             r"unknown \['typo'\]",
         ),
         (
@@ -147,8 +151,7 @@ def test_integer_example_params_are_refused():
             "same \\(chain, draw\\) axes",
         ),
         (
-            {"scale": np.full((2, 5), np.nan), "loc": np.zeros((2, 5, 2)),
-             "weights": np.ones((2, 5, 3)) / 3},
+            {"scale": np.full((2, 5), np.nan), "loc": np.zeros((2, 5, 2)), "weights": np.ones((2, 5, 3)) / 3},
             "site 'scale' has 10 non-finite",
         ),
         (
@@ -178,8 +181,11 @@ def test_samples_that_do_not_fit_the_model(samples, message):
 
 def test_integer_draws_are_cast_to_float():
     t = Target.from_model(constrained_model)
-    counts = {"scale": np.arange(1, 7).reshape(2, 3), "loc": np.arange(12).reshape(2, 3, 2),
-              "weights": np.full((2, 3, 3), 1 / 3)}
+    counts = {
+        "scale": np.arange(1, 7).reshape(2, 3),
+        "loc": np.arange(12).reshape(2, 3, 2),
+        "weights": np.full((2, 3, 3), 1 / 3),
+    }
     as_float = {k: np.asarray(v, dtype=np.float32) for k, v in counts.items()}
     flat = t.unconstrain(counts)
     assert flat.dtype == jnp.float32
@@ -193,9 +199,12 @@ def test_errors_raised_by_the_model_say_the_target_was_being_built():
         mu = numpyro.sample("mu", dist.Normal())
         numpyro.sample("y", dist.Normal(mu, 1.0), obs=y.reshape(2, 2))  # 3 data points cannot be (2, 2)
 
-    with pytest.raises(ModelError, match=r"raised ValueError while Target.from_model was building the target \(running "
-                                         r"the model once with prior draws\), at site values mu=-?[0-9.]+: cannot "
-                                         r"reshape array of size 3 into shape \(2,2\)") as info:
+    with pytest.raises(
+        ModelError,
+        match=r"raised ValueError while Target.from_model was building the target \(running "
+        r"the model once with prior draws\), at site values mu=-?[0-9.]+: cannot "
+        r"reshape array of size 3 into shape \(2,2\)",
+    ) as info:
         Target.from_model(model, np.arange(3.0))
     assert isinstance(info.value.__cause__, ValueError) and not isinstance(info.value, ValueError)
 

@@ -6,15 +6,19 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 import xarray as xr
+from helpers import mixture_draws, two_mode_model
 
 import numpyro_stein_diag as nsd
 from numpyro_stein_diag.check import basin_rhat
 from numpyro_stein_diag.diagnose import run_from_samples
 from numpyro_stein_diag.validation import (
-    MIN_DRAWS, InputError, ModelError, check_chain_draw_axes, check_independent_names, sample_axes,
+    MIN_DRAWS,
+    InputError,
+    ModelError,
+    check_chain_draw_axes,
+    check_independent_names,
+    sample_axes,
 )
-
-from helpers import mixture_draws, two_mode_model
 
 
 def scalar_and_vector_model():
@@ -28,8 +32,11 @@ def test_a_wrong_shape_is_reported_for_the_site_that_has_it():
     # and the error blamed 'b', whose shape was right.
     t = nsd.Target.from_model(scalar_and_vector_model)
     samples = {"a": np.zeros((4, 100, 2)), "b": np.zeros((4, 100, 3))}
-    with pytest.raises(InputError, match=r"^samples\['s'\]: site 'a' has shape \(4, 100, 2\); the model's site 'a' "
-                                         r"has shape \(\), so it needs shape \(chain, draw\): it has 3 leading axes"):
+    with pytest.raises(
+        InputError,
+        match=r"^samples\['s'\]: site 'a' has shape \(4, 100, 2\); the model's site 'a' "
+        r"has shape \(\), so it needs shape \(chain, draw\): it has 3 leading axes",
+    ):
         run_from_samples(t, "s", samples)
     # without a known number of sample axes (Target.unconstrain), the axes most sites share win;
     # on a tie the shorter, so again 'a' is named, with both sites' axes
@@ -51,8 +58,11 @@ def test_swapped_chain_and_draw_axes_are_refused_with_the_fix():
     # 100 draws of 2 chains given as (draw, chain): read as 100 chains of 2 draws
     t = nsd.Target.from_model(two_mode_model)
     x = mixture_draws(np.random.default_rng(0), 0.5, (100, 2))
-    with pytest.raises(InputError, match=r"samples\['s'\]: 100 chains of 2 draws \(site 'x' has shape \(100, 2\).*"
-                                         r"look swapped.*np\.swapaxes\(x, 0, 1\).*independent=\{'s'\}"):
+    with pytest.raises(
+        InputError,
+        match=r"samples\['s'\]: 100 chains of 2 draws \(site 'x' has shape \(100, 2\).*"
+        r"look swapped.*np\.swapaxes\(x, 0, 1\).*independent=\{'s'\}",
+    ):
         run_from_samples(t, "s", {"x": x})
     assert run_from_samples(t, "s", {"x": x.T}).draws.shape == (2, 100, 1)  # the fix it names
     assert run_from_samples(t, "s", {"x": x}, independent=True).independent  # declared independent
@@ -71,8 +81,9 @@ def test_the_minimum_is_two_draws_and_odd_chain_lengths_work():
     for shape in [(1, 5), (4, 501)]:
         basins = rng.integers(0, 2, shape)
         assert basin_rhat(basins, 2).shape == (2,)
-    report = nsd.diagnose(two_mode_model, samples={"s": {"x": mixture_draws(rng, 0.5, (1, 5))}}, methods=(),
-                          progress_bar=False)
+    report = nsd.diagnose(
+        two_mode_model, samples={"s": {"x": mixture_draws(rng, 0.5, (1, 5))}}, methods=(), progress_bar=False
+    )
     assert report.complete and [s.status for s in report.stages] == ["ok"] * 4  # modes, masses, check, repair
 
 
@@ -98,8 +109,11 @@ def test_an_error_inside_the_model_says_what_was_being_done():
 
     t = nsd.Target.from_model(python_branch_model)
     x = np.array([[1.5, -0.25, 0.5, 2.0]])
-    with pytest.raises(ModelError, match=r"TracerBoolConversionError while diagnose\(\) was evaluating it at the "
-                                         r"draws of samples\['s'\].*at site values x=1\.5: ") as info:
+    with pytest.raises(
+        ModelError,
+        match=r"TracerBoolConversionError while diagnose\(\) was evaluating it at the "
+        r"draws of samples\['s'\].*at site values x=1\.5: ",
+    ) as info:
         run_from_samples(t, "s", {"x": x})
     assert type(info.value.__cause__).__name__ == "TracerBoolConversionError"
 
@@ -112,16 +126,22 @@ def test_an_error_while_building_the_target_names_the_sites_so_far():
         numpyro.sample("tau", dist.HalfNormal(1.0))
         settings["scale"]  # the user's bug: a setting that was never made
 
-    with pytest.raises(ModelError, match=r"KeyError while Target.from_model was building the target.*"
-                                         r"mu=\[.*\] \(shape \(8,\)\), tau=[0-9.]+: 'scale'") as info:
+    with pytest.raises(
+        ModelError,
+        match=r"KeyError while Target.from_model was building the target.*"
+        r"mu=\[.*\] \(shape \(8,\)\), tau=[0-9.]+: 'scale'",
+    ) as info:
         nsd.diagnose(model, samples={"s": {}}, methods=(), progress_bar=False)
     assert isinstance(info.value.__cause__, KeyError)
 
     def potential(p):
         raise ZeroDivisionError("the user's potential")
 
-    with pytest.raises(ModelError, match=r"ZeroDivisionError while Target.from_potential was building the target "
-                                         r"\(evaluating potential_fn at example_params\), at site values x=\[0\. 0\.\]"):
+    with pytest.raises(
+        ModelError,
+        match=r"ZeroDivisionError while Target.from_potential was building the target "
+        r"\(evaluating potential_fn at example_params\), at site values x=\[0\. 0\.\]",
+    ):
         nsd.Target.from_potential(potential, np.zeros(2))
 
 
