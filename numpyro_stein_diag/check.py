@@ -342,39 +342,43 @@ def judge(
     flags = _mode_flags(check, modes, adjusted[:k], alpha, mass_floor) if judged else []
     if judged and check.unknown_share > unknown_tolerance:
         flags.append(
-            Flag(
-                method=check.method,
-                kind="unknown_region",
-                mode=-1,
-                expected=0.0,
-                expected_se=0.0,
-                observed=check.unknown_share,
-                pvalue=float("nan"),
-                message=(
-                    f"{check.unknown_share:.1%} of the {check.method} draws lie in no known mode's basin: a mode the "
-                    "search did not find, or a region where the ascent did not converge."
-                ),
+            _method_flag(
+                check.method,
+                "unknown_region",
+                check.unknown_share,
+                float("nan"),
+                f"{check.unknown_share:.1%} of the {check.method} draws lie in no known mode's basin: a mode the "
+                "search did not find, or a region where the ascent did not converge.",
             )
         )
     for name, p in zip(names, adjusted[k:]):
         if p < alpha:
             test = tests[name]
             flags.append(
-                Flag(
-                    method=check.method,
-                    kind="ksd_reject",
-                    mode=-1,
-                    expected=0.0,
-                    expected_se=0.0,
-                    observed=float(test.statistic),
-                    pvalue=float(p),
-                    message=(
-                        f"{check.method}: {KSD_TESTS[name]} ({name} KSD test, {test.variant}, KSD^2 = "
-                        f"{test.statistic:.3g}, p {_p_text(test.pvalue)}, Holm-adjusted {_p_text(p)})."
-                    ),
+                _method_flag(
+                    check.method,
+                    "ksd_reject",
+                    float(test.statistic),
+                    float(p),
+                    f"{check.method}: {KSD_TESTS[name]} ({name} KSD test, {test.variant}, KSD^2 = "
+                    f"{test.statistic:.3g}, p {_p_text(test.pvalue)}, Holm-adjusted {_p_text(p)}).",
                 )
             )
     return tuple(flags)
+
+
+def _method_flag(method: str, kind: FlagKind, observed: float, pvalue: float, message: str) -> Flag:
+    """A flag about the method as a whole, not one mode (``mode = -1``, no expected mass)."""
+    return Flag(
+        method=method,
+        kind=kind,
+        mode=-1,
+        expected=0.0,
+        expected_se=0.0,
+        observed=observed,
+        pvalue=pvalue,
+        message=message,
+    )
 
 
 def _mode_flags(check: ModeCheck, modes: Modes, adjusted, alpha: float, mass_floor: float) -> list[Flag]:

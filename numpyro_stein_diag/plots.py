@@ -203,17 +203,7 @@ def plot_mode_mass(
         store_artist=False,
         text="probability mass of the mode",
     )  # on the first panel only: not stored (viz would not align)
-    _map_visual(
-        pc,
-        visuals,
-        "limits",
-        _limits,
-        panel,
-        ignore_aes="all",
-        store_artist=False,
-        xlims=(-0.5, len(methods) - 0.5),
-        ylims=(-0.03, 1.03),
-    )
+    _probability_limits(pc, visuals, panel, len(methods))
     if made_here and visuals.get("legend", True) is not False:
         _legend(
             pc,
@@ -239,6 +229,21 @@ def _mass_marks(num_se: float) -> dict:
         "observed share of the draws (dot)": {**mark, "marker": "o", "markersize": 7},
         "flagged: missed or misweighted (cross)": {**mark, "color": FLAG_COLOR, "marker": "x", "markersize": 10},
     }
+
+
+def _probability_limits(pc, visuals, panels, num_methods):
+    """Methods at x = 0, 1, ... and a probability (mass, share, p-value) on y, 0 to 1 with a margin."""
+    _map_visual(
+        pc,
+        visuals,
+        "limits",
+        _limits,
+        panels,
+        ignore_aes="all",
+        store_artist=False,
+        xlims=(-0.5, num_methods - 0.5),
+        ylims=(-0.03, 1.03),
+    )
 
 
 def _limits(da, target, xlims, ylims, **kwargs):
@@ -359,17 +364,7 @@ def plot_ksd(
         store_artist=False,
         labels=[m.replace("_", "\n") for m in methods],
     )
-    _map_visual(
-        pc,
-        visuals,
-        "limits",
-        _limits,
-        panels,
-        ignore_aes="all",
-        store_artist=False,
-        xlims=(-0.5, len(methods) - 0.5),
-        ylims=(-0.03, 1.03),
-    )
+    _probability_limits(pc, visuals, panels, len(methods))
     return pc
 
 
