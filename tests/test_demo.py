@@ -6,6 +6,9 @@ kinds on which mode, which KSD test rejects), never on digits; each one has a ma
 threshold (measured over seeds 0 to 4), so a random path or a patch release does not flip it.
 """
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -16,13 +19,24 @@ pytestmark = pytest.mark.slow
 TOLERANCE = 0.05  # check_mode_mass's default: a share this far from the mass is a practical misweighting
 ALPHA = 0.05
 
-# per method, the README's flags as (kind, mode): "right" is the mode at x = 4, "left" at x = -4
-README_FLAGS = {
-    "nuts": {("misweighted_mode", "right"), ("misweighted_mode", "left")},  # 2 of 3 chains at x = 4
-    "svgd": {("missed_mode", "right"), ("misweighted_mode", "left"), ("ksd_reject", None)},
-    "svgd_annealed": set(),
-    "svgd_tempered": {("misweighted_mode", "right"), ("misweighted_mode", "left"), ("ksd_reject", None)},
-}
+README = Path(__file__).parents[1] / "README.md"
+
+
+def readme_mode_flags() -> dict[str, set[tuple[str, str]]]:
+    """Per method, the (mode label, flag kind) pairs of the demo output the README shows: the
+    method's header line ``name: ...`` and its table rows ``label  mass  share  ESS  p  flag``."""
+    block = README.read_text().split("The demo prints the KSD's blindness table")[1].split("```")[1]
+    flags, method = {}, None
+    for line in block.splitlines():
+        header = re.match(r"^(\w+): ", line)
+        if header:
+            method = header.group(1)
+            flags[method] = set()
+            continue
+        row = re.match(r"^  (x = -?\d+)\s.*\s(\w+_mode)$", line)
+        if method and row:
+            flags[method].add((row.group(1), row.group(2)))
+    return flags
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +58,16 @@ def test_two_modes_and_the_right_modes_mass_within_four_standard_errors(report, 
     assert abs(mass - (1 - DEMO_WEIGHT_LEFT)) < 4 * se
 
 
-def test_each_method_gets_the_readmes_flags(report, right):
-    def where(flag):
-        return None if flag.mode < 0 else ("right" if flag.mode == right else "left")
-
-    found = {m: {(f.kind, where(f)) for f in report.flags if f.method == m} for m in report.methods}
-    assert found == README_FLAGS
+def test_each_method_gets_the_readmes_flags(report):
+    readme = readme_mode_flags()
+    assert set(readme) == set(report.methods)
+    labels = {k: report.modes.label(k) for k in range(len(report.modes))}
+    found = {
+        m: {(labels[f.mode], f.kind) for f in report.flags if f.method == m and f.mode >= 0} for m in report.methods
+    }
+    assert found == readme
+    # the KSD flags the README's prose names: plain and tempered SVGD, from their perturbed test
+    assert {f.method for f in report.flags if f.kind == "ksd_reject"} == {"svgd", "svgd_tempered"}
 
 
 def test_the_plain_ksd_passes_all_and_the_perturbed_rejects_only_plain_and_tempered_svgd(report):
