@@ -88,24 +88,33 @@ class Modes:
         return np.exp(self.laplace_log_mass - logsumexp(self.laplace_log_mass))
 
 
-LABEL_NUMBERS = 4  # a location of at most this many numbers names its mode
-LABEL_COORDINATES = 2  # otherwise, the coordinates that set the modes apart most
+LABEL_NUMBERS = 4  # a location of at most this many numbers names its mode; a name has at most this many
 
 
 def mode_labels(modes: Modes) -> list[str]:
     """A short name per mode: its location in the model's space when that is at most
-    ``LABEL_NUMBERS`` numbers (``"x = 4"``), else the ``LABEL_COORDINATES`` coordinates whose
-    values differ most between the modes relative to their size (``"tau = 0.52, z[3] = 2.1"``),
-    so that two modes never read alike where they differ."""
+    ``LABEL_NUMBERS`` numbers (``"x = 4"``), else the coordinates that tell the modes apart,
+    chosen one at a time (at most ``LABEL_NUMBERS``): each time the coordinate whose values
+    differ most, relative to their size, among the modes whose names are still alike
+    (``"tau = 0.52, z[3] = 2.1"``)."""
     k = len(modes)
     names, columns = _flat_coordinates(modes.values, k)
     if k == 0 or len(names) <= LABEL_NUMBERS:
         return [modes.location_text(j) for j in range(k)]
     if k == 1:
         return ["the only mode"]
-    spread = np.ptp(columns, axis=0) / (np.max(np.abs(columns), axis=0) + 1e-12)
-    chosen = np.argsort(-spread, kind="stable")[:LABEL_COORDINATES]
-    return [", ".join(f"{names[c]} = {format_numbers(columns[j, c])}" for c in chosen) for j in range(k)]
+    chosen: list[int] = []
+    labels = [""] * k
+    while len(chosen) < LABEL_NUMBERS:
+        alike = [j for j in range(k) if labels.count(labels[j]) > 1]
+        if not alike:
+            break
+        rows = columns[alike]
+        spread = np.ptp(rows, axis=0) / (np.max(np.abs(rows), axis=0) + 1e-12)
+        spread[chosen] = -1.0
+        chosen.append(int(np.argmax(spread)))
+        labels = [", ".join(f"{names[c]} = {format_numbers(columns[j, c])}" for c in chosen) for j in range(k)]
+    return labels
 
 
 def _flat_coordinates(values: dict, k: int) -> tuple[list[str], np.ndarray]:
@@ -228,7 +237,7 @@ def find_modes(
     rng_key=None,
     num_prior_starts: int = 32,
     num_iter: int = 200,
-    grad_tol: float = 1e-2,
+    grad_tol: float = 0.05,
     merge_distance: float = 1.0,
 ) -> Modes:
     """Find the modes of ``target`` by L-BFGS from every row of ``starts (n, d)`` at once.

@@ -116,3 +116,20 @@ def test_a_mode_beside_a_runaway_direction_gets_no_mass_and_no_flag(tmp_path):
     loaded = nsd.Report.load(tmp_path / "report.nc")
     assert loaded == report and loaded.modes.runaway == runaway
     assert nsd.Report.build(dataclasses.replace(modes, runaway=None), masses, {}, []).modes.runaway is None
+
+
+def test_mode_names_tell_every_mode_apart():
+    # four sign-flip modes of a 6-number site: the largest spread (coordinate 0) splits them in
+    # pairs only, so a second coordinate is added until no two names are alike
+    signs = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], float)
+    w = np.concatenate([2.0 * signs[:, :1], 0.5 * signs[:, 1:], np.ones((4, 4))], axis=1)
+    modes = nsd.Modes(
+        location=w,
+        log_density=np.zeros(4),
+        hessian=np.tile(np.eye(6), (4, 1, 1)),
+        laplace_log_mass=np.zeros(4),
+        values={"w": w},
+    )
+    labels = [modes.label(k) for k in range(4)]
+    assert len(set(labels)) == 4 and all(label.count("=") == 2 for label in labels)
+    assert labels[0] == "w[0] = 2, w[1] = 0.5"
