@@ -258,11 +258,19 @@ def _search_modes(target: Target, runs: dict[str, Run], rng_key, canonicalize, l
     starts = [run.thinned(MODE_STARTS_PER_RUN).reshape(-1, target.dim) for run in runs.values()]
     modes = None
     with log.stage("modes", "searching for modes") as outcome:
-        starts.append(posterior_starts(target, k_starts))
-        modes = find_modes(target, np.concatenate(starts), k_prior)
+        caveats = []
+        try:  # a help to the search, not a condition of it
+            starts.append(posterior_starts(target, k_starts))
+        except Exception as err:  # noqa: BLE001 - reported in the stage, and the search goes on
+            caveats.append(
+                f"no starts like the posterior's ({type(err).__name__}: {err}); the search started "
+                "from prior draws and the methods' draws only"
+            )
+        modes = find_modes(target, np.concatenate(starts) if starts else None, k_prior)
         if canonicalize is not None:
             modes = merge_modes(target, modes, canonicalize)
-        caveats = [modes.runaway.message] if modes.runaway is not None else []
+        if modes.runaway is not None:
+            caveats.append(modes.runaway.message)
         if modes.unseen_chance > UNSEEN_LIMIT:
             caveats.append(
                 f"the search may be incomplete: {np.sum(modes.start_counts == 1)} of {len(modes)} modes were "

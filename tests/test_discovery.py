@@ -1,6 +1,8 @@
 """Discovery: starts like the posterior's find a mode that prior draws rarely reach, and the
 Good-Turing chance of an unseen mode says when the search may be incomplete."""
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,3 +75,19 @@ def test_a_unimodal_posterior_gets_no_unseen_mode_warning():
     assert len(report.modes) == 1 and report.modes.unseen_chance == 0.0
     assert report.ok and report.complete and all(s.ok for s in report.stages)
     assert "chance of an unseen mode 0.0%" in report.summary()
+
+
+def test_starts_that_cannot_be_made_are_a_caveat_not_a_failed_search(monkeypatch):
+    from helpers import mixture_draws, two_mode_model
+
+    diagnose_module = sys.modules["numpyro_stein_diag.diagnose"]  # nsd.diagnose is the function, not the module
+
+    def broken(target, rng_key):
+        raise RuntimeError("log_likelihood failed")
+
+    monkeypatch.setattr(diagnose_module, "posterior_starts", broken)
+    draws = mixture_draws(np.random.default_rng(2), 0.5, (2, 200))
+    report = nsd.diagnose(two_mode_model, samples={"exact": {"x": draws}}, methods=(), progress_bar=False)
+    modes_stage = next(s for s in report.stages if s.step == "modes")
+    assert modes_stage.status == "warning" and "no starts like the posterior's (RuntimeError" in modes_stage.reason
+    assert len(report.modes) == 2 and report.ok
