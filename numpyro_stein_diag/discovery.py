@@ -35,7 +35,7 @@ import jax
 import numpy as np
 from numpyro.infer.util import log_likelihood
 
-from .host import numpy_rng, split_keys
+from .host import split_keys, systematic_resample
 from .target import Target
 
 __all__ = ["posterior_starts", "unseen_chance", "UNSEEN_LIMIT"]
@@ -70,9 +70,7 @@ def posterior_starts(
     if not np.isfinite(log_w).any():
         return np.zeros((0, target.dim))
     w = np.exp(log_w - np.max(log_w))
-    positions = (numpy_rng(k_resample).random() + np.arange(num_starts)) / num_starts
-    index = np.minimum(np.searchsorted(np.cumsum(w) / np.sum(w), positions), num_draws - 1)
-    return x[np.unique(index)]
+    return x[np.unique(systematic_resample(k_resample, w, num_starts))]
 
 
 def unseen_chance(start_counts) -> float:

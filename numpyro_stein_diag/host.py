@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-__all__ = ["map_chunks", "numpy_rng", "split_keys"]
+__all__ = ["map_chunks", "numpy_rng", "split_keys", "systematic_resample"]
 
 
 def numpy_rng(rng_key) -> np.random.Generator:
@@ -40,3 +40,12 @@ def split_keys(rng_key, num: int = 2) -> list:
         impl = jax.random.key_impl(keys)
         return [jax.random.wrap_key_data(data, impl=impl) for data in np.asarray(jax.random.key_data(keys))]
     return list(np.asarray(keys))
+
+
+def systematic_resample(rng_key, weights, num: int) -> np.ndarray:
+    """Indices of ``num`` draws resampled systematically in proportion to ``weights``: one
+    uniform :math:`u`, positions :math:`(u + i) / n` on the cumulative normalised weights
+    (each draw is picked :math:`\\lfloor n w_j \\rfloor` or :math:`\\lceil n w_j \\rceil` times)."""
+    weights = np.atleast_1d(np.asarray(weights, dtype=float))
+    positions = (numpy_rng(rng_key).random() + np.arange(num)) / num
+    return np.minimum(np.searchsorted(np.cumsum(weights) / np.sum(weights), positions), len(weights) - 1)

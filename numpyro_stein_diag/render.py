@@ -168,7 +168,8 @@ def _repair_lines(report: Report) -> list[str]:
     for m in report.methods:
         node = report.tree[m]
         if "repair" not in node.children:
-            reason = next((s.reason for s in report.stages if s.step == "repair" and s.method == m), "not saved")
+            stage = report.stage("repair", m)
+            reason = stage.reason if stage else "not saved"
             lines.append(f"{m}: none ({reason})")
             continue
         ds = node["repair"].dataset

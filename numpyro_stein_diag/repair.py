@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .basins import assign_basins
-from .host import numpy_rng, split_keys
+from .host import numpy_rng, split_keys, systematic_resample
 from .masses import DRAW_CHUNK, PARETO_K_LIMIT, ModeMasses, proposal_draws, psis_weights
 from .modes import Modes
 from .target import Target
@@ -117,10 +117,7 @@ def restricted_draws(target: Target, modes: Modes, k: int, rng_key, num: int, ca
         )
     w, khat = psis_weights(log_w)
     ess = float(1.0 / np.sum(w**2))
-    u = numpy_rng(resample_key).random()
-    positions = (u + np.arange(num)) / num  # systematic resampling
-    index = np.minimum(np.searchsorted(np.cumsum(w), positions), len(w) - 1)  # psis_weights sum to 1
-    return y[index], khat, ess
+    return y[systematic_resample(resample_key, w, num)], khat, ess
 
 
 def _refuse_unreliable_fill(modes: Modes, k: int, needed: int, pareto_k: float, ess: float) -> None:

@@ -156,8 +156,17 @@ class Report:
     def tests(self, method: str) -> dict[str, KSDTest]:
         """The method's KSD tests: ``"plain"``, and ``"perturbed"`` when it was checked against two
         or more modes."""
-        ds = self.diagnostics(method)
-        return {str(name): _ksd_test(ds.sel(test=name)) for name in ds["test"].values}
+        self.diagnostics(method)  # names the methods when there is no such one
+        return self._tests[method]
+
+    @cached_property
+    def _tests(self) -> dict[str, dict[str, KSDTest]]:
+        """Every method's KSD tests, read from the tree once."""
+        return {m: _ksd_tests(self.diagnostics(m)) for m in self.methods}
+
+    def stage(self, step: str, method: str = "") -> Stage | None:
+        """The stage of ``step`` (for ``method``), or None when the report holds none."""
+        return next((s for s in self.stages if s.step == step and s.method == method), None)
 
     @cached_property
     def ksd(self) -> dict[str, KSDTest]:
@@ -195,10 +204,8 @@ class Report:
         self.diagnostics(method)
         node = self.tree[method]
         if "repair" not in node.children:
-            reason = next(
-                (s.reason for s in self.stages if s.step == "repair" and s.method == method),
-                "the report holds no repair stage for it",
-            )
+            stage = self.stage("repair", method)
+            reason = stage.reason if stage else "the report holds no repair stage for it"
             raise ValueError(f"this report holds no repaired draws for {method!r}: {reason}")
         return xr.DataTree(
             children={
@@ -452,6 +459,11 @@ def _repair_dataset(repair: Repair) -> xr.Dataset:
 
 
 # ---------------------------------------------------------------------- from the tree
+def _ksd_tests(ds: xr.Dataset) -> dict[str, KSDTest]:
+    """A method's tests of :func:`_tests_dataset`, by the name along ``test``."""
+    return {str(name): _ksd_test(ds.sel(test=name)) for name in ds["test"].values}
+
+
 def _ksd_test(ds: xr.Dataset) -> KSDTest:
     """One test of :func:`_tests_dataset` (``ds`` selected at one ``test``)."""
     kernel_cls = KERNELS[str(ds["ksd_kernel"].item())]
