@@ -7,7 +7,7 @@ from .diagnose import diagnose, make_method
 from .kernels import IMQ, RBF
 from .ksd import KSDTest, ksd, ksd_test
 from .masses import ModeMasses, mode_masses
-from .modes import Modes, Runaway, find_modes
+from .modes import Degenerate, Modes, Runaway, find_modes
 from .nuts import nuts
 from .perturbed import perturbed_ksd_test
 from .report import Report
@@ -19,6 +19,7 @@ from .target import Target
 __all__ = [
     "IMQ",
     "RBF",
+    "Degenerate",
     "Flag",
     "KSDTest",
     "ModeMasses",

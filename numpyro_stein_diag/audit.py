@@ -37,16 +37,20 @@ class MethodAudit:
     repair: Repair | None = None
 
 
-def audit(target: Target, modes: Modes, masses: ModeMasses, run: Run, rng_key, canonicalize=None) -> MethodAudit:
+def audit(
+    target: Target, modes: Modes, masses: ModeMasses, run: Run, rng_key, canonicalize=None, smooth: bool = True
+) -> MethodAudit:
     """One method's checks against ``modes`` and their ``masses``: basins, the plain and perturbed
     KSD tests and the mode-mass check, judged together (Holm over the method's tests,
-    :func:`~numpyro_stein_diag.check.judge`)."""
+    :func:`~numpyro_stein_diag.check.judge`). A log density that is not ``smooth``
+    (:func:`~numpyro_stein_diag.smoothness.find_jumps`) gets no KSD test: the score does not see
+    its jumps, so the test's premise fails."""
     basins = assign_basins(target, modes, run.draws, canonicalize=canonicalize)
     thinned = run.thinned(KSD_MAX_DRAWS)
     x = thinned.reshape(-1, target.dim) if run.independent else thinned
     k_plain, k_perturbed = split_keys(rng_key)
-    tests = {"plain": ksd_test(target, x, k_plain, num_bootstrap=KSD_BOOTSTRAP)}
-    if len(modes) > 1:
+    tests = {"plain": ksd_test(target, x, k_plain, num_bootstrap=KSD_BOOTSTRAP)} if smooth else {}
+    if smooth and len(modes) > 1:
         tests["perturbed"] = perturbed_ksd_test(target, x, k_perturbed, modes=modes, num_bootstrap=KSD_BOOTSTRAP)
     check = check_mode_mass(
         run.method,

@@ -20,6 +20,7 @@ from .nuts import nuts
 from .repair import repair
 from .report import Report
 from .runs import Run
+from .smoothness import NUM_MOVES, Jumps, find_jumps
 from .stages import StageLog
 from .stein_variational import annealed, plain, svgd, tempered
 from .target import Target
@@ -207,9 +208,9 @@ def diagnose(
     samples = {} if samples is None else samples
     _check_names(samples, methods)
     target = Target.from_model(model, *model_args, **model_kwargs)
-    k_runs, k_modes, k_mass, k_ksd, k_repair = split_keys(rng_key, 5)
+    k_runs, k_jumps, k_modes, k_mass, k_ksd, k_repair = split_keys(rng_key, 6)
     num_audits = len(samples) + len(methods)
-    log = StageLog(total=len(methods) + 2 + 2 * num_audits, progress_bar=progress_bar)
+    log = StageLog(total=len(methods) + 3 + 2 * num_audits, progress_bar=progress_bar)
 
     independent = check_independent_names(independent, samples)
     runs = {name: run_from_samples(target, name, s, name in independent) for name, s in samples.items()}
@@ -218,13 +219,16 @@ def diagnose(
             # flags and checks carry the name it was run as
             runs[name] = dataclasses.replace(method(target, key, progress_bar), method=name)
 
-    modes = _search_modes(target, runs, k_modes, canonicalize, log)
+    jumps = _find_jumps(target, runs, k_jumps, log)
+    modes = _search_modes(target, runs, k_modes, canonicalize, log, jumps)
     masses = _estimate_masses(target, modes, k_mass, canonicalize, log)
     audits = {}
     keys = zip(split_keys(k_ksd, max(len(runs), 1)), split_keys(k_repair, max(len(runs), 1)))
     for (name, run), (key, key_repair) in zip(runs.items(), keys):
-        with log.stage("check", f"checking {name}", method=name):
-            audits[name] = audit(target, modes, masses, run, key, canonicalize)
+        with log.stage("check", f"checking {name}", method=name) as outcome:
+            audits[name] = audit(target, modes, masses, run, key, canonicalize, smooth=not jumps)
+            if jumps:
+                outcome.warn(f"no KSD test: the log density jumps along {', '.join(jumps.sites)} (see smoothness)")
         if name in audits:  # the report keeps the methods it could check; the stage says why not the others
             audits[name] = _repair(target, modes, masses, audits[name], key_repair, canonicalize, log)
     return Report.build(modes, masses, audits, log.close())
@@ -250,14 +254,35 @@ def _check_names(samples, methods) -> None:
         )
 
 
-def _search_modes(target: Target, runs: dict[str, Run], rng_key, canonicalize, log: StageLog) -> Modes:
+def _find_jumps(target: Target, runs: dict[str, Run], rng_key, log: StageLog) -> Jumps:
+    """The sites along which the log density jumps, judged from every run's draws; the stage
+    warns when there are any (the score-based checks do not apply)."""
+    jumps = Jumps((), (), (), 0)
+    with log.stage("smoothness", "checking that the log density is smooth") as outcome:
+        draws = [run.thinned(NUM_MOVES).reshape(-1, target.dim) for run in runs.values()]
+        if draws:
+            jumps = find_jumps(target, np.concatenate(draws), rng_key)
+        if jumps:
+            outcome.warn(jumps.message)
+    return jumps
+
+
+def _search_modes(
+    target: Target, runs: dict[str, Run], rng_key, canonicalize, log: StageLog, jumps: Jumps | None = None
+) -> Modes:
     """Modes from starts like the posterior's, prior draws and every run's draws; with no mode, the
     empty set (the stage says why). The stage warns when ascents ran off above every mode, or
-    when the search may have missed a mode (Good-Turing chance above ``UNSEEN_LIMIT``)."""
+    when the search may have missed a mode (Good-Turing chance above ``UNSEEN_LIMIT``). A log
+    density that ``jumps`` is not searched: ascents see only its smooth parts."""
     k_starts, k_prior = split_keys(rng_key)
     starts = [run.thinned(MODE_STARTS_PER_RUN).reshape(-1, target.dim) for run in runs.values()]
     modes = None
     with log.stage("modes", "searching for modes") as outcome:
+        if jumps:
+            raise ValueError(
+                f"not run: the log density jumps along {', '.join(jumps.sites)} (see smoothness), and an "
+                "ascent sees only its smooth parts"
+            )
         caveats = []
         try:  # a help to the search, not a condition of it
             starts.append(posterior_starts(target, k_starts))
@@ -269,8 +294,7 @@ def _search_modes(target: Target, runs: dict[str, Run], rng_key, canonicalize, l
         modes = find_modes(target, np.concatenate(starts) if starts else None, k_prior)
         if canonicalize is not None:
             modes = merge_modes(target, modes, canonicalize)
-        if modes.runaway is not None:
-            caveats.append(modes.runaway.message)
+        caveats += [found.message for found in (modes.runaway, modes.degenerate) if found is not None]
         if modes.unseen_chance > UNSEEN_LIMIT:
             caveats.append(
                 f"the search may be incomplete: {np.sum(modes.start_counts == 1)} of {len(modes)} modes were "
@@ -289,7 +313,7 @@ def _estimate_masses(target: Target, modes: Modes, rng_key, canonicalize, log: S
         masses = mode_masses(target, modes, rng_key, canonicalize=canonicalize)
         if not masses.estimated:
             why = (
-                "no mode was found"
+                "the mode search found no mode (see modes)"
                 if len(modes) == 0
                 else "the log density grows above every mode found "
                 "(see modes), so each basin's share of the draws is reported but not judged"

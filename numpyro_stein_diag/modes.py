@@ -30,7 +30,7 @@ from .discovery import unseen_chance
 from .host import map_chunks
 from .target import Target
 
-__all__ = ["Modes", "Runaway", "find_modes", "merge_modes", "mode_labels"]
+__all__ = ["Degenerate", "Modes", "Runaway", "find_modes", "merge_modes", "mode_labels"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +54,7 @@ class Modes:
     values: dict
     runaway: Runaway | None = None  # find_modes: ascents that ran off above every mode (None if none)
     start_counts: np.ndarray | None = None
+    degenerate: Degenerate | None = None  # find_modes: ascents that ended at degenerate points
 
     def __len__(self) -> int:
         return int(self.location.shape[0])
@@ -249,6 +250,10 @@ def find_modes(
     distance ``merge_distance`` (in a kept mode's Hessian metric) of a higher mode are
     that mode.
 
+    An end point whose Hessian is positive definite but whose eigenvalues span more than
+    ``DEGENERATE_CONDITION`` is not a mode either: the density narrows without bound there
+    (recorded in ``Modes.degenerate``, a :class:`Degenerate`).
+
     Ascents that end without converging at a log density above every mode's ("runaways":
     the density keeps growing along some direction, as in a funnel's neck or an improper
     posterior) are recorded in ``Modes.runaway`` (a :class:`Runaway`: how many, the coordinate
@@ -267,22 +272,24 @@ def find_modes(
     ends = ascend_all(target, starts, num_iter)
     log_p, grad, hessian = _curvature(target, ends)
     finite = np.isfinite(log_p) & np.all(np.isfinite(hessian), axis=(1, 2)) & np.all(np.isfinite(grad), axis=1)
-    converged = np.zeros(len(log_p), bool)
+    converged, condition = np.zeros(len(log_p), bool), np.full(len(log_p), np.nan)
     for i in np.flatnonzero(finite):
         eig, vec = np.linalg.eigh(hessian[i])
         if eig[0] > 0:
+            condition[i] = eig[-1] / eig[0]
             newton_decrement = np.sqrt(np.sum((vec.T @ grad[i]) ** 2 / eig))
             converged[i] = newton_decrement < grad_tol
-    runaway = find_runaways(target, np.asarray(starts), ends, log_p, converged)
+    degenerate_at = condition > DEGENERATE_CONDITION  # NaN (not positive definite) compares False
+    converged &= ~degenerate_at
+    # a degenerate point is where those ascents went, not a place they ran off past
+    runaway = find_runaways(target, np.asarray(starts), ends, log_p, converged | degenerate_at)
+    degenerate = find_degenerate(target, ends, log_p, hessian, degenerate_at)
     if not converged.any():
-        raise ValueError(
-            f"no mode found: {runaway.message}"
-            if runaway
-            else (
-                f"no mode found: none of {len(starts)} L-BFGS runs converged (gradient small, Hessian "
-                "negative definite); raise num_iter, pass better starts, or check that the posterior is proper."
-            )
-        )
+        found = [r.message for r in (runaway, degenerate) if r is not None] or [
+            f"none of {len(starts)} L-BFGS runs converged (gradient small, Hessian negative definite); raise "
+            "num_iter, pass better starts, or check that the posterior is proper."
+        ]
+        raise ValueError("no mode found: " + " ".join(found))
     order = np.argsort(-log_p[converged])
     cand_x, cand_lp, cand_h = ends[converged][order], log_p[converged][order], hessian[converged][order]
     groups = merge_groups(cand_x, cand_h, merge_distance)
@@ -291,6 +298,7 @@ def find_modes(
         _make_modes(target, cand_x[keep], cand_lp[keep], cand_h[keep]),
         runaway=runaway,
         start_counts=np.array([len(g) for g in groups]),
+        degenerate=degenerate,
     )
 
 
@@ -411,6 +419,65 @@ def find_runaways(target: Target, starts, ends, log_p, converged) -> Runaway | N
     )
 
 
+# A Hessian whose eigenvalues span more than this (standard deviations 1e5 apart) is degenerate:
+# beyond what a float32 Hessian resolves, and no Gaussian there describes the mass around it
+DEGENERATE_CONDITION = 1e10
+
+
+@dataclass(frozen=True)
+class Degenerate:
+    """Ascents that ended where the Hessian ``H`` of ``-log p`` is positive definite but degenerate:
+    its largest eigenvalue is more than ``DEGENERATE_CONDITION`` times its smallest. Such a point
+    (a funnel's neck, where one scale shrinks without bound as another coordinate moves; the edge
+    of a transform) is not a mode: no Laplace approximation, mass or basin is defined there.
+
+    ``count`` of ``ascents`` ascents ended so; at the highest of them (``log_density``) the
+    curvature along the coordinate ``stiff`` is ``condition`` times that along ``soft`` (the
+    coordinates that weigh most in ``H``'s largest and smallest eigenvectors), and ``location``
+    says where it is (``"v = -40.5"``, ``soft``'s value in the model's space when the site has one
+    value per coordinate)."""
+
+    count: int
+    ascents: int
+    stiff: str
+    soft: str
+    condition: float
+    log_density: float
+    location: str
+
+    @property
+    def message(self) -> str:
+        return (
+            f"{self.count} of {self.ascents} ascents ended at a degenerate point ({self.location}, log density "
+            f"{self.log_density:.4g}), where the curvature along {self.stiff} is {self.condition:.1e} times that "
+            f"along {self.soft}: the density narrows without bound there (a funnel's neck, the edge of a "
+            "transform), so the point is not a mode, and no mass or basin is defined at it."
+        )
+
+
+def find_degenerate(target: Target, ends, log_p, hessian, degenerate) -> Degenerate | None:
+    """The end points marked ``degenerate`` as a :class:`Degenerate` (None when there are none)."""
+    if not degenerate.any():
+        return None
+    top = np.flatnonzero(degenerate)[np.argmax(log_p[degenerate])]
+    eig, vec = np.linalg.eigh(hessian[top])
+    stiff, soft = (int(np.argmax(np.abs(vec[:, i]))) for i in (-1, 0))
+    names = target.coordinate_names
+    site, index = target.coordinates[soft]
+    value = np.asarray(target.constrain(np.asarray(ends[top : top + 1]))[site][0])
+    one_per_coordinate = value.shape == target.unconstrained_shapes[site] and value.size > 0
+    shown = float(value[index]) if one_per_coordinate else float(ends[top, soft])
+    return Degenerate(
+        count=int(degenerate.sum()),
+        ascents=len(log_p),
+        stiff=names[stiff],
+        soft=names[soft],
+        condition=float(eig[-1] / eig[0]),
+        log_density=float(log_p[top]),
+        location=f"{names[soft]} = {shown:.3g}" + ("" if one_per_coordinate else " (unconstrained)"),
+    )
+
+
 LIMIT_INFINITY = 1e3  # a coordinate heading past this (in size) heads to infinity
 
 
@@ -461,4 +528,6 @@ def merge_modes(target: Target, modes: Modes, canonicalize, merge_distance: floa
     merged = _make_modes(target, x[first], modes.log_density[first], hessian[first])
     laplace = np.array([logsumexp(modes.laplace_log_mass[g]) for g in groups])
     counts = None if modes.start_counts is None else np.array([np.sum(modes.start_counts[g]) for g in groups])
-    return replace(merged, laplace_log_mass=laplace, runaway=modes.runaway, start_counts=counts)
+    return replace(
+        merged, laplace_log_mass=laplace, runaway=modes.runaway, start_counts=counts, degenerate=modes.degenerate
+    )

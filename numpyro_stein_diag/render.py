@@ -105,8 +105,9 @@ def summarize(report: Report) -> Summary:
 
 
 def _search_text(modes) -> str:
-    """`` (search: 130 converged ascents, chance of an unseen mode 0.8%)``, or nothing when not known."""
-    if not np.isfinite(modes.unseen_chance):
+    """`` (search: 130 converged ascents, chance of an unseen mode 0.8%)``, or nothing when not known or
+    when no ascent converged (the modes stage says why)."""
+    if not np.isfinite(modes.unseen_chance) or np.sum(modes.start_counts) == 0:
         return ""
     return (
         f" (search: {int(np.sum(modes.start_counts))} converged ascents, chance of an unseen mode "
@@ -125,7 +126,7 @@ def _method_block(report: Report, method: str, rows) -> MethodBlock:
         f"{method}: {kind}, {chains * draws} draws"
         if diag.attrs["independent"]
         else f"{method}: {kind} x {draws} draws"
-    ) + f"; KSD test p: {ksd} ({tests['plain'].bootstrap} bootstrap)"
+    ) + (f"; KSD test p: {ksd} ({tests['plain'].bootstrap} bootstrap)" if tests else "; no KSD test")
     check = report.checks[method]
     num_modes = len(check.expected_mass)
     notes = []

@@ -14,6 +14,8 @@ Layout (ArviZ conventions, one child per method; records along a dimension, not 
     /modes/values          mode locations in the model's space, one variable per site
     /modes/runaway         (runaway: 0 or 1) the search's runaway ascents, one variable per field
                            of :class:`~numpyro_stein_diag.modes.Runaway`
+    /modes/degenerate      (degenerate: 0 or 1) ascents that ended at degenerate points, one
+                           variable per field of :class:`~numpyro_stein_diag.modes.Degenerate`
     /<method>/posterior    (chain, draw, ...) constrained draws
     /<method>/sample_stats NUTS only (arviz_base.from_numpyro)
     /<method>/stein_diagnostics
@@ -47,7 +49,7 @@ from .discovery import UNSEEN_LIMIT
 from .kernels import IMQ, RBF
 from .ksd import KSDTest
 from .masses import ModeMasses
-from .modes import Modes, Runaway, mode_labels, mode_values_dataset
+from .modes import Degenerate, Modes, Runaway, mode_labels, mode_values_dataset
 from .repair import Repair
 from .stages import Stage
 
@@ -61,6 +63,7 @@ MASS_ATTRS = ("pareto_k", "unknown_mass")
 FLAG_FIELDS = tuple(f.name for f in dataclasses.fields(Flag))
 STAGE_FIELDS = tuple(f.name for f in dataclasses.fields(Stage))
 RUNAWAY_FIELDS = tuple(f.name for f in dataclasses.fields(Runaway))
+DEGENERATE_FIELDS = tuple(f.name for f in dataclasses.fields(Degenerate))
 TEST_FIELDS = ("n", "bootstrap", "num_bootstrap", "lengthscale", "statistic_type", "variant", "setting", "standardized")
 
 
@@ -135,7 +138,17 @@ class Report:
         ds = self.tree["modes"].dataset
         values = {k: v.values for k, v in self.tree["modes/values"].dataset.data_vars.items()}
         runaway = _records(self.tree["modes/runaway"].dataset, Runaway, RUNAWAY_FIELDS)
-        return Modes(**{v: ds[v].values for v in MODE_VARS}, values=values, runaway=runaway[0] if runaway else None)
+        degenerate = (
+            _records(self.tree["modes/degenerate"].dataset, Degenerate, DEGENERATE_FIELDS)
+            if "degenerate" in self.tree["modes"].children
+            else []
+        )
+        return Modes(
+            **{v: ds[v].values for v in MODE_VARS},
+            values=values,
+            runaway=runaway[0] if runaway else None,
+            degenerate=degenerate[0] if degenerate else None,
+        )
 
     @cached_property
     def masses(self) -> ModeMasses:
@@ -226,7 +239,7 @@ class Report:
         for m, check in self.checks.items():
             tests = self.tests(m)
             method_columns = {
-                "ksd_pvalue": tests["plain"].pvalue,
+                "ksd_pvalue": tests["plain"].pvalue if "plain" in tests else np.nan,
                 "perturbed_ksd_pvalue": tests["perturbed"].pvalue if "perturbed" in tests else np.nan,
                 "mixing": check.mixing,
             }
@@ -352,11 +365,15 @@ def _modes_tree(modes: Modes, masses: ModeMasses) -> xr.DataTree:
         attrs={a: float(getattr(masses, a)) for a in MASS_ATTRS} | {"mass_method": str(masses.mass_method)},
     )
     runaway = _records_dataset([modes.runaway] if modes.runaway is not None else [], RUNAWAY_FIELDS, "runaway")
+    degenerate = _records_dataset(
+        [modes.degenerate] if modes.degenerate is not None else [], DEGENERATE_FIELDS, "degenerate"
+    )
     return xr.DataTree(
         dataset=ds,
         children={
             "values": xr.DataTree(dataset=mode_values_dataset(modes.values)),
             "runaway": xr.DataTree(dataset=runaway),
+            "degenerate": xr.DataTree(dataset=degenerate),
         },
     )
 

@@ -1,8 +1,9 @@
 """Stages: what each step of diagnose() could do, so that a failing step is reported, not raised.
 
-diagnose() runs in stages: each method it runs, the mode search, the mass estimate, each
-method's checks and repair. A stage that cannot do its job records why and the others go on;
-a verdict never rests on a stage that failed (no mass flag without masses, for instance).
+diagnose() runs in stages: each method it runs, the check that the log density is smooth, the
+mode search, the mass estimate, each method's checks and repair. A stage that cannot do its job
+records why and the others go on; a verdict never rests on a stage that failed (no mass flag
+without masses, for instance).
 :class:`StageLog` is the one place that times the stages, catches their failures and moves
 the progress bar, so diagnose() reads as its steps.
 """
@@ -21,7 +22,7 @@ __all__ = ["Stage", "StageLog", "Status"]
 
 Status = Literal["ok", "warning", "failed"]  # warning: done, with a caveat the reader must know
 STATUSES: tuple[str, ...] = get_args(Status)
-Step = Literal["run", "modes", "masses", "check", "repair"]  # run, check and repair are per method
+Step = Literal["run", "smoothness", "modes", "masses", "check", "repair"]  # run, check and repair are per method
 STEPS: tuple[str, ...] = get_args(Step)
 
 

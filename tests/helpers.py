@@ -26,6 +26,13 @@ def mixture_draws(rng, weight_left, shape):
     return np.where(rng.random(shape) < weight_left, -4.0, 4.0) + rng.normal(size=shape)
 
 
+def funnel(dim=10):
+    """Neal's funnel: ``v ~ N(0, 3^2)``, ``x_i ~ N(0, e^v)``; the density peaks at ``x = 0``,
+    ``v = -4.5 (dim - 1)`` (argmax of ``-v^2 / 18 - (dim - 1) v / 2``), where ``x``'s curvature is ``e^{-v}``."""
+    v = numpyro.sample("v", dist.Normal(0, 3))
+    numpyro.sample("x", dist.Normal(0, jnp.exp(v / 2)).expand([dim - 1]))
+
+
 def gaussian(c=0.0, s=1.0, dim=2):
     """``N(c 1, s^2 I)`` in ``dim`` dimensions as a potential, ``0.5 ||(z - c) / s||^2``, started at ``c 1``."""
     return nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(((z - c) / s) ** 2), jnp.full(dim, c))

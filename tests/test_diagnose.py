@@ -9,7 +9,7 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 import xarray as xr
-from helpers import kinds, mixture_draws, two_mode_model
+from helpers import funnel, kinds, mixture_draws, two_mode_model
 
 import numpyro_stein_diag as nsd
 
@@ -194,3 +194,17 @@ def test_own_methods_are_checked_and_their_histories_round_trip(tmp_path):
     for m in methods:
         xr.testing.assert_identical(loaded.diagnostics(m), report.diagnostics(m))
         assert loaded.ksd[m] == report.ksd[m]
+
+
+def test_exact_funnel_draws_raise_no_flag():
+    """Neal's funnel in 10 dimensions has no mode with a Laplace approximation (its density peaks in the
+    neck, at v = -40.5): the report says so, keeps the KSD test (the density is smooth) and flags nothing."""
+    rng = np.random.default_rng(0)
+    v = rng.normal(0, 3, 1000)
+    draws = {"v": v[None], "x": (rng.normal(size=(1000, 9)) * np.exp(v / 2)[:, None])[None]}
+    report = nsd.diagnose(funnel, samples={"exact": draws}, methods=(), independent=["exact"], progress_bar=False)
+    assert not report.flags
+    assert "degenerate point (v = -40.5" in report.stage("modes").reason
+    assert report.stage("smoothness").ok and report.tests("exact")["plain"].pvalue > 0.05
+    with pytest.raises(ValueError, match="no repair"):
+        report.repaired("exact")

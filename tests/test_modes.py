@@ -9,7 +9,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
-from helpers import modes_and_masses, two_mode_model
+from helpers import funnel, modes_and_masses, two_mode_model
 
 import numpyro_stein_diag as nsd
 
@@ -133,3 +133,21 @@ def test_mode_names_tell_every_mode_apart():
     labels = [modes.label(k) for k in range(4)]
     assert len(set(labels)) == 4 and all(label.count("=") == 2 for label in labels)
     assert labels[0] == "w[0] = 2, w[1] = 0.5"
+
+
+def test_a_funnels_neck_is_a_degenerate_point_not_a_mode(tmp_path):
+    t = nsd.Target.from_model(funnel)
+    starts = np.column_stack([np.linspace(-2, 2, 16), np.zeros((16, 9))])  # on the axis x = 0: straight to the neck
+    with pytest.raises(ValueError, match=r"no mode found: 16 of 16 ascents ended at a degenerate point \(v = -40.5"):
+        nsd.find_modes(t, starts, num_iter=200)
+    # beside a real mode the record is kept, and the report stores it field by field
+    gaussian = nsd.Target.from_potential(lambda z: 0.5 * jnp.sum(z**2), jnp.zeros(1))
+    modes = nsd.find_modes(gaussian, jnp.zeros((2, 1)))
+    neck = nsd.Degenerate(
+        count=16, ascents=16, stiff="x[0]", soft="v", condition=3.5e18, log_density=80.8, location="v = -40.5"
+    )
+    assert "the curvature along x[0] is 3.5e+18 times that along v" in neck.message
+    modes = dataclasses.replace(modes, degenerate=neck)
+    report = nsd.Report.build(modes, nsd.mode_masses(gaussian, modes, jax.random.PRNGKey(0)), {}, [])
+    report.save(tmp_path / "report.nc")
+    assert nsd.Report.load(tmp_path / "report.nc").modes.degenerate == neck

@@ -84,7 +84,8 @@ def test_the_minimum_is_two_draws_and_odd_chain_lengths_work():
     report = nsd.diagnose(
         two_mode_model, samples={"s": {"x": mixture_draws(rng, 0.5, (1, 5))}}, methods=(), progress_bar=False
     )
-    assert report.complete and [s.status for s in report.stages] == ["ok"] * 4  # modes, masses, check, repair
+    # smoothness, modes, masses, check, repair
+    assert report.complete and [s.status for s in report.stages] == ["ok"] * 5
 
 
 # ---------------------------------------------------------------- dtypes
