@@ -18,7 +18,8 @@ of the starts, its posterior mass, as long as some of the ``M`` prior draws land
 (probability :math:`1 - (1 - a)^M`, ``M = 8192``: above 0.9997 for ``a = 0.001``).
 
 The likelihood is every observed site's log probability (``numpyro.infer.util.log_likelihood``,
-``numpyro.factor`` terms included). A potential has no prior to start from: no starts are made
+``numpyro.factor`` terms included; a model with none has likelihood 1, and its starts are prior
+draws). A potential has no prior to start from: no starts are made
 for it, and the search starts where it did (the init box and the methods' draws).
 
 How complete the search is, the Good-Turing way: with ``n`` ascents that converged and ``f_1``
@@ -32,6 +33,7 @@ from __future__ import annotations
 from functools import partial
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.util import log_likelihood
 
@@ -53,7 +55,7 @@ def _log_likelihood(target: Target, x):
     call = target.model_call
     latent = target.constrain(x)
     sites = log_likelihood(call.model, latent, *call.args, batch_ndims=1, **call.kwargs)
-    return sum(v.reshape(x.shape[0], -1).sum(axis=1) for v in sites.values())
+    return sum((v.reshape(x.shape[0], -1).sum(axis=1) for v in sites.values()), start=jnp.zeros(x.shape[0], x.dtype))
 
 
 def posterior_starts(

@@ -46,6 +46,6 @@ def systematic_resample(rng_key, weights, num: int) -> np.ndarray:
     """Indices of ``num`` draws resampled systematically in proportion to ``weights``: one
     uniform :math:`u`, positions :math:`(u + i) / n` on the cumulative normalised weights
     (each draw is picked :math:`\\lfloor n w_j \\rfloor` or :math:`\\lceil n w_j \\rceil` times)."""
-    weights = np.atleast_1d(np.asarray(weights, dtype=float))
+    weights = np.asarray(weights, dtype=float)
     positions = (numpy_rng(rng_key).random() + np.arange(num)) / num
     return np.minimum(np.searchsorted(np.cumsum(weights) / np.sum(weights), positions), len(weights) - 1)

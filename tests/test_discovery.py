@@ -47,6 +47,16 @@ def test_starts_follow_the_posterior_not_the_prior():
     ).shape == (0, 2)  # a potential has no prior
 
 
+def test_a_model_without_observations_starts_from_prior_draws():
+    """No observed site: every prior draw has likelihood 1, so the starts are 64 distinct prior draws."""
+
+    def prior_only():
+        numpyro.sample("x", dist.Normal(0.0, 1.0).expand([2]))
+
+    starts = posterior_starts(nsd.Target.from_model(prior_only), jax.random.PRNGKey(0))
+    assert starts.shape == (64, 2) and len(np.unique(starts[:, 0])) == 64
+
+
 @pytest.mark.slow
 def test_a_mode_prior_draws_rarely_reach_is_found_and_the_sample_that_misses_it_flagged():
     # draws of the near component only (a user's chains that never left theta = 0), 4 x 250
