@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .basins import assign_basins
+from .basins import assign_basins, reached_directly
 from .check import ModeCheck, check_mode_mass, draws_ess
 from .host import split_keys
 from .ksd import KSDTest, ksd_test
@@ -46,6 +46,8 @@ def audit(
     (:func:`~numpyro_stein_diag.smoothness.find_jumps`) gets no KSD test: the score does not see
     its jumps, so the test's premise fails."""
     basins = assign_basins(target, modes, run.draws, canonicalize=canonicalize)
+    chains_between_modes = len(modes) > 1 and not run.independent  # the only case that counts moves
+    certain = reached_directly(target, modes, run.draws, basins, canonicalize) if chains_between_modes else None
     thinned = run.thinned(KSD_MAX_DRAWS)
     x = thinned.reshape(-1, target.dim) if run.independent else thinned
     k_plain, k_perturbed = split_keys(rng_key)
@@ -60,5 +62,6 @@ def audit(
         independent=run.independent,
         tests=tests,
         draws_ess=None if run.independent else draws_ess(run.draws),
+        certain=certain,
     )
     return MethodAudit(run, basins, tests, check)

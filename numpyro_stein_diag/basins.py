@@ -30,16 +30,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .modes import Modes, ascend_all, canonical_points, mahalanobis2
+from .modes import CONTINUE_ROUNDS, Modes, ascend_all, canonical_points, continue_ascents, log_densities, mahalanobis2
 from .target import Target
 
-__all__ = ["assign_basins"]
+__all__ = ["assign_basins", "reached_directly"]
 
 CLEAR_LOG_ODDS = 10.0  # nats by which the Laplace approximation must prefer a point's mode
 CHECK_FARTHEST = 64  # points farthest from their mode that are always ascended
 CHECK_RANDOM = 64  # points at random that are always ascended
-CONTINUE_ROUNDS = 3  # times an ascent that ended in no basin goes on
-CONTINUE_FACTOR = 4  # with this many times the steps
+DIP_TOLERANCE = 1.0  # nats below a point's own log density that its straight way to its mode may dip
+SEGMENT_POINTS = 8  # points of that way, evenly spaced between the point and the mode, that are looked at
 CONTINUE_AT_MOST = 0.1  # share of the points beyond which the unfinished are not slow ascents but another place
 
 
@@ -82,6 +82,32 @@ def assign_basins(
     return basin.reshape(x.shape[:-1])
 
 
+def reached_directly(target: Target, modes: Modes, x, basins, canonicalize=None) -> np.ndarray:
+    """Whether each point of ``x (..., d)`` is certainly in its basin ``basins (...)`` (from
+    :func:`assign_basins` with the same ``canonicalize``): the log density on the straight way
+    from the point to its mode, at ``SEGMENT_POINTS`` points between them, never falls more than
+    ``DIP_TOLERANCE`` below the point's own. A point whose ascent (or guess) took it across a
+    low-density valley to a mode on the other side fails this; so does a point on a curved ridge
+    of its own mode, which only makes it count for less. A point in no basin is not certain.
+
+    Moves between modes (:func:`~numpyro_stein_diag.check.basin_transitions`) are counted on
+    certain points only: one misassigned draw of a chain stuck on one side reads as two moves."""
+    x = np.asarray(x)
+    flat = x.reshape(-1, target.dim)
+    if canonicalize is not None:
+        flat = canonical_points(target, flat, canonicalize)
+    basins = np.asarray(basins).reshape(-1)
+    known = np.flatnonzero(basins >= 0)
+    fractions = np.arange(1, SEGMENT_POINTS + 1) / (SEGMENT_POINTS + 1)
+    start, end = flat[known], np.asarray(modes.location, flat.dtype)[basins[known]]
+    way = start[:, None, :] + fractions[None, :, None] * (end - start)[:, None, :]
+    log_p = log_densities(target, np.concatenate([start, way.reshape(-1, target.dim)]).astype(flat.dtype))
+    own, along = log_p[: len(known)], log_p[len(known) :].reshape(len(known), SEGMENT_POINTS)
+    certain = np.zeros(len(basins), bool)
+    certain[known] = np.all(along >= own[:, None] - DIP_TOLERANCE, axis=1)
+    return certain.reshape(x.shape[:-1])
+
+
 def _laplace_guess(modes: Modes, flat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per point: the mode the Laplace approximation prefers, whether it prefers it by at least
     ``CLEAR_LOG_ODDS``, and the point's squared distance to it in its metric."""
@@ -97,23 +123,23 @@ def _laplace_guess(modes: Modes, flat) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def _ascended(target: Target, modes: Modes, flat, num_iter: int, cutoff: float) -> np.ndarray:
     """Basins by ascent: each point's end point, then the nearest mode in its Hessian metric,
-    ``-1`` beyond ``cutoff``. An ascent that ends in no basin may only be slow (far out in a heavy
-    tail, or across a long flat stretch), so it goes on from where it stopped, up to
-    ``CONTINUE_ROUNDS`` times with ``CONTINUE_FACTOR`` times the steps; one that has converged
-    elsewhere stops at once, so this costs only the ascents that were still rising. When more
+    ``-1`` beyond ``cutoff``. An ascent that ends in no basin while still rising may only be slow
+    (far out in a heavy tail, or across a long flat stretch), so it goes on from where it stopped
+    (:func:`~numpyro_stein_diag.modes.continue_ascents`, up to ``CONTINUE_ROUNDS`` times); one
+    that converged or stalled elsewhere does not. When more
     than ``CONTINUE_AT_MOST`` of the points end in no basin they are not a slow tail but
     another place (a mode not in ``modes``, a ridge along which L-BFGS keeps creeping), and
     they are left as they are."""
     if len(flat) == 0:
         return np.zeros(0, int)
-    ends = ascend_all(target, flat, num_iter)
-    basin = _nearest_mode(modes, ends, cutoff)
+    ascent = ascend_all(target, flat, num_iter)
+    basin = _nearest_mode(modes, ascent.ends, cutoff)
     for _ in range(CONTINUE_ROUNDS):
-        unfinished = np.flatnonzero(basin < 0)
+        unfinished = np.flatnonzero((basin < 0) & ascent.rising)
         if unfinished.size == 0 or unfinished.size > CONTINUE_AT_MOST * len(flat):
             break  # none left, or so many that they lead elsewhere (another mode, a ridge), not slowly here
-        ends[unfinished] = ascend_all(target, ends[unfinished], CONTINUE_FACTOR * num_iter)
-        basin[unfinished] = _nearest_mode(modes, ends[unfinished], cutoff)
+        ascent = continue_ascents(target, ascent, unfinished, num_iter)
+        basin[unfinished] = _nearest_mode(modes, ascent.ends[unfinished], cutoff)
     return basin
 
 

@@ -274,6 +274,7 @@ def check_mode_mass(
     mass_floor: float = 0.05,
     tolerance: float = 0.05,
     unknown_tolerance: float = 0.01,
+    certain: np.ndarray | None = None,
 ) -> ModeCheck:
     """Compare the share of ``basins (chain, draw)`` (from :func:`assign_basins`) in each of ``modes``
     with its mass in ``masses`` (from :func:`~numpyro_stein_diag.masses.mode_masses`) and judge the
@@ -284,7 +285,9 @@ def check_mode_mass(
     the module docstring (:func:`draws_ess` computes it). Draws with a chain axis
     (``independent=False``) are first judged for mixing between modes; chains that do not mix
     are judged against the masses' standard errors alone. ``tests``: the method's KSD tests
-    (``{"plain": ..., "perturbed": ...}``), judged in one Holm family with the modes' tests."""
+    (``{"plain": ..., "perturbed": ...}``), judged in one Holm family with the modes' tests.
+    ``certain`` (like ``basins``, from :func:`~numpyro_stein_diag.basins.reached_directly`): the
+    draws whose basin is certain; moves between modes are counted on those only (all by default)."""
     if len(masses) != len(modes):
         raise ValueError(
             f"masses holds {len(masses)} modes' masses for {len(modes)} modes: pass the masses "
@@ -303,7 +306,8 @@ def check_mode_mass(
     transitions = rhat = None
     mixing = True
     if not independent:
-        transitions, rhat = basin_transitions(basins), basin_rhat(basins, k)
+        sure = basins if certain is None else np.where(np.reshape(certain, basins.shape), basins, -1)
+        transitions, rhat = basin_transitions(sure), basin_rhat(basins, k)
         mixing = mixes_between_modes(transitions, rhat)
     check = ModeCheck(
         method,

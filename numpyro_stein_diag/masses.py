@@ -21,10 +21,8 @@ always a cross-check.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Literal, get_args
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from arviz_stats.base import array_stats
@@ -32,9 +30,8 @@ from scipy.linalg import solve_triangular
 from scipy.special import gammaln, logsumexp
 
 from .basins import assign_basins
-from .devices import map_rows
-from .host import map_chunks, numpy_rng
-from .modes import Modes
+from .host import numpy_rng
+from .modes import Modes, log_densities
 from .target import Target
 
 __all__ = ["ModeMasses", "MassMethod", "mode_masses"]
@@ -79,17 +76,6 @@ class ModeMasses:
     def estimated(self) -> bool:
         """Whether the masses were estimated (``mass_method`` is not ``"none"``)."""
         return self.mass_method != "none"
-
-
-DRAW_CHUNK = (
-    2048  # draws per compiled log-density call: the mass estimate and the repair's fill-in share one compilation
-)
-
-
-@partial(jax.jit, static_argnums=0)
-def _log_density_chunk(target, y):
-    """``log pi`` at each row of ``y``, each device evaluating its share of the rows."""
-    return map_rows(target.log_density, y.shape[0])(y)
 
 
 def _precision_roots(modes: Modes, scale: float) -> np.ndarray:
@@ -166,7 +152,7 @@ def proposal_draws(
     A draw is :math:`m_c + R_c^{-\\top} z / \\sqrt{g}` with :math:`c \\sim a`, :math:`z \\sim N(0, I)`,
     :math:`g \\sim \\chi^2_\\nu / \\nu` and :math:`R_k R_k^\\top = H_k / s^2`. The draws and
     :math:`\\log q` are made on the host (:func:`~numpyro_stein_diag.host.numpy_rng`); only the
-    target's log density is compiled, for ``DRAW_CHUNK`` rows at a time."""
+    target's log density is compiled (:func:`~numpyro_stein_diag.modes.log_densities`)."""
     dtype = jnp.result_type(float)
     loc = np.asarray(modes.location, float)
     roots = _precision_roots(modes, scale)
@@ -180,7 +166,7 @@ def proposal_draws(
         rows = comp == k
         y[rows] = loc[k] + solve_triangular(roots[k].T, z[rows].T, lower=False).T / np.sqrt(g[rows])[:, None]
     y = y.astype(dtype)
-    log_p = map_chunks(lambda chunk: _log_density_chunk(target, chunk), y, DRAW_CHUNK)
+    log_p = log_densities(target, y)
     log_q = _log_proposal(y.astype(float), loc, roots, weights, df)
     return y, np.where(np.isfinite(log_p), log_p - log_q, -np.inf)
 

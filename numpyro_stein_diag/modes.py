@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import xarray as xr
+from optax.tree_utils import tree_get
 from scipy.special import logsumexp
 
 from .devices import map_rows
@@ -153,19 +154,45 @@ def mode_values_dataset(values: dict) -> xr.Dataset:
 ASCENT_CHUNK = 256  # points per compiled ascent call: one compilation serves every sample size
 STALL_TOLERANCE = 1e-6  # a step that moves no coordinate by more than this (relative to it) has stalled
 STALLED_STEPS = 3  # an ascent stops after this many stalled steps in a row
+ASCENT_DECREMENT = 1e-3  # an ascent has converged once L-BFGS's Newton decrement is below this (find_modes: 0.05)
+ROUNDOFF = 1e-6  # log densities that differ by less than this (relative to 1 + |log p|) are equal
+SHORTER_STEPS = 4  # a step that dips in the middle is tried this many times, a quarter as long each time
+
+
+class Ascent(NamedTuple):
+    """Where ascents ended (``ends (n, d)``), their ``log_density (n,)`` there, whether each was
+    ``rising`` (its steps ran out before it converged or stalled) and its ``gain (n,)``, the log
+    density it gained over its last call of :func:`ascend_all`."""
+
+    ends: np.ndarray
+    log_density: np.ndarray
+    rising: np.ndarray
+    gain: np.ndarray
 
 
 def _ascend(target: Target, x0, num_iter):
-    """L-BFGS (optax, backtracking line search: under vmap it compiles faster than zoom's)
-    on -log density from one start, at most ``num_iter`` steps. It stops after ``STALLED_STEPS``
-    steps in a row that move no coordinate ``x_i`` by more than ``STALL_TOLERANCE (1 + |x_i|)``
-    (float32 round-off is about 1e-7): each coordinate on its own scale, and more than one step,
-    so that a first step shortened by a tiny gradient (far in a heavy tail) does not end the
-    ascent before L-BFGS has a curvature estimate. An ascent never goes down: a step after which
-    the log density is lower (the line search gave up on a bad curvature estimate) is not taken,
-    and L-BFGS goes on from the point it has with a fresh memory; taking such steps left 1% of
-    the draws of a 100-group hierarchy far below where they started. A chunk of ascents stops
-    when all have."""
+    """L-BFGS (optax, backtracking line search: under vmap it compiles faster than zoom's) on
+    -log density from one start, at most ``num_iter`` steps. Returns the end point, its log
+    density, whether the ascent was still rising when its steps ran out, and its start's log density.
+
+    - **Converged**: it stops once L-BFGS's estimate of the Newton decrement,
+      :math:`\\hat\\lambda^2 = g^\\top B^{-1} g` (``B`` the L-BFGS Hessian, from at least one
+      curvature pair), is below ``ASCENT_DECREMENT``: the distance to the mode in the mode's own
+      standard deviations, so a slow ascent far in a heavy tail (tiny gradient, huge ``B^{-1}``)
+      goes on and one at a sharp mode stops.
+    - **Stalled**: it also stops after ``STALLED_STEPS`` steps in a row that move no coordinate
+      ``x_i`` by more than ``STALL_TOLERANCE (1 + |x_i|)`` (in float32 the gradient's round-off
+      can keep the decrement above the tolerance at the mode itself).
+    - **Never down, never across a dip**: a step after which the log density is lower (the line
+      search gave up) is not taken, and neither is one whose midpoint is lower than its start (a
+      long step across a low-density valley to a higher point beyond, the line search's Armijo
+      test looks at the end only): that one is tried ``SHORTER_STEPS`` times, a quarter as long
+      each time. After a step not taken whole L-BFGS goes on with a fresh memory.
+    - **Curvature**: a curvature pair with :math:`s^\\top y \\le 0` (the log density is convex
+      along the last step, as in a heavy tail far from its mode) would point L-BFGS nowhere and
+      cost a failed line search; the memory is cleared instead, so the step is a gradient step.
+
+    A chunk of ascents stops when all have."""
 
     def loss(x):
         value = -target.log_density(x)
@@ -173,25 +200,68 @@ def _ascend(target: Target, x0, num_iter):
 
     opt = optax.lbfgs(linesearch=optax.scale_by_backtracking_linesearch(max_backtracking_steps=20, store_grad=True))
     value_and_grad = optax.value_and_grad_from_state(loss)
+    fresh = opt.init(x0)
 
     def step(carry):
-        i, x, state, stalled = carry
+        i, x, state, stalled, _ = carry
         value, grad = value_and_grad(x, state=state)
+        convex = _vdot(x - tree_get(state, "params"), grad - tree_get(state, "updates")) <= 0
+        state = _where(convex & (tree_get(state, "count") > 0), fresh, state)
         updates, new_state = opt.update(grad, state, x, value=value, grad=grad, value_fn=loss)
-        x_new = optax.apply_updates(x, updates)
-        better = jnp.all(jnp.isfinite(x_new)) & (optax.tree_utils.tree_get(new_state, "value") <= value)
-        # a step the line search could not make better is not taken: stay, forget the curvature pairs
-        x_new = jnp.where(better, x_new, x)
-        new_state = jax.tree.map(partial(jnp.where, better), new_state, opt.init(x))
+        learning_rate = tree_get(new_state, "learning_rate")
+        fraction = _dip_free_fraction(loss, x, value, updates, tree_get(new_state, "value"), learning_rate)
+        x_new = jnp.where(fraction > 0.0, x + fraction * updates, x)
+        new_state = _where(fraction == 1.0, new_state, fresh)
+        # -g . updates = lr g^T B^{-1} g; from a memory of at least one pair, and for a step taken whole
+        decrement2 = -_vdot(grad, updates) / learning_rate
+        converged = (fraction == 1.0) & (tree_get(state, "count") > 0) & (decrement2 < ASCENT_DECREMENT**2)
         still = jnp.all(jnp.abs(x_new - x) <= STALL_TOLERANCE * (1.0 + jnp.abs(x)))
-        return i + 1, x_new, new_state, jnp.where(still, stalled + 1, 0)
+        stalled = jnp.where(converged, STALLED_STEPS, jnp.where(still, stalled + 1, 0))
+        return i + 1, x_new, new_state, stalled, converged
 
     def going(carry):
-        i, _, _, stalled = carry
+        i, _, _, stalled, _ = carry
         return (i < num_iter) & (stalled < STALLED_STEPS)
 
     zero = jnp.zeros((), jnp.int32)
-    return jax.lax.while_loop(going, step, (zero, x0, opt.init(x0), zero))[1]
+    _, x, _, stalled, _ = jax.lax.while_loop(going, step, (zero, x0, fresh, zero, jnp.zeros((), bool)))
+    return x, -loss(x), stalled < STALLED_STEPS, -loss(x0)
+
+
+def _vdot(a, b):
+    return jnp.sum(a * b)
+
+
+def _where(condition, a, b):
+    """``a`` where ``condition`` else ``b``, leaf by leaf (optimizer states)."""
+    return jax.tree.map(partial(jnp.where, condition), a, b)
+
+
+def _dip_free_fraction(loss, x, value, updates, end_value, learning_rate):
+    """The share of the step ``updates`` from ``x`` (``-log p = value``) to take: 1 when the line
+    search found one (``learning_rate > 0``) and its end and its midpoint are no lower than its
+    start (the line search saw only the end), else the
+    first of 1/4, 1/16, ... (``SHORTER_STEPS`` tries) that is, else 0 (the step is not taken)."""
+    floor = value + ROUNDOFF * (1.0 + jnp.abs(value))
+
+    def no_dip(t, end):
+        return jnp.isfinite(end) & (end <= floor) & (loss(x + 0.5 * t * updates) <= floor)
+
+    whole = no_dip(1.0, end_value) & jnp.all(jnp.isfinite(updates)) & (learning_rate > 0)
+    shorten = jnp.isfinite(end_value) & (end_value <= floor) & ~whole  # the end is higher, the middle lower
+
+    def shorter(carry):
+        t, _, tries = carry
+        t = 0.25 * t
+        return t, no_dip(t, loss(x + t * updates)), tries + 1
+
+    def trying(carry):
+        _, ok, tries = carry
+        return shorten & ~ok & (tries < SHORTER_STEPS)
+
+    one = jnp.ones((), value.dtype)
+    t, ok, _ = jax.lax.while_loop(trying, shorter, (one, whole, jnp.zeros((), jnp.int32)))
+    return jnp.where(ok, t, 0.0)
 
 
 @partial(jax.jit, static_argnums=0)
@@ -200,9 +270,52 @@ def _ascend_chunk(target, x0, num_iter):
     return map_rows(jax.vmap(lambda x: _ascend(target, x, num_iter)), x0.shape[0])(x0)
 
 
-def ascend_all(target: Target, x0, num_iter: int) -> np.ndarray:
+def ascend_all(target: Target, x0, num_iter: int) -> Ascent:
     """Ascend every row of ``x0 (n, d)``, in padded chunks of a fixed size (one compilation)."""
-    return map_chunks(lambda chunk: _ascend_chunk(target, chunk, np.int32(num_iter)), x0, ASCENT_CHUNK)
+    ends, log_p, rising, start = map_chunks(lambda c: _ascend_chunk(target, c, np.int32(num_iter)), x0, ASCENT_CHUNK)
+    return Ascent(ends, log_p, rising, log_p - start)
+
+
+DRAW_CHUNK = 2048  # points per compiled log-density call: masses, repairs and basins share one compilation
+
+
+@partial(jax.jit, static_argnums=0)
+def _log_density_chunk(target, y):
+    """``log pi`` at each row of ``y``, each device evaluating its share of the rows."""
+    return map_rows(target.log_density, y.shape[0])(y)
+
+
+def log_densities(target: Target, y) -> np.ndarray:
+    """``log pi`` at each row of ``y (n, d)``, in padded chunks of ``DRAW_CHUNK`` rows (one compilation)."""
+    return map_chunks(lambda chunk: _log_density_chunk(target, chunk), y, DRAW_CHUNK)
+
+
+CONTINUE_ROUNDS = 3  # times an ascent still rising when its steps ran out goes on
+CONTINUE_FACTOR = 4  # with this many times the steps
+
+
+def continue_ascents(target: Target, ascent: Ascent, which, num_iter: int) -> Ascent:
+    """``ascent`` with its rows ``which`` gone on from where they stopped for ``CONTINUE_FACTOR *
+    num_iter`` more steps (their ``gain`` is then that of the new steps)."""
+    which = np.asarray(which)
+    more = ascend_all(target, ascent.ends[which], CONTINUE_FACTOR * num_iter)
+    fields = [np.array(field) for field in ascent]
+    for field, new in zip(fields, more):
+        field[which] = new
+    return Ascent(*fields)
+
+
+def ascend_until_done(target: Target, x0, num_iter: int) -> Ascent:
+    """Ascents from every row of ``x0 (n, d)``; those still rising when their ``num_iter`` steps
+    ran out (a slow climb from far in a heavy tail, or a density that grows without bound) go
+    on, up to ``CONTINUE_ROUNDS`` times with ``CONTINUE_FACTOR`` times the steps, so that a
+    slow ascent is not taken for a runaway and one that runs off has shown that it keeps rising."""
+    ascent = ascend_all(target, x0, num_iter)
+    for _ in range(CONTINUE_ROUNDS):
+        if not ascent.rising.any():
+            break
+        ascent = continue_ascents(target, ascent, np.flatnonzero(ascent.rising), num_iter)
+    return ascent
 
 
 CURVATURE_CHUNK = 32  # points per compiled curvature call (mode candidates, merged modes)
@@ -254,10 +367,12 @@ def find_modes(
     ``DEGENERATE_CONDITION`` is not a mode either: the density narrows without bound there
     (recorded in ``Modes.degenerate``, a :class:`Degenerate`).
 
-    Ascents that end without converging at a log density above every mode's ("runaways":
-    the density keeps growing along some direction, as in a funnel's neck or an improper
-    posterior) are recorded in ``Modes.runaway`` (a :class:`Runaway`: how many, the coordinate
-    they ran along, where it heads and how high the density got).
+    Ascents still rising when their ``num_iter`` steps run out go on (:func:`ascend_until_done`).
+    Those still rising after that, by more than ``RUNAWAY_MARGIN`` over their last steps, at a
+    log density above every mode's ("runaways": the density keeps growing along some direction,
+    as in a funnel's neck or an improper posterior) are recorded in ``Modes.runaway`` (a
+    :class:`Runaway`: how many, the coordinate they ran along, where it heads and how high the
+    density got).
 
     Raises
     ------
@@ -269,7 +384,8 @@ def find_modes(
         starts = np.concatenate([starts, np.asarray(target.initial_points(rng_key, num_prior_starts))])
     if starts.shape[0] == 0:
         raise ValueError("find_modes needs starting points: pass starts (n, d) or an rng_key for prior draws.")
-    ends = ascend_all(target, starts, num_iter)
+    ascent = ascend_until_done(target, starts, num_iter)
+    ends = ascent.ends
     log_p, grad, hessian = _curvature(target, ends)
     finite = np.isfinite(log_p) & np.all(np.isfinite(hessian), axis=(1, 2)) & np.all(np.isfinite(grad), axis=1)
     converged, condition = np.zeros(len(log_p), bool), np.full(len(log_p), np.nan)
@@ -282,7 +398,7 @@ def find_modes(
     degenerate_at = condition > DEGENERATE_CONDITION  # NaN (not positive definite) compares False
     converged &= ~degenerate_at
     # a degenerate point is where those ascents went, not a place they ran off past
-    runaway = find_runaways(target, np.asarray(starts), ends, log_p, converged | degenerate_at)
+    runaway = find_runaways(target, starts, ascent, log_p, converged | degenerate_at, num_iter)
     degenerate = find_degenerate(target, ends, log_p, hessian, degenerate_at)
     if not converged.any():
         found = [r.message for r in (runaway, degenerate) if r is not None] or [
@@ -329,8 +445,10 @@ SPACES: tuple[str, ...] = get_args(Space)
 
 @dataclass(frozen=True)
 class Runaway:
-    """Ascents that did not converge and ended more than ``RUNAWAY_MARGIN`` above every mode
-    found and above their start: the log density kept growing along some direction.
+    """Ascents that did not converge, were still rising after ``steps`` steps (each went on
+    while it rose, :func:`ascend_until_done`), by more than ``RUNAWAY_MARGIN`` over their last
+    ``gain_steps`` steps, and ended more than ``RUNAWAY_MARGIN`` above every mode found: the log
+    density kept growing along some direction.
 
     ``ran_off`` of ``ascents`` ascents did; ``coordinate`` is the coordinate they moved along
     most (``"tau"``, ``"x[0]"``), read in the model's ``space`` (``"model"``) or, for a site
@@ -339,8 +457,8 @@ class Runaway:
     (``inf``, ``-inf``, or a finite bound such as 0 for a positive site; in unconstrained space
     always ``+-inf``); ``log_density`` the highest log density an ascent reached, ``reached``
     the coordinate's value there (in its ``space``); ``highest_mode`` the highest
-    log density of a converged ascent (``-inf`` when none converged). :attr:`message` says it in
-    words.
+    log density of a converged ascent (``-inf`` when none converged); ``gain`` what the highest
+    one gained over its last ``gain_steps`` steps. :attr:`message` says it in words.
     """
 
     ran_off: int
@@ -351,6 +469,9 @@ class Runaway:
     log_density: float
     reached: float
     highest_mode: float
+    steps: int
+    gain_steps: int
+    gain: float
 
     def __post_init__(self):
         if self.space not in SPACES:
@@ -363,8 +484,9 @@ class Runaway:
 
     @property
     def message(self) -> str:
-        """``"12 of 64 ascents ran off without converging: the log density kept growing as tau -> 0
-        (it reached 85.5 at tau = 1.1e-07, above every mode found) ..."``"""
+        """``"12 of 64 ascents ran off without converging: they were still climbing after 2600 steps
+        (the highest gained 40.2 over its last 800), the log density growing as tau -> 0 (it reached
+        85.5 at tau = 1.1e-07, above every mode found) ..."``"""
         limit = _limit_text(self.limit)
         if self.space == "model":
             where = (
@@ -375,20 +497,23 @@ class Runaway:
             where = f"the unconstrained coordinate {self.coordinate} -> {limit} (it reached {self.log_density:.4g}"
         found = self.modes_found
         return (
-            f"{self.ran_off} of {self.ascents} ascents ran off without converging: the log density kept "
-            f"growing as {where}{', above every mode found' if found else ''}). The density may grow without bound "
-            "there (a funnel's neck, an improper posterior), or a higher mode lies beyond the ascents' "
-            "steps" + ("; either way the masses of the modes found are not known." if found else ".")
+            f"{self.ran_off} of {self.ascents} ascents ran off without converging: they were still climbing after "
+            f"{self.steps} steps (the highest gained {self.gain:.3g} over its last {self.gain_steps}), the log density "
+            f"growing as {where}{', above every mode found' if found else ''}). The density grows without bound "
+            "there (a funnel's neck, an improper posterior), or a mode lies farther than all these steps went"
+            + ("; either way the masses of the modes found are not known." if found else ".")
         )
 
 
-def find_runaways(target: Target, starts, ends, log_p, converged) -> Runaway | None:
-    """The ascents that did not converge and ended more than ``RUNAWAY_MARGIN`` above every
-    converged one and above their start, and the coordinate they moved along most (None when
-    there are none); see :class:`Runaway`."""
+def find_runaways(target: Target, starts, ascent: Ascent, log_p, converged, num_iter: int) -> Runaway | None:
+    """The ascents from ``starts`` (``ascent``, by :func:`ascend_until_done` with ``num_iter``
+    steps) that did not converge, were still rising by more than ``RUNAWAY_MARGIN`` over their
+    last steps and ended more than ``RUNAWAY_MARGIN`` above every converged one, and the
+    coordinate they moved along most (None when there are none); see :class:`Runaway`."""
     best = np.max(log_p[converged]) if converged.any() else -np.inf
-    rose = log_p > np.asarray(target.log_density(starts)) + RUNAWAY_MARGIN
-    runaway = np.flatnonzero(np.isfinite(log_p) & ~converged & rose & (log_p > best + RUNAWAY_MARGIN))
+    rising = ascent.rising & (ascent.gain > RUNAWAY_MARGIN)
+    runaway = np.flatnonzero(np.isfinite(log_p) & ~converged & rising & (log_p > best + RUNAWAY_MARGIN))
+    ends = ascent.ends
     if runaway.size == 0:
         return None
     moved = np.abs(ends[runaway] - starts[runaway])
@@ -405,6 +530,9 @@ def find_runaways(target: Target, starts, ends, log_p, converged) -> Runaway | N
         coordinate=target.coordinate_names[coordinate],
         log_density=float(log_p[top]),
         highest_mode=float(best),
+        steps=num_iter * (1 + CONTINUE_ROUNDS * CONTINUE_FACTOR),
+        gain_steps=CONTINUE_FACTOR * num_iter,
+        gain=float(ascent.gain[top]),
     )
     if np.shape(reached) == target.unconstrained_shapes[site] and np.size(reached) > 0:  # one value per coordinate
         return Runaway(

@@ -45,8 +45,8 @@ import numpy as np
 
 from .basins import assign_basins
 from .host import numpy_rng, split_keys, systematic_resample
-from .masses import DRAW_CHUNK, PARETO_K_LIMIT, ModeMasses, proposal_draws, psis_weights
-from .modes import Modes
+from .masses import PARETO_K_LIMIT, ModeMasses, proposal_draws, psis_weights
+from .modes import DRAW_CHUNK, Modes
 from .target import Target
 
 __all__ = ["Repair", "repair"]

@@ -13,7 +13,7 @@ import pytest
 from helpers import two_mode_model
 
 import numpyro_stein_diag as nsd
-from numpyro_stein_diag import basins
+from numpyro_stein_diag import basins, check
 
 
 def three_modes_2d():
@@ -89,3 +89,41 @@ def test_basins_follow_the_ascent_not_the_distance():
     left = int(np.argmin(modes.location[:, 0]))
     basins = nsd.assign_basins(t, modes, jnp.array([[-0.5], [0.5], [-20.0], [20.0]]))
     np.testing.assert_array_equal(basins, [left, 1 - left, left, 1 - left])
+
+
+Y_PRODUCT = np.random.default_rng(0).normal(4.0, 1.0, 50)
+
+
+def product_model(y=Y_PRODUCT):
+    """y ~ N(a b, 1), a, b ~ N(0, 1), 50 rows with a b = 4: modes (a, b) and (-a, -b), two branches
+    of the hyperbola a b = 4 with a valley of low density through the origin between them."""
+    a = numpyro.sample("a", dist.Normal(0.0, 1.0))
+    b = numpyro.sample("b", dist.Normal(0.0, 1.0))
+    numpyro.sample("y", dist.Normal(a * b, 1.0), obs=y)
+
+
+def test_chains_stuck_on_one_branch_each_show_no_move_between_modes():
+    # 4 chains of exact draws, two on each branch (the posterior on a grid, each half plane a + b > 0
+    # or < 0), and in the first chain 3 draws from the valley's side of the positive branch. Their
+    # ascents' long first L-BFGS steps jumped across the valley to the other branch: 2 moves each.
+    t = nsd.Target.from_model(product_model)
+    axis = np.linspace(-4.0, 4.0, 401)
+    grid = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    log_p = nsd.modes.log_densities(t, grid)
+    weight = np.exp(log_p - log_p.max())
+    rng = np.random.default_rng(1)
+    chains = []
+    for side in (1, 1, -1, -1):
+        w = weight * (side * grid.sum(axis=1) > 0)
+        chains.append(grid[rng.choice(len(grid), 300, p=w / w.sum())] + rng.uniform(-0.01, 0.01, (300, 2)))
+    draws = np.stack(chains)
+    draws[0, [50, 150, 250]] = [[0.25, 0.94], [0.4, 0.9], [0.9, 0.3]]
+    modes = nsd.find_modes(t, draws[:, ::50].reshape(-1, 2))
+    assert len(modes) == 2
+    basins = nsd.assign_basins(t, modes, draws)
+    positive = int(np.argmax(modes.location[:, 0]))
+    np.testing.assert_array_equal(basins[:2], positive)  # no draw of the positive branch ascends to the other
+    np.testing.assert_array_equal(basins[2:], 1 - positive)
+    certain = nsd.basins.reached_directly(t, modes, draws, basins)
+    assert certain.mean() > 0.95  # exact draws are on their branch: almost all see their mode directly
+    assert check.basin_transitions(np.where(certain, basins, -1)).sum() == 0

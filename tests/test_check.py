@@ -321,3 +321,14 @@ def test_single_chain_mixing_rule_on_basin_sequences():
     sticky = np.zeros((1, 2000), int)
     sticky[0, 500:520] = 1  # one excursion: R-hat of the quarters fine, 2 transitions too few
     assert not mixes_between_modes(basin_transitions(sticky), basin_rhat(sticky, 2))
+
+
+def test_moves_between_modes_are_counted_on_certain_draws_only(equal_mass_report):
+    # one stuck chain per mode; one draw of the first assigned to the other mode, but not certainly
+    modes, masses = equal_mass_report.modes, equal_mass_report.masses
+    basins = np.array([[0] * 10, [1] * 10])
+    basins[0, 5] = 1
+    certain = basins >= 0
+    assert nsd.check_mode_mass("m", basins, modes, masses).transitions.tolist() == [2, 0]
+    certain[0, 5] = False
+    assert nsd.check_mode_mass("m", basins, modes, masses, certain=certain).transitions.tolist() == [0, 0]

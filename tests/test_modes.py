@@ -10,6 +10,7 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 from helpers import funnel, modes_and_masses, two_mode_model
+from jax.scipy.special import gammaln
 
 import numpyro_stein_diag as nsd
 
@@ -80,7 +81,9 @@ def test_unimodal_correlated_posterior_has_one_mode():
 
 def test_no_converged_start_is_a_clear_error():
     t = nsd.Target.from_potential(lambda z: -jnp.sum(z), jnp.zeros(1))  # improper: no mode
-    with pytest.raises(ValueError, match=r"no mode found: 3 of 3 ascents ran off .* kept growing as x\[0\] -> inf"):
+    with pytest.raises(
+        ValueError, match=r"no mode found: 3 of 3 ascents ran off .* log density growing as x\[0\] -> inf"
+    ):
         nsd.find_modes(t, jnp.zeros((3, 1)), num_iter=20)
     flat = nsd.Target.from_potential(lambda z: 0.0 * jnp.sum(z), jnp.zeros(1))  # flat: nowhere to go
     with pytest.raises(ValueError, match="none of 3 L-BFGS runs converged"):
@@ -101,8 +104,11 @@ def test_a_mode_beside_a_runaway_direction_gets_no_mass_and_no_flag(tmp_path):
     assert (runaway.ran_off, runaway.ascents, runaway.coordinate, runaway.space) == (2, 4, "x[0]", "model")
     assert runaway.limit == np.inf and runaway.highest_mode == pytest.approx(0.0, abs=1e-6) and runaway.modes_found
     assert runaway.reached > 4.0 and runaway.log_density == pytest.approx(log_p(runaway.reached), rel=1e-5)
+    # they went on while they rose (50 steps, then 3 rounds of 200) and still gained over the last round
+    assert (runaway.steps, runaway.gain_steps) == (650, 200) and runaway.gain > 1e3
     assert runaway.message.startswith(
-        f"2 of 4 ascents ran off without converging: the log density kept growing as x[0] -> inf (it reached "
+        f"2 of 4 ascents ran off without converging: they were still climbing after 650 steps (the highest "
+        f"gained {runaway.gain:.3g} over its last 200), the log density growing as x[0] -> inf (it reached "
         f"{runaway.log_density:.4g} at x[0] = {runaway.reached:.3g}, above every mode found)."
     )
     masses = nsd.mode_masses(t, modes, jax.random.PRNGKey(0))
@@ -151,3 +157,41 @@ def test_a_funnels_neck_is_a_degenerate_point_not_a_mode(tmp_path):
     report = nsd.Report.build(modes, nsd.mode_masses(gaussian, modes, jax.random.PRNGKey(0)), {}, [])
     report.save(tmp_path / "report.nc")
     assert nsd.Report.load(tmp_path / "report.nc").modes.degenerate == neck
+
+
+def normal_and_student_t(d: int):
+    """The potential of 0.3 N(-15 e1, I) + 0.7 t_5(15 e1, I) in d dimensions (a t mode of log
+    density log 0.7 + log Gamma((5 + d) / 2) - log Gamma(5 / 2) - d / 2 log(5 pi))."""
+    shift = jnp.zeros(d).at[0].set(15.0)
+
+    def potential(x):
+        log_normal = -0.5 * jnp.sum((x + shift) ** 2) - 0.5 * d * jnp.log(2 * jnp.pi)
+        r2 = jnp.sum((x - shift) ** 2)
+        log_t = (
+            gammaln((5.0 + d) / 2) - gammaln(2.5) - 0.5 * d * jnp.log(5.0 * jnp.pi) - (5.0 + d) / 2 * jnp.log1p(r2 / 5)
+        )
+        return -jnp.logaddexp(jnp.log(0.3) + log_normal, jnp.log(0.7) + log_t)
+
+    return potential
+
+
+def test_a_heavy_tailed_mode_is_found_from_far_draws_at_d50_and_is_no_runaway():
+    # exact draws: 8 from the normal, the 8 farthest of 400 from the t (radius 17-35), 30 steps each.
+    # Before, their ascents ran out of steps on the way and 3 were called runaways ("x[5] -> inf"),
+    # and the t mode was missed; now an ascent still rising goes on until it converges.
+    d = 50
+    rng = np.random.default_rng(0)
+    shift = np.zeros(d)
+    shift[0] = 15.0
+    normal = rng.normal(size=(8, d)) - shift
+    student = rng.normal(size=(400, d)) / np.sqrt(rng.chisquare(5, size=(400, 1)) / 5) + shift
+    farthest = student[np.argsort(-np.linalg.norm(student - shift, axis=1))[:8]]
+    t = nsd.Target.from_potential(normal_and_student_t(d), jnp.zeros(d))
+    modes = nsd.find_modes(t, np.concatenate([normal, farthest]), num_iter=30)
+    assert modes.runaway is None and len(modes) == 2
+    top = int(np.argmax(modes.location[:, 0]))
+    np.testing.assert_allclose(modes.location[top], shift, atol=1e-3)
+    log_mode = float(np.log(0.7) + gammaln((5 + d) / 2) - gammaln(2.5) - 0.5 * d * np.log(5 * np.pi))
+    assert modes.log_density[top] == pytest.approx(log_mode, abs=1e-3)
+    # the t draws' basins: every one of the 400 ends at the t mode
+    np.testing.assert_array_equal(nsd.assign_basins(t, modes, student), top)
