@@ -219,7 +219,7 @@ def diagnose(
             runs[name] = dataclasses.replace(method(target, key, progress_bar), method=name)
 
     modes = _search_modes(target, runs, k_modes, canonicalize, log)
-    masses = _estimate_masses(target, modes, k_mass, canonicalize, log)
+    masses = _estimate_masses(target, modes, runs, k_mass, canonicalize, log)
     audits = {}
     keys = zip(split_keys(k_ksd, max(len(runs), 1)), split_keys(k_repair, max(len(runs), 1)))
     for (name, run), (key, key_repair) in zip(runs.items(), keys):
@@ -282,11 +282,15 @@ def _search_modes(target: Target, runs: dict[str, Run], rng_key, canonicalize, l
     return no_modes(target) if outcome.status == "failed" else modes
 
 
-def _estimate_masses(target: Target, modes: Modes, rng_key, canonicalize, log: StageLog) -> ModeMasses:
-    """Masses of the modes, and how far to trust them: importance (ok), Laplace (warning), none (failed)."""
+def _estimate_masses(
+    target: Target, modes: Modes, runs: dict[str, Run], rng_key, canonicalize, log: StageLog
+) -> ModeMasses:
+    """Masses of the modes from every run's draws, and how far to trust them: bridge or importance
+    (ok), Laplace (warning), none (failed)."""
     masses = without_masses(len(modes))
     with log.stage("masses", f"masses of {len(modes)} mode{'s' * (len(modes) != 1)}") as outcome:
-        masses = mode_masses(target, modes, rng_key, canonicalize=canonicalize)
+        draws = [run.draws for run in runs.values()] or None
+        masses = mode_masses(target, modes, rng_key, canonicalize=canonicalize, draws=draws)
         if not masses.estimated:
             why = (
                 "no mode was found"
