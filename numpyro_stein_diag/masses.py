@@ -397,6 +397,7 @@ def bridge_masses(
 
         \\mathrm{se}^2(M_k) = M_k^2 \\Bigl[(1 - M_k)^2 v_k + \\sum_{j \\ne k} M_j^2 v_j\\Bigr].
 
+    Each se is at least one over the basins' effective draws (no share is judged against an se of 0).
     ``pareto_k`` is the largest Pareto :math:`\\hat k` of the proposal-side weights
     :math:`\\pi 1[B_k] / g_k` (above 0.7 the proposal misses the basin's tails: the bridge still
     holds, at a cost in efficiency). Raises :class:`BridgeUnavailable` when a basin has fewer than
@@ -438,9 +439,10 @@ def bridge_masses(
     mass = np.exp(log_z - log_total)
     v = np.array([e.re2 for e in estimates])
     se = mass * np.sqrt((1 - mass) ** 2 * v + np.sum(mass**2 * v) - mass**2 * v)
+    resolution = 1.0 / sum(e.ess for e in estimates)  # one effective draw of the basins' samples: no se of 0
     return ModeMasses(
         mass=mass,
-        mass_se=se,
+        mass_se=np.maximum(se, resolution),
         pareto_k=float(np.max(khats)),
         unknown_mass=float(np.exp(log_z0 - log_total)),
         mass_method="bridge",
