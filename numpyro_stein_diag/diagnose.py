@@ -221,7 +221,7 @@ def diagnose(
 
     jumps = _find_jumps(target, runs, k_jumps, log)
     modes = _search_modes(target, runs, k_modes, canonicalize, log, jumps)
-    masses = _estimate_masses(target, modes, k_mass, canonicalize, log)
+    masses = _estimate_masses(target, modes, runs, k_mass, canonicalize, log)
     audits = {}
     keys = zip(split_keys(k_ksd, max(len(runs), 1)), split_keys(k_repair, max(len(runs), 1)))
     for (name, run), (key, key_repair) in zip(runs.items(), keys):
@@ -306,11 +306,17 @@ def _search_modes(
     return no_modes(target) if outcome.status == "failed" else modes
 
 
-def _estimate_masses(target: Target, modes: Modes, rng_key, canonicalize, log: StageLog) -> ModeMasses:
-    """Masses of the modes, and how far to trust them: importance (ok), Laplace (warning), none (failed)."""
+def _estimate_masses(
+    target: Target, modes: Modes, runs: dict[str, Run], rng_key, canonicalize, log: StageLog
+) -> ModeMasses:
+    """Masses of the modes from the runs' draws (all but the package's SVGD runs), and how far to
+    trust them: bridge or importance (ok), Laplace (warning), none (failed)."""
     masses = without_masses(len(modes))
     with log.stage("masses", f"masses of {len(modes)} mode{'s' * (len(modes) != 1)}") as outcome:
-        masses = mode_masses(target, modes, rng_key, canonicalize=canonicalize)
+        # SVGD's particles are what is being audited (their spread shrinks in high dimensions), so
+        # only chains and samples users bring stand for the posterior within each basin
+        draws = [run.draws for name, run in runs.items() if name not in SCHEDULES] or None
+        masses = mode_masses(target, modes, rng_key, canonicalize=canonicalize, draws=draws)
         if not masses.estimated:
             why = (
                 "the mode search found no mode (see modes)"

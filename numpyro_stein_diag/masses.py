@@ -1,7 +1,36 @@
-"""Mode masses: the posterior mass of each mode's basin, by importance sampling.
+"""Mode masses: the posterior mass of each mode's basin, by bridge sampling from the draws in it,
+or by importance sampling around the modes.
 
-The mass of a basin ``B_k`` (the points whose ascent ends at mode ``k``,
-:func:`~numpyro_stein_diag.basins.assign_basins`) is estimated by importance sampling from a
+**Bridge sampling** (when the methods' draws are given, ``mass_method = "bridge"``). The mass of a
+basin ``B_k`` (the points whose ascent ends at mode ``k``,
+:func:`~numpyro_stein_diag.basins.assign_basins`, the one assignment path for every point set
+here) is :math:`Z_k = \\int_{B_k} \\pi`, the normalising constant of the restricted density
+:math:`\\pi_k(x) = \\pi(x) 1[x \\in B_k]`. Its draws are the methods' draws that fall in
+``B_k`` (each chain's in-basin draws, in order), topped up where there are fewer than
+``MIN_BASIN_DRAWS`` by short NUTS chains started at the mode and cut where they first leave the
+basin. Half of each chain fits a proposal :math:`g_k` (an even mixture of two Student-t
+components, one with the mode's curvature and one with the draws' covariance, each scaled and
+given tails by the draws: :func:`~numpyro_stein_diag.bridge.fit_proposal`); the other half and
+``num_draws`` draws of :math:`g_k` (their basins by ``assign_basins``) give Meng & Wong's optimal
+bridge estimate :math:`\\hat Z_k` and its relative error :math:`\\mathrm{RE}^2_k \\approx \\mathrm{Var}
+\\log \\hat Z_k` (Frühwirth-Schnatter 2004, with the draws' ESS along their chains:
+:mod:`~numpyro_stein_diag.bridge`). Proposal draws in no known basin estimate the mass outside
+every basin, :math:`\\hat Z_0`, by importance sampling from the proposals' mixture. Then
+
+.. math::
+
+    \\hat M_k = \\frac{\\hat Z_k}{\\hat Z_0 + \\sum_j \\hat Z_j}, \\qquad
+    \\widehat{\\mathrm{se}}_k^2 = \\hat M_k^2 \\Bigl[(1 - \\hat M_k)^2\\, \\mathrm{RE}^2_k
+        + \\sum_{j \\ne k} \\hat M_j^2\\, \\mathrm{RE}^2_j\\Bigr]
+
+(the delta method; the :math:`\\hat Z_k` are independent, each from its own draws). The bridge
+needs no proposal with heavier tails than the basin (its terms are bounded), so it holds where
+importance sampling from the modes fails: a multivariate t mode at d = 50, a 100-dimensional
+hierarchy. ``pareto_k`` is then the largest Pareto :math:`\\hat k` of the proposal-side weights
+:math:`\\pi_k / g_k`, a diagnostic of how well each proposal covers its basin.
+
+**Importance sampling** (without draws, with ``canonicalize``, or when the bridge cannot be
+made). The basin masses are estimated by importance sampling from a
 defensive mixture of multivariate Student-t distributions centred at the modes,
 :math:`q = \\sum_k a_k\\, t_\\nu(m_k, c H_k^{-1})`, with the balance-heuristic weights
 :math:`w = \\pi(y) / q(y)` and every draw credited to the basin it ascends into:
@@ -26,11 +55,13 @@ from typing import Literal, get_args
 import jax.numpy as jnp
 import numpy as np
 from arviz_stats.base import array_stats
+from numpyro.infer import MCMC, NUTS
 from scipy.linalg import solve_triangular
 from scipy.special import gammaln, logsumexp
 
 from .basins import assign_basins
-from .host import numpy_rng
+from .bridge import Proposal, bridge_log_marginal, fit_proposal
+from .host import numpy_rng, split_keys
 from .modes import Modes, log_densities
 from .target import Target
 
@@ -39,7 +70,7 @@ __all__ = ["ModeMasses", "MassMethod", "mode_masses"]
 PARETO_K_LIMIT = 0.7
 PROPOSAL_DF = 5.0  # Student-t degrees of freedom of the importance proposal
 PROPOSAL_SCALE = 1.5  # its covariance is PROPOSAL_SCALE^2 H^{-1} at each mode
-MassMethod = Literal["importance", "laplace", "none"]
+MassMethod = Literal["bridge", "importance", "laplace", "none"]
 MASS_METHODS: tuple[str, ...] = get_args(MassMethod)
 
 
@@ -94,8 +125,8 @@ def _precision_roots(modes: Modes, scale: float) -> np.ndarray:
 
 
 def _log_proposal(y, loc, roots, weights, df):
-    """:math:`\\log q(y) = \\log \\sum_k a_k t_\\nu(y; m_k, (R_k R_k^\\top)^{-1})` at each row of
-    ``y (n, d)``, on the host (float64), with
+    """:math:`\\log q(y) = \\log \\sum_k a_k t_{\\nu_k}(y; m_k, (R_k R_k^\\top)^{-1})` at each row of
+    ``y (n, d)``, on the host (float64), with ``df`` one :math:`\\nu` for all components or one per component and
 
     .. math::
 
@@ -104,17 +135,33 @@ def _log_proposal(y, loc, roots, weights, df):
             \\log\\bigl(1 + \\|R^\\top (y - m)\\|^2 / \\nu\\bigr).
     """
     d = y.shape[1]
+    df = np.broadcast_to(np.asarray(df, float), (len(loc),))
     const = gammaln((df + d) / 2) - gammaln(df / 2) - 0.5 * d * np.log(df * np.pi)
     with np.errstate(divide="ignore"):  # a weight of 0 (the repair's one-mode proposal) is log 0 = -inf
         log_a = np.log(weights)
     per_mode = [
         log_a[k]
-        + const
+        + const[k]
         + np.sum(np.log(np.diag(roots[k])))
-        - 0.5 * (df + d) * np.log1p(np.sum(((y - loc[k]) @ roots[k]) ** 2, axis=1) / df)
+        - 0.5 * (df[k] + d) * np.log1p(np.sum(((y - loc[k]) @ roots[k]) ** 2, axis=1) / df[k])
         for k in range(len(loc))
     ]
     return logsumexp(np.stack(per_mode, axis=1), axis=1)
+
+
+def _t_mixture_draws(rng: np.random.Generator, loc, roots, weights, df, num_draws: int) -> np.ndarray:
+    """``num_draws`` draws ``(n, d)`` (float64) from :math:`\\sum_k a_k t_{\\nu_k}(m_k, (R_k R_k^\\top)^{-1})`:
+    :math:`m_c + R_c^{-\\top} z / \\sqrt{g}` with :math:`c \\sim a`, :math:`z \\sim N(0, I)`,
+    :math:`g \\sim \\chi^2_{\\nu_c} / \\nu_c` (``df`` one for all components or one per component)."""
+    df = np.broadcast_to(np.asarray(df, float), (len(loc),))
+    comp = rng.choice(len(weights), num_draws, p=weights / weights.sum())
+    z = rng.standard_normal((num_draws, loc.shape[1]))
+    g = rng.chisquare(df[comp]) / df[comp]
+    y = np.empty_like(z)
+    for k in np.unique(comp):  # one product per mode, not an (n, d, d) stack of factors
+        rows = comp == k
+        y[rows] = loc[k] + solve_triangular(roots[k].T, z[rows].T, lower=False).T / np.sqrt(g[rows])[:, None]
+    return y
 
 
 def psis_weights(log_w):
@@ -149,23 +196,14 @@ def proposal_draws(
     :math:`q = \\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})` (``weights`` = :math:`a`) and their log
     importance weights :math:`\\log \\pi(y) - \\log q(y)` (``-inf`` where the target is not finite).
 
-    A draw is :math:`m_c + R_c^{-\\top} z / \\sqrt{g}` with :math:`c \\sim a`, :math:`z \\sim N(0, I)`,
-    :math:`g \\sim \\chi^2_\\nu / \\nu` and :math:`R_k R_k^\\top = H_k / s^2`. The draws and
+    The draws (:func:`_t_mixture_draws`, with :math:`R_k R_k^\\top = H_k / s^2`) and
     :math:`\\log q` are made on the host (:func:`~numpyro_stein_diag.host.numpy_rng`); only the
     target's log density is compiled (:func:`~numpyro_stein_diag.modes.log_densities`)."""
     dtype = jnp.result_type(float)
     loc = np.asarray(modes.location, float)
     roots = _precision_roots(modes, scale)
     weights = np.asarray(weights, float)
-    rng = numpy_rng(rng_key)
-    comp = rng.choice(len(weights), num_draws, p=weights / weights.sum())
-    z = rng.standard_normal((num_draws, loc.shape[1]))
-    g = rng.chisquare(df, num_draws) / df
-    y = np.empty_like(z)
-    for k in np.unique(comp):  # one product per mode, not an (n, d, d) stack of factors
-        rows = comp == k
-        y[rows] = loc[k] + solve_triangular(roots[k].T, z[rows].T, lower=False).T / np.sqrt(g[rows])[:, None]
-    y = y.astype(dtype)
+    y = _t_mixture_draws(numpy_rng(rng_key), loc, roots, weights, df, num_draws).astype(dtype)
     log_p = log_densities(target, y)
     log_q = _log_proposal(y.astype(float), loc, roots, weights, df)
     return y, np.where(np.isfinite(log_p), log_p - log_q, -np.inf)
@@ -186,10 +224,19 @@ def mode_masses(
     scale: float = PROPOSAL_SCALE,
     basin_iter: int = 50,
     canonicalize=None,
+    draws=None,
 ) -> ModeMasses:
     """Estimate each mode's posterior mass: a :class:`ModeMasses` (``mass``, ``mass_se``, ``pareto_k``, ...).
 
-    ``num_draws`` per mode are drawn from the defensive Student-t mixture (``df``
+    With ``draws`` (the methods' draws: an array ``(chain, draw, d)`` or ``(n, d)``, or a list of
+    such arrays), each basin's mass is estimated by bridge sampling from the draws in it
+    (:func:`bridge_masses`, ``mass_method = "bridge"``), ``num_draws`` proposal draws per mode;
+    where that cannot be done (a basin whose draws cannot be made, a proposal that never lands in
+    its basin), by importance sampling as without ``draws``. With ``canonicalize`` the draws are
+    not used: a basin then holds every relabelled copy of its mode, which one fitted proposal
+    cannot cover.
+
+    Without ``draws``, ``num_draws`` per mode are drawn from the defensive Student-t mixture (``df``
     degrees of freedom, covariance ``scale^2 H^{-1}``; component weights half
     Laplace masses, half uniform). When the Pareto :math:`\\hat k` exceeds 0.7 the
     importance estimate is not trusted and the Laplace masses are used instead
@@ -207,6 +254,12 @@ def mode_masses(
     k = len(modes)
     if modes.runaway is not None or k == 0:
         return without_masses(k)
+    if draws is not None and canonicalize is None:
+        k_bridge, rng_key = split_keys(rng_key)
+        try:
+            return bridge_masses(target, modes, _as_chains(draws, target.dim), k_bridge, num_draws, basin_iter)
+        except BridgeUnavailable:
+            pass  # the importance estimate below
     weights = 0.5 * modes.laplace_mass + 0.5 / k
     y, log_w = proposal_draws(target, modes, rng_key, num_draws * k, weights, df, scale)
     basins = assign_basins(target, modes, y, num_iter=basin_iter, canonicalize=canonicalize)
@@ -227,3 +280,174 @@ def mode_masses(
             mass_method="laplace",
         )
     return ModeMasses(mass=mass, mass_se=se, pareto_k=khat, unknown_mass=unknown, mass_method="importance")
+
+
+# ---------------------------------------------------------------------------- bridge sampling per basin
+MIN_BASIN_DRAWS = 200  # a basin with fewer draws than this gets short NUTS chains from its mode
+TOP_UP_CHAINS = 4  # chains per basin in need
+TOP_UP_WARMUP = 200
+TOP_UP_SAMPLES = 100  # per chain
+MIN_FIT_DRAWS = 20  # fewer draws than this in a basin (after the top-up) fit no proposal
+
+
+class BridgeUnavailable(Exception):
+    """The bridge cannot estimate a basin's mass (too few draws in it, no proposal draw in it)."""
+
+
+def _as_chains(draws, dim: int) -> list[np.ndarray]:
+    """``draws`` (an array ``(chain, draw, d)`` or ``(n, d)``, or a list of them) as a list of chains ``(n, d)``."""
+    arrays = list(draws) if isinstance(draws, list | tuple) else [draws]
+    chains = []
+    for a in arrays:
+        a = np.asarray(a, float)
+        if a.ndim not in (2, 3) or a.shape[-1] != dim:
+            raise ValueError(
+                f"draws must be (chain, draw, {dim}) or (n, {dim}) arrays (unconstrained, like Run.draws); "
+                f"got shape {a.shape}."
+            )
+        chains.extend(a if a.ndim == 3 else [a])
+    return chains
+
+
+def _basins_of_chains(target: Target, modes: Modes, chains: list[np.ndarray], num_iter: int) -> list[np.ndarray]:
+    """The basin of every draw of every chain, by one :func:`~numpyro_stein_diag.basins.assign_basins` call."""
+    if not chains:
+        return []
+    flat = assign_basins(target, modes, np.concatenate(chains), num_iter=num_iter)
+    return np.split(flat, np.cumsum([len(c) for c in chains])[:-1])
+
+
+def _top_up(target: Target, modes: Modes, needy: list[int], rng_key) -> list[np.ndarray]:
+    """``TOP_UP_CHAINS`` short NUTS chains (numpyro, vectorised, ``TOP_UP_WARMUP`` warm-up and
+    ``TOP_UP_SAMPLES`` draws each) started at each mode in ``needy``: ``(chain, draw, d)`` per mode."""
+    start = np.repeat(np.asarray(modes.location, float)[needy], TOP_UP_CHAINS, axis=0)
+    mcmc = MCMC(
+        NUTS(potential_fn=lambda z: -target.log_density(z)),
+        num_warmup=TOP_UP_WARMUP,
+        num_samples=TOP_UP_SAMPLES,
+        num_chains=len(start),
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    mcmc.run(rng_key, init_params=jnp.asarray(start, jnp.result_type(float)))
+    x = np.asarray(mcmc.get_samples(group_by_chain=True), float)
+    return list(x.reshape(len(needy), TOP_UP_CHAINS, TOP_UP_SAMPLES, target.dim))
+
+
+def _basin_draws(target, modes, chains, rng_key, num_iter) -> list[list[np.ndarray]]:
+    """Per mode, its basin's draws as chains: each chain's draws in the basin (in order), and for a
+    basin with fewer than ``MIN_BASIN_DRAWS`` of them, short NUTS chains from its mode
+    (:func:`_top_up`), each cut where it first leaves the basin."""
+    per_basin: list[list[np.ndarray]] = [[] for _ in range(len(modes))]
+    for chain, basin in zip(chains, _basins_of_chains(target, modes, chains, num_iter)):
+        for k in np.unique(basin[basin >= 0]):
+            per_basin[k].append(chain[basin == k])
+    needy = [k for k in range(len(modes)) if sum(len(c) for c in per_basin[k]) < MIN_BASIN_DRAWS]
+    if needy:
+        added = _top_up(target, modes, needy, rng_key)
+        basins = _basins_of_chains(target, modes, [c for x in added for c in x], num_iter)
+        for i, k in enumerate(needy):
+            for chain, basin in zip(added[i], basins[i * TOP_UP_CHAINS : (i + 1) * TOP_UP_CHAINS]):
+                left = np.flatnonzero(basin != k)
+                per_basin[k].append(chain[: left[0] if left.size else len(chain)])
+    return per_basin
+
+
+def _log_density_rows(target: Target, x) -> np.ndarray:
+    """``log pi`` at each row of ``x (n, d)``, float64 on the host."""
+    return np.asarray(log_densities(target, np.asarray(x, jnp.result_type(float))), float)
+
+
+def bridge_masses(
+    target: Target, modes: Modes, chains: list[np.ndarray], rng_key, num_draws: int = 2000, basin_iter: int = 50
+) -> ModeMasses:
+    """Masses of the modes' basins by bridge sampling (:mod:`~numpyro_stein_diag.bridge`) from
+    ``chains`` (a list of ``(n, d)`` draws of the posterior, in chain order).
+
+    Per basin :math:`B_k`: its draws (:func:`_basin_draws`, topped up from the mode where there are
+    fewer than ``MIN_BASIN_DRAWS``); the first half of each chain fits the proposal
+    :math:`g_k` (:func:`~numpyro_stein_diag.bridge.fit_proposal`), the second half and
+    ``num_draws`` draws of :math:`g_k` enter the bridge for
+    :math:`Z_k = \\int_{B_k} \\pi` with target :math:`\\pi(x) 1[x \\in B_k]` (the basin of a
+    proposal draw by :func:`~numpyro_stein_diag.basins.assign_basins`). Proposal draws in no known
+    basin estimate the mass outside them by importance sampling from the even mixture
+    :math:`\\bar g` of the proposals,
+    :math:`\\hat Z_0 = \\frac{1}{N} \\sum_j \\pi(y_j) / \\bar g(y_j) 1[y_j \\notin \\cup B_k]`.
+    Then :math:`M_k = Z_k / (Z_0 + \\sum_j Z_j)`, and with independent errors of variance
+    :math:`v_k = \\mathrm{RE}^2_k` on :math:`\\log Z_k` the delta method gives
+
+    .. math::
+
+        \\mathrm{se}^2(M_k) = M_k^2 \\Bigl[(1 - M_k)^2 v_k + \\sum_{j \\ne k} M_j^2 v_j\\Bigr].
+
+    Each se is at least one over the basins' effective draws (no share is judged against an se of 0).
+    ``pareto_k`` is the largest Pareto :math:`\\hat k` of the proposal-side weights
+    :math:`\\pi 1[B_k] / g_k` (above 0.7 the proposal misses the basin's tails: the bridge still
+    holds, at a cost in efficiency). Raises :class:`BridgeUnavailable` when a basin has fewer than
+    ``MIN_FIT_DRAWS`` draws even after the top-up, or no proposal draw lands in it."""
+    k_top_up, k_proposal = split_keys(rng_key)
+    per_basin = _basin_draws(target, modes, chains, k_top_up, basin_iter)
+    rng = numpy_rng(k_proposal)
+    proposals, estimate_halves, proposal_y = [], [], []
+    for k, basin_chains in enumerate(per_basin):
+        if sum(len(c) for c in basin_chains) < MIN_FIT_DRAWS:
+            raise BridgeUnavailable(f"{modes.describe(k)} has {sum(len(c) for c in basin_chains)} draws in its basin.")
+        fit = np.concatenate([c[: len(c) // 2] for c in basin_chains])
+        proposal = fit_proposal(fit, modes.location[k], modes.hessian[k])
+        proposals.append(proposal)
+        estimate_halves.append([c[len(c) // 2 :] for c in basin_chains if len(c) - len(c) // 2 > 0])
+        proposal_y.append(_t_mixture_draws(rng, *_mixture(proposal), num_draws))
+    y = np.concatenate(proposal_y)
+    y_basin = assign_basins(target, modes, y, num_iter=basin_iter)
+    log_pi_y = _log_density_rows(target, y).reshape(len(modes), num_draws)
+    y_basin = y_basin.reshape(len(modes), num_draws)
+    log_pi_x = np.split(
+        _log_density_rows(target, np.concatenate([c for half in estimate_halves for c in half])),
+        np.cumsum([len(c) for half in estimate_halves for c in half])[:-1],
+    )
+    estimates, khats, cursor = [], [], 0
+    for k, proposal in enumerate(proposals):
+        l2 = np.where(y_basin[k] == k, log_pi_y[k] - _log_fitted(proposal, proposal_y[k]), -np.inf)
+        halves = estimate_halves[k]
+        l1 = [log_pi_x[cursor + i] - _log_fitted(proposal, c) for i, c in enumerate(halves)]
+        cursor += len(halves)
+        try:
+            estimates.append(bridge_log_marginal(l1, l2))
+        except ValueError as err:
+            raise BridgeUnavailable(f"{modes.describe(k)}: {err}") from None
+        khats.append(psis_weights(l2)[1])
+    log_z = np.array([e.log_z for e in estimates])
+    log_z0 = _log_unknown_mass(proposals, y, log_pi_y.ravel(), y_basin.ravel())
+    log_total = logsumexp(np.append(log_z, log_z0))
+    mass = np.exp(log_z - log_total)
+    v = np.array([e.re2 for e in estimates])
+    se = mass * np.sqrt((1 - mass) ** 2 * v + np.sum(mass**2 * v) - mass**2 * v)
+    resolution = 1.0 / sum(e.ess for e in estimates)  # one effective draw of the basins' samples: no se of 0
+    return ModeMasses(
+        mass=mass,
+        mass_se=np.maximum(se, resolution),
+        pareto_k=float(np.max(khats)),
+        unknown_mass=float(np.exp(log_z0 - log_total)),
+        mass_method="bridge",
+    )
+
+
+def _mixture(proposal: Proposal) -> tuple:
+    """A fitted proposal as the ``(loc, roots, weights, df)`` of :func:`_t_mixture_draws` and :func:`_log_proposal`."""
+    return proposal.location, proposal.roots, proposal.weights, proposal.df
+
+
+def _log_fitted(proposal: Proposal, y) -> np.ndarray:
+    """``log g(y)`` of a fitted proposal at the rows of ``y``."""
+    return _log_proposal(y, *_mixture(proposal))
+
+
+def _log_unknown_mass(proposals, y, log_pi_y, y_basin) -> float:
+    """:math:`\\log \\hat Z_0`, the mass of the proposal draws ``y`` in no known basin, by importance
+    sampling from the even mixture of ``proposals`` (``-inf`` when no draw is outside every basin)."""
+    outside = y_basin < 0
+    if not outside.any():
+        return -np.inf
+    log_g = [_log_fitted(p, y[outside]) for p in proposals]
+    log_mix = logsumexp(np.stack(log_g), axis=0) - np.log(len(proposals))
+    return float(logsumexp(log_pi_y[outside] - log_mix) - np.log(len(y)))

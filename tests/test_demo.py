@@ -51,7 +51,7 @@ def right(report):
 
 def test_two_modes_and_the_right_modes_mass_within_four_standard_errors(report, right):
     assert len(report.modes) == 2
-    assert report.masses.mass_method == "importance"
+    assert report.masses.mass_method == "bridge"
     np.testing.assert_allclose(np.sort(report.modes.location[:, 0]), [-4.0, 4.0], atol=0.05)
     mass, se = float(report.masses.mass[right]), float(report.masses.mass_se[right])
     assert 0 < se < 0.02

@@ -201,7 +201,7 @@ def test_logistic_regression_passes():
     mcmc = run_nuts(logistic, x=x, y=y)
     report = nsd.diagnose(logistic, x, y, samples={"nuts": mcmc}, methods=(), progress_bar=False)
     assert report.ok and report.complete and len(report.modes) == 1
-    assert report.masses.mass_method == "importance"
+    assert report.masses.mass_method == "bridge"
 
 
 def potential_mixture():
