@@ -445,9 +445,9 @@ SPACES: tuple[str, ...] = get_args(Space)
 
 @dataclass(frozen=True)
 class Runaway:
-    """Ascents that did not converge, were still rising after ``steps`` steps (each went on
+    """Ascents that did not converge, were still climbing after ``steps`` steps (each went on
     while it rose, :func:`ascend_until_done`), by more than ``RUNAWAY_MARGIN`` over their last
-    ``gain_steps`` steps, and ended more than ``RUNAWAY_MARGIN`` above every mode found: the log
+    ``gain_steps`` steps (or until they stalled there), and ended more than ``RUNAWAY_MARGIN`` above every mode found: the log
     density kept growing along some direction.
 
     ``ran_off`` of ``ascents`` ascents did; ``coordinate`` is the coordinate they moved along
@@ -507,12 +507,14 @@ class Runaway:
 
 def find_runaways(target: Target, starts, ascent: Ascent, log_p, converged, num_iter: int) -> Runaway | None:
     """The ascents from ``starts`` (``ascent``, by :func:`ascend_until_done` with ``num_iter``
-    steps) that did not converge, were still rising by more than ``RUNAWAY_MARGIN`` over their
-    last steps and ended more than ``RUNAWAY_MARGIN`` above every converged one, and the
+    steps) that did not converge, gained more than ``RUNAWAY_MARGIN`` over their last round of
+    steps (rising to its end, or until they stalled) and ended more than ``RUNAWAY_MARGIN`` above every converged one, and the
     coordinate they moved along most (None when there are none); see :class:`Runaway`."""
     best = np.max(log_p[converged]) if converged.any() else -np.inf
-    rising = ascent.rising & (ascent.gain > RUNAWAY_MARGIN)
-    runaway = np.flatnonzero(np.isfinite(log_p) & ~converged & rising & (log_p > best + RUNAWAY_MARGIN))
+    # still gaining over its last round, rising to the end or stalled there (float32's resolution
+    # ends a climb into a funnel's neck at tau ~ 1e-7): a slow climb to a far mode gains less
+    climbing = ascent.gain > RUNAWAY_MARGIN
+    runaway = np.flatnonzero(np.isfinite(log_p) & ~converged & climbing & (log_p > best + RUNAWAY_MARGIN))
     ends = ascent.ends
     if runaway.size == 0:
         return None
