@@ -29,6 +29,7 @@ from .validation import InputError, check_chain_draw_axes, check_independent_nam
 __all__ = ["diagnose", "make_method", "run_from_samples"]
 
 MODE_STARTS_PER_RUN = 32  # draws of each method used as extra starts for the mode search
+SEARCH_CHUNK = 256  # starts per further round of the search (one compiled chunk of ascents)
 RESERVED_NAMES = frozenset({"modes", "flags"})  # the report tree's own groups
 
 METHOD_NAMES = ("nuts", "svgd", "svgd_annealed", "svgd_tempered")  # the package's own methods
@@ -163,6 +164,7 @@ def diagnose(
     rng_key=None,
     canonicalize=None,
     independent=(),
+    search_budget: int = 1024,
     progress_bar: bool = True,
     **model_kwargs,
 ) -> Report:
@@ -189,13 +191,16 @@ def diagnose(
         bootstrap. Without it, each chain (one included) is judged by its split R-hat and its
         transitions between modes. A dict's arrays with more chains than draws are refused as
         swapped (chain, draw) axes unless declared here (see :mod:`~numpyro_stein_diag.validation`).
+    search_budget : int
+        Ascents the mode search may add, 256 at a time, while it says it may be incomplete (its
+        Good-Turing chance of an unseen mode above 5%); 0 searches once.
 
-    The mode set is built once from prior draws and every method's draws, masses are
-    estimated once, and each method gets a mode-mass check (chains are first judged for
-    mixing between modes), a plain KSD test and, when there are at least two modes, a
-    perturbed KSD test; flags are judged at 0.05 on Holm-adjusted p-values over the method's
-    tests (``ksd_reject`` for the KSD tests). Each method's draws are also repaired
-    so every basin holds its mass (:meth:`Report.repaired`).
+    The mode set is built once from prior draws and every method's draws (and grows where the
+    search or the masses say it may be incomplete), masses are estimated once, and each method
+    gets a mode-mass check (chains are first judged for mixing between modes), a plain KSD
+    test and, when there are at least two modes, a perturbed KSD test; flags are judged at 0.05
+    on Holm-adjusted p-values over the method's tests (``ksd_reject`` for the KSD tests). Each
+    method's draws are also repaired so every basin holds its mass (:meth:`Report.repaired`).
 
     Every step is a :class:`~numpyro_stein_diag.stages.Stage` of ``report.stages``: a method
     that fails, a mode search that finds no mode, masses that cannot be estimated are reported
@@ -220,8 +225,8 @@ def diagnose(
             runs[name] = dataclasses.replace(method(target, key, progress_bar), method=name)
 
     jumps = _find_jumps(target, runs, k_jumps, log)
-    modes = _search_modes(target, runs, k_modes, canonicalize, log, jumps)
-    masses = _estimate_masses(target, modes, runs, k_mass, canonicalize, log)
+    modes = _search_modes(target, runs, k_modes, canonicalize, log, jumps, search_budget)
+    modes, masses = _estimate_masses(target, modes, runs, k_mass, canonicalize, log)
     audits = {}
     keys = zip(split_keys(k_ksd, max(len(runs), 1)), split_keys(k_repair, max(len(runs), 1)))
     for (name, run), (key, key_repair) in zip(runs.items(), keys):
@@ -268,13 +273,20 @@ def _find_jumps(target: Target, runs: dict[str, Run], rng_key, log: StageLog) ->
 
 
 def _search_modes(
-    target: Target, runs: dict[str, Run], rng_key, canonicalize, log: StageLog, jumps: Jumps | None = None
+    target: Target,
+    runs: dict[str, Run],
+    rng_key,
+    canonicalize,
+    log: StageLog,
+    jumps: Jumps | None = None,
+    search_budget: int = 0,
 ) -> Modes:
-    """Modes from starts like the posterior's, prior draws and every run's draws; with no mode, the
-    empty set (the stage says why). The stage warns when ascents ran off above every mode, or
-    when the search may have missed a mode (Good-Turing chance above ``UNSEEN_LIMIT``). A log
-    density that ``jumps`` is not searched: ascents see only its smooth parts."""
-    k_starts, k_prior = split_keys(rng_key)
+    """Modes from starts like the posterior's, prior draws and every run's draws, then more starts
+    while the search may be incomplete (:func:`_search_further`); with no mode, the empty set (the
+    stage says why). The stage warns when ascents ran off above every mode or ended at degenerate
+    points, or when the search may have missed a mode (Good-Turing chance above ``UNSEEN_LIMIT``).
+    A log density that ``jumps`` is not searched: ascents see only its smooth parts."""
+    k_starts, k_prior, k_more = split_keys(rng_key, 3)
     starts = [run.thinned(MODE_STARTS_PER_RUN).reshape(-1, target.dim) for run in runs.values()]
     modes = None
     with log.stage("modes", "searching for modes") as outcome:
@@ -292,8 +304,8 @@ def _search_modes(
                 "from prior draws and the methods' draws only"
             )
         modes = find_modes(target, np.concatenate(starts) if starts else None, k_prior)
-        if canonicalize is not None:
-            modes = merge_modes(target, modes, canonicalize)
+        modes = _canonical(target, modes, canonicalize)
+        modes = _search_further(target, modes, k_more, search_budget, canonicalize)
         caveats += [found.message for found in (modes.runaway, modes.degenerate) if found is not None]
         if modes.unseen_chance > UNSEEN_LIMIT:
             caveats.append(
@@ -306,17 +318,49 @@ def _search_modes(
     return no_modes(target) if outcome.status == "failed" else modes
 
 
+def _canonical(target: Target, modes: Modes, canonicalize) -> Modes:
+    return modes if canonicalize is None else merge_modes(target, modes, canonicalize)
+
+
+def _search_further(target: Target, modes: Modes, rng_key, search_budget: int, canonicalize) -> Modes:
+    """While the search may be incomplete (Good-Turing chance of an unseen mode above
+    ``UNSEEN_LIMIT``), up to ``search_budget`` more ascents, ``SEARCH_CHUNK`` at a time (one
+    compiled chunk of ascents): half starts like the posterior's, half prior draws (the init box
+    for a potential). Each chunk either finds new modes or adds converged ascents to those known,
+    which lowers the chance it estimates."""
+    for key in split_keys(rng_key, max(search_budget // SEARCH_CHUNK, 1))[: search_budget // SEARCH_CHUNK]:
+        if not modes.unseen_chance > UNSEEN_LIMIT:
+            break
+        k_posterior, k_prior = split_keys(key)
+        posterior_like = posterior_starts(target, k_posterior, num_starts=SEARCH_CHUNK // 2)
+        prior = np.asarray(target.initial_points(k_prior, SEARCH_CHUNK - len(posterior_like)))
+        more = np.concatenate([posterior_like, prior])
+        modes = _canonical(target, find_modes(target, more, known=modes), canonicalize)
+    return modes
+
+
 def _estimate_masses(
     target: Target, modes: Modes, runs: dict[str, Run], rng_key, canonicalize, log: StageLog
-) -> ModeMasses:
+) -> tuple[Modes, ModeMasses]:
     """Masses of the modes from the runs' draws (all but the package's SVGD runs), and how far to
-    trust them: bridge or importance (ok), Laplace (warning), none (failed)."""
+    trust them: bridge or importance (ok), Laplace (warning), none (failed). Proposal draws that
+    land in no known basin are where an unseen mode would show, however little weight the
+    proposal gives them (a proposal fitted to one mode's draws barely reaches another): the
+    search goes on from them (one chunk of ascents) and, if it finds modes, the masses are
+    estimated again with them (returned with the masses). Unknown mass above ``UNSEEN_LIMIT``
+    that stays unexplained makes the stage a warning and the report incomplete."""
     masses = without_masses(len(modes))
     with log.stage("masses", f"masses of {len(modes)} mode{'s' * (len(modes) != 1)}") as outcome:
         # SVGD's particles are what is being audited (their spread shrinks in high dimensions), so
         # only chains and samples users bring stand for the posterior within each basin
         draws = [run.draws for name, run in runs.items() if name not in SCHEDULES] or None
-        masses = mode_masses(target, modes, rng_key, canonicalize=canonicalize, draws=draws)
+        k_first, k_again = split_keys(rng_key)
+        masses = mode_masses(target, modes, k_first, canonicalize=canonicalize, draws=draws)
+        if masses.estimated and masses.unseen_starts is not None and len(masses.unseen_starts):
+            more = _canonical(target, find_modes(target, masses.unseen_starts, known=modes), canonicalize)
+            if len(more) > len(modes):
+                modes = more
+                masses = mode_masses(target, modes, k_again, canonicalize=canonicalize, draws=draws)
         if not masses.estimated:
             why = (
                 "the mode search found no mode (see modes)"
@@ -325,12 +369,21 @@ def _estimate_masses(
                 "(see modes), so each basin's share of the draws is reported but not judged"
             )
             outcome.fail(f"not estimated: {why}")
-        elif masses.mass_method == "laplace":
-            outcome.warn(
-                f"the importance weights are not reliable (Pareto k = {masses.pareto_k:.2f} > 0.7), so the "
-                "masses are the Laplace approximation's, with the gap to the importance estimate as their se"
-            )
-    return masses
+        else:
+            caveats = [masses.fallback] if masses.fallback else []
+            if masses.mass_method == "laplace":
+                caveats.append(
+                    f"the importance weights are not reliable (Pareto k = {masses.pareto_k:.2f} > 0.7), so the "
+                    "masses are the Laplace approximation's, with the gap to the importance estimate as their se"
+                )
+            if masses.unknown_mass > UNSEEN_LIMIT:
+                caveats.append(
+                    f"{masses.unknown_mass:.0%} of the mass lies in no known mode's basin, and ascents from there "
+                    "found no mode: the search may be incomplete"
+                )
+            if caveats:
+                outcome.warn("; ".join(caveats))
+    return modes, masses
 
 
 def _repair(

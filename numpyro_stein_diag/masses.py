@@ -49,7 +49,7 @@ always a cross-check.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 import jax.numpy as jnp
@@ -79,10 +79,14 @@ class ModeMasses:
     """The masses of K modes' basins (:func:`mode_masses`), in the order of the modes.
 
     ``mass`` and ``mass_se`` ``(K,)``, the Pareto :math:`\\hat k` of the importance weights
-    (``pareto_k``), ``unknown_mass`` (the share of importance weight that landed in no known
-    basin) and ``mass_method`` (one of :data:`MASS_METHODS`: ``"importance"``, ``"laplace"``
-    when the weights were not trusted, or ``"none"`` when the masses could not be estimated
-    and are NaN).
+    (``pareto_k``), ``unknown_mass`` (the share of the mass that lies in no known basin, from
+    the proposal draws that landed in none), ``mass_method`` (one of :data:`MASS_METHODS`:
+    ``"bridge"`` from the methods' draws, ``"importance"`` without them, ``"laplace"`` when the
+    importance weights were not trusted, or ``"none"`` when the masses could not be estimated
+    and are NaN) and ``fallback``, why the bridge was not used when draws were given (``""``
+    otherwise). ``unseen_starts`` are up to ``UNSEEN_STARTS`` of the proposal draws that landed
+    in no known basin, the highest first: where an unseen mode would show, so the search goes on
+    from them. They are working data, not kept in a report.
     """
 
     mass: np.ndarray
@@ -90,6 +94,8 @@ class ModeMasses:
     pareto_k: float
     unknown_mass: float
     mass_method: MassMethod
+    fallback: str = ""
+    unseen_starts: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.mass_method not in MASS_METHODS:
@@ -254,12 +260,15 @@ def mode_masses(
     k = len(modes)
     if modes.runaway is not None or k == 0:
         return without_masses(k)
+    fallback = ""
     if draws is not None and canonicalize is None:
         k_bridge, rng_key = split_keys(rng_key)
         try:
             return bridge_masses(target, modes, _as_chains(draws, target.dim), k_bridge, num_draws, basin_iter)
-        except BridgeUnavailable:
-            pass  # the importance estimate below
+        except BridgeUnavailable as err:
+            fallback = f"no bridge: {err}"  # the importance estimate below
+    elif draws is not None:
+        fallback = "no bridge with canonicalize: one fitted proposal cannot cover a mode's relabelled copies"
     weights = 0.5 * modes.laplace_mass + 0.5 / k
     y, log_w = proposal_draws(target, modes, rng_key, num_draws * k, weights, df, scale)
     basins = assign_basins(target, modes, y, num_iter=basin_iter, canonicalize=canonicalize)
@@ -270,16 +279,22 @@ def mode_masses(
     resolution = np.sum(w**2)  # 1 / ESS of the weights
     se = np.maximum(se, resolution)
     unknown = float(w[basins < 0].sum())
+    found = dict(pareto_k=khat, unknown_mass=unknown, fallback=fallback, unseen_starts=unseen_starts(y, basins, log_w))
     if not np.isfinite(khat) or khat > PARETO_K_LIMIT:
         laplace = modes.laplace_mass
         return ModeMasses(
-            mass=laplace,
-            mass_se=np.maximum(np.abs(laplace - mass), resolution),
-            pareto_k=khat,
-            unknown_mass=unknown,
-            mass_method="laplace",
+            mass=laplace, mass_se=np.maximum(np.abs(laplace - mass), resolution), mass_method="laplace", **found
         )
-    return ModeMasses(mass=mass, mass_se=se, pareto_k=khat, unknown_mass=unknown, mass_method="importance")
+    return ModeMasses(mass=mass, mass_se=se, mass_method="importance", **found)
+
+
+UNSEEN_STARTS = 64  # proposal draws in no known basin that the search goes on from
+
+
+def unseen_starts(y, basins, log_density) -> np.ndarray:
+    """Up to ``UNSEEN_STARTS`` rows of ``y`` in no known basin (``basins < 0``), highest ``log_density`` first."""
+    outside = np.flatnonzero(np.asarray(basins) < 0)
+    return np.asarray(y)[outside[np.argsort(-np.asarray(log_density)[outside])[:UNSEEN_STARTS]]]
 
 
 # ---------------------------------------------------------------------------- bridge sampling per basin
@@ -429,6 +444,7 @@ def bridge_masses(
         pareto_k=float(np.max(khats)),
         unknown_mass=float(np.exp(log_z0 - log_total)),
         mass_method="bridge",
+        unseen_starts=unseen_starts(y, y_basin.ravel(), log_pi_y.ravel()),
     )
 
 

@@ -353,8 +353,13 @@ def find_modes(
     num_iter: int = 200,
     grad_tol: float = 0.05,
     merge_distance: float = 1.0,
+    known: Modes | None = None,
 ) -> Modes:
     """Find the modes of ``target`` by L-BFGS from every row of ``starts (n, d)`` at once.
+
+    With ``known`` (modes an earlier search found), the result is their union with the modes
+    these ascents reach: a known mode takes the new ascents that end at it into its
+    ``start_counts``, and the search's records (runaway, degenerate points) carry over.
 
     With ``rng_key``, ``num_prior_starts`` prior draws are added to the starts. An end
     point is a mode when the Hessian ``H`` of ``-log p`` there is positive definite and
@@ -398,8 +403,11 @@ def find_modes(
     degenerate_at = condition > DEGENERATE_CONDITION  # NaN (not positive definite) compares False
     converged &= ~degenerate_at
     # a degenerate point is where those ascents went, not a place they ran off past
-    runaway = find_runaways(target, starts, ascent, log_p, converged | degenerate_at, num_iter)
+    runaway = find_runaways(target, starts, ascent, log_p, converged | degenerate_at, num_iter, known)
     degenerate = find_degenerate(target, ends, log_p, hessian, degenerate_at)
+    if known is not None and len(known):
+        new = (ends[converged], log_p[converged], hessian[converged])
+        return _union(target, known, *new, merge_distance, runaway, degenerate)
     if not converged.any():
         found = [r.message for r in (runaway, degenerate) if r is not None] or [
             f"none of {len(starts)} L-BFGS runs converged (gradient small, Hessian negative definite); raise "
@@ -415,6 +423,26 @@ def find_modes(
         runaway=runaway,
         start_counts=np.array([len(g) for g in groups]),
         degenerate=degenerate,
+    )
+
+
+def _union(target: Target, known: Modes, x, log_p, hessian, merge_distance: float, runaway, degenerate) -> Modes:
+    """``known`` and the converged end points ``x`` (one start each) merged as :func:`find_modes`
+    merges its candidates, highest first, start counts summed; the records of ``known`` carry over
+    unless this search made new ones."""
+    counts = np.ones(len(known)) if known.start_counts is None else np.asarray(known.start_counts)
+    x = np.concatenate([known.location, x])
+    log_p = np.concatenate([known.log_density, log_p])
+    hessian = np.concatenate([known.hessian, hessian])
+    counts = np.concatenate([counts, np.ones(len(x) - len(known))])
+    order = np.argsort(-log_p, kind="stable")  # a known mode leads its group against an equal new one
+    groups = [order[g] for g in merge_groups(x[order], hessian[order], merge_distance)]
+    keep = [g[0] for g in groups]
+    return replace(
+        _make_modes(target, x[keep], log_p[keep], hessian[keep]),
+        runaway=runaway or known.runaway,
+        start_counts=np.array([int(np.sum(counts[g])) for g in groups]),
+        degenerate=degenerate or known.degenerate,
     )
 
 
@@ -447,8 +475,8 @@ SPACES: tuple[str, ...] = get_args(Space)
 class Runaway:
     """Ascents that did not converge, were still climbing after ``steps`` steps (each went on
     while it rose, :func:`ascend_until_done`), by more than ``RUNAWAY_MARGIN`` over their last
-    ``gain_steps`` steps (or until they stalled there), and ended more than ``RUNAWAY_MARGIN`` above every mode found: the log
-    density kept growing along some direction.
+    ``gain_steps`` steps (or until they stalled there), and ended more than ``RUNAWAY_MARGIN``
+    above every mode found: the log density kept growing along some direction.
 
     ``ran_off`` of ``ascents`` ascents did; ``coordinate`` is the coordinate they moved along
     most (``"tau"``, ``"x[0]"``), read in the model's ``space`` (``"model"``) or, for a site
@@ -505,12 +533,17 @@ class Runaway:
         )
 
 
-def find_runaways(target: Target, starts, ascent: Ascent, log_p, converged, num_iter: int) -> Runaway | None:
+def find_runaways(
+    target: Target, starts, ascent: Ascent, log_p, converged, num_iter: int, known: Modes | None = None
+) -> Runaway | None:
     """The ascents from ``starts`` (``ascent``, by :func:`ascend_until_done` with ``num_iter``
     steps) that did not converge, gained more than ``RUNAWAY_MARGIN`` over their last round of
-    steps (rising to its end, or until they stalled) and ended more than ``RUNAWAY_MARGIN`` above every converged one, and the
-    coordinate they moved along most (None when there are none); see :class:`Runaway`."""
-    best = np.max(log_p[converged]) if converged.any() else -np.inf
+    steps (rising to its end, or until they stalled) and ended more than ``RUNAWAY_MARGIN`` above
+    every converged one, and the coordinate they moved along most (None when there are none); see
+    :class:`Runaway`. The ``known`` modes of an earlier search count as converged ones."""
+    best = np.max(log_p[converged], initial=-np.inf)
+    if known is not None and len(known):
+        best = max(best, float(np.max(known.log_density)))
     # still gaining over its last round, rising to the end or stalled there (float32's resolution
     # ends a climb into a funnel's neck at tau ~ 1e-7): a slow climb to a far mode gains less
     climbing = ascent.gain > RUNAWAY_MARGIN

@@ -8,7 +8,8 @@ Layout (ArviZ conventions, one child per method; records along a dimension, not 
     /stages                (stage) step, method, status, reason, seconds
     /modes                 location (mode, param), log_density, hessian, laplace_log_mass (the
                            search's :class:`~numpyro_stein_diag.modes.Modes`), and their masses
-                           mass, mass_se (mode); attrs pareto_k, unknown_mass, mass_method (the
+                           mass, mass_se (mode); attrs pareto_k, unknown_mass, mass_method,
+                           mass_fallback (the
                            :class:`~numpyro_stein_diag.masses.ModeMasses`): one group, one ``mode``
                            dim, two views (:attr:`Report.modes`, :attr:`Report.masses`)
     /modes/values          mode locations in the model's space, one variable per site
@@ -118,9 +119,10 @@ class Report:
     @property
     def complete(self) -> bool:
         """True when every stage ran without failing and the mode search looks complete (its
-        Good-Turing chance of an unseen mode at most ``UNSEEN_LIMIT``): only then does "no flag"
-        cover every check."""
-        search_complete = not self.modes.unseen_chance > UNSEEN_LIMIT  # NaN (not known) does not count
+        Good-Turing chance of an unseen mode, and the mass in no known basin, at most
+        ``UNSEEN_LIMIT``): only then does "no flag" cover every check."""
+        unseen = (self.modes.unseen_chance, self.masses.unknown_mass)
+        search_complete = not any(u > UNSEEN_LIMIT for u in unseen)  # NaN (not known) does not count
         return search_complete and all(s.status != "failed" for s in self.stages)
 
     @property
@@ -158,6 +160,7 @@ class Report:
             *(ds[v].values for v in MASS_VARS),
             *(float(ds.attrs[a]) for a in MASS_ATTRS),
             mass_method=str(ds.attrs["mass_method"]),
+            fallback=str(ds.attrs.get("mass_fallback", "")),
         )
 
     def diagnostics(self, method: str) -> xr.Dataset:
@@ -362,7 +365,8 @@ def _modes_tree(modes: Modes, masses: ModeMasses) -> xr.DataTree:
         {v: (dims.get(v, ("mode",)), np.asarray(getattr(modes, v))) for v in MODE_VARS if v != "start_counts"}
         | {"start_counts": (("mode",), _start_counts(modes))}
         | {v: (("mode",), np.asarray(getattr(masses, v))) for v in MASS_VARS},
-        attrs={a: float(getattr(masses, a)) for a in MASS_ATTRS} | {"mass_method": str(masses.mass_method)},
+        attrs={a: float(getattr(masses, a)) for a in MASS_ATTRS}
+        | {"mass_method": str(masses.mass_method), "mass_fallback": masses.fallback},
     )
     runaway = _records_dataset([modes.runaway] if modes.runaway is not None else [], RUNAWAY_FIELDS, "runaway")
     degenerate = _records_dataset(

@@ -1,6 +1,7 @@
 """Discovery: starts like the posterior's find a mode that prior draws rarely reach, and the
 Good-Turing chance of an unseen mode says when the search may be incomplete."""
 
+import dataclasses
 import sys
 
 import jax
@@ -9,6 +10,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from helpers import two_mode_model
 from scipy import stats
 
 import numpyro_stein_diag as nsd
@@ -101,3 +103,36 @@ def test_starts_that_cannot_be_made_are_a_caveat_not_a_failed_search(monkeypatch
     modes_stage = next(s for s in report.stages if s.step == "modes")
     assert modes_stage.status == "warning" and "no starts like the posterior's (RuntimeError" in modes_stage.reason
     assert len(report.modes) == 2 and report.ok
+
+
+def test_a_mode_no_start_reaches_is_found_from_the_mass_proposal_draws_in_no_basin():
+    """No prior (a factor-only density), chains stuck at 0 and the init box around 0: no start
+    reaches the mode at 7 that holds 60%. The masses' proposal draws that land in no known basin
+    are ascended, find it, and the stuck chains are flagged against masses within 0.02."""
+
+    def two_modes():
+        x = numpyro.sample("x", dist.ImproperUniform(dist.constraints.real, (), ()))
+        numpyro.factor("lp", jnp.logaddexp(jnp.log(0.4) - 0.5 * x**2, jnp.log(0.6) - 0.5 * (x - 7.0) ** 2))
+
+    stuck = np.random.default_rng(0).normal(size=(4, 300))
+    report = nsd.diagnose(two_modes, samples={"stuck": {"x": stuck}}, methods=(), progress_bar=False)
+    far = int(np.argmax(report.modes.location[:, 0]))
+    assert len(report.modes) == 2 and report.modes.location[far, 0] == pytest.approx(7.0, abs=1e-3)
+    assert report.masses.mass[far] == pytest.approx(0.6, abs=0.02)
+    assert {f.kind for f in report.flags} >= {"missed_mode"}
+
+
+def test_the_search_goes_on_while_it_may_be_incomplete():
+    """A search whose two modes were each reached once (Good-Turing chance 100%) adds chunks of
+    starts until the chance is below 5%; with no budget it stays as it was."""
+    from numpyro_stein_diag.diagnose import _search_further
+    from numpyro_stein_diag.discovery import UNSEEN_LIMIT
+
+    t = nsd.Target.from_model(two_mode_model)
+    modes = nsd.find_modes(t, np.array([[-4.0], [4.0]]))
+    once = dataclasses.replace(modes, start_counts=np.array([1, 1]))
+    assert once.unseen_chance == 1.0
+    more = _search_further(t, once, jax.random.PRNGKey(0), 1024, None)
+    assert len(more) == 2 and more.unseen_chance <= UNSEEN_LIMIT and np.all(more.start_counts > 1)
+    np.testing.assert_allclose(np.sort(more.location[:, 0]), [-4.0, 4.0], atol=1e-3)
+    assert _search_further(t, once, jax.random.PRNGKey(0), 0, None) is once

@@ -195,3 +195,13 @@ def test_a_heavy_tailed_mode_is_found_from_far_draws_at_d50_and_is_no_runaway():
     assert modes.log_density[top] == pytest.approx(log_mode, abs=1e-3)
     # the t draws' basins: every one of the 400 ends at the t mode
     np.testing.assert_array_equal(nsd.assign_basins(t, modes, student), top)
+
+
+def test_a_search_extends_the_modes_it_knows():
+    """known=: the ascents that end at a known mode add to its start count, the others are new modes."""
+    t = nsd.Target.from_model(two_mode_model)
+    left = nsd.find_modes(t, np.array([[-4.5], [-3.5]]))
+    both = nsd.find_modes(t, np.array([[-4.2], [3.0], [5.0]]), known=left)
+    np.testing.assert_allclose(np.sort(both.location[:, 0]), [-4.0, 4.0], atol=1e-3)
+    by_side = dict(zip(np.sign(both.location[:, 0]), both.start_counts))
+    assert by_side == {-1.0: 3, 1.0: 2} and left.start_counts.tolist() == [2]
