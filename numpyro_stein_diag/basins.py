@@ -13,10 +13,12 @@ costs many times the sampler that made them. Most points need no ascent:
   ``CHECK_FARTHEST`` points farthest from their mode in its metric (where an unseen mode or a
   heavy tail would show) and ``CHECK_RANDOM`` points at random.
 - **The rule checks itself.** If a checked point that the approximation called clear ends at
-  another mode, or one of the random checks ends in no basin, the approximation is not to be
-  trusted for this posterior and every point is ascended. (A far point that ends in no basin
-  keeps that answer: the far tail is where an unseen mode or a stuck ascent shows, and it says
-  nothing about the typical points.) A posterior whose ascents can run off above every mode
+  another mode, or more than ``LOST_AT_MOST`` (5%) of the random checks end in no basin, the
+  approximation is not to be trusted for this posterior and every point is ascended. (A few
+  random checks that end nowhere are far tails whose ascents did not finish, as the draws of a
+  heavy-tailed mass proposal have: ascending every point would only find more of them. A far
+  point that ends in no basin keeps that answer: the far tail is where an unseen mode or a stuck
+  ascent shows, and it says nothing about the typical points.) A posterior whose ascents can run off above every mode
   (``modes.runaway``) is always ascended in full.
 
 So a unimodal posterior costs ``CHECK_FARTHEST + CHECK_RANDOM`` ascents per point set instead
@@ -38,6 +40,7 @@ __all__ = ["assign_basins", "reached_directly"]
 CLEAR_LOG_ODDS = 10.0  # nats by which the Laplace approximation must prefer a point's mode
 CHECK_FARTHEST = 64  # points farthest from their mode that are always ascended
 CHECK_RANDOM = 64  # points at random that are always ascended
+LOST_AT_MOST = 0.05  # share of the random checks that may end in no basin before every point is ascended
 DIP_TOLERANCE = 1.0  # nats below a point's own log density that its straight way to its mode may dip
 SEGMENT_POINTS = 8  # points of that way, evenly spaced between the point and the mode, that are looked at
 CONTINUE_AT_MOST = 0.1  # share of the points beyond which the unfinished are not slow ascents but another place
@@ -76,8 +79,10 @@ def assign_basins(
     basin[ascend] = _ascended(target, modes, flat[ascend], num_iter, cutoff)
     checked = ascend & clear
     elsewhere = checked & (basin >= 0) & (basin != best)  # the guess named the wrong mode
-    lost = random & (basin < 0)  # a typical point the guess placed, in no basin: the guess is no guide
-    if np.any(elsewhere | lost):
+    # typical points the guess placed that end in no basin: a few are far tails whose ascents did not
+    # finish (a heavy-tailed proposal's draws), more than LOST_AT_MOST of them say the guess is no guide
+    lost = random & (basin < 0)
+    if np.any(elsewhere) or lost.sum() > LOST_AT_MOST * random.sum():
         basin = _ascended(target, modes, flat, num_iter, cutoff)
     return basin.reshape(x.shape[:-1])
 

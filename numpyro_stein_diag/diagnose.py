@@ -30,6 +30,9 @@ __all__ = ["diagnose", "make_method", "run_from_samples"]
 
 MODE_STARTS_PER_RUN = 32  # draws of each method used as extra starts for the mode search
 SEARCH_CHUNK = 256  # starts per further round of the search (one compiled chunk of ascents)
+# unknown mass above which the search goes on from the proposal draws in no basin: below it they
+# are the far tails of a proposal (a tenth of a percent is also far below any flag's 5%)
+UNKNOWN_SEARCH = 1e-3
 RESERVED_NAMES = frozenset({"modes", "flags"})  # the report tree's own groups
 
 METHOD_NAMES = ("nuts", "svgd", "svgd_annealed", "svgd_tempered")  # the package's own methods
@@ -344,9 +347,10 @@ def _estimate_masses(
 ) -> tuple[Modes, ModeMasses]:
     """Masses of the modes from the runs' draws (all but the package's SVGD runs), and how far to
     trust them: bridge or importance (ok), Laplace (warning), none (failed). Proposal draws that
-    land in no known basin are where an unseen mode would show, however little weight the
-    proposal gives them (a proposal fitted to one mode's draws barely reaches another): the
-    search goes on from them (one chunk of ascents) and, if it finds modes, the masses are
+    land in no known basin are where an unseen mode would show, even with little weight (a
+    proposal fitted to one mode's draws barely reaches another): when they hold more than
+    ``UNKNOWN_SEARCH`` of the mass, the search goes on from them (one chunk of ascents) and, if it
+    finds modes, the masses are
     estimated again with them (returned with the masses). Unknown mass above ``UNSEEN_LIMIT``
     that stays unexplained makes the stage a warning and the report incomplete."""
     masses = without_masses(len(modes))
@@ -356,7 +360,7 @@ def _estimate_masses(
         draws = [run.draws for name, run in runs.items() if name not in SCHEDULES] or None
         k_first, k_again = split_keys(rng_key)
         masses = mode_masses(target, modes, k_first, canonicalize=canonicalize, draws=draws)
-        if masses.estimated and masses.unseen_starts is not None and len(masses.unseen_starts):
+        if masses.estimated and masses.unknown_mass > UNKNOWN_SEARCH and len(masses.unseen_starts):
             more = _canonical(target, find_modes(target, masses.unseen_starts, known=modes), canonicalize)
             if len(more) > len(modes):
                 modes = more
