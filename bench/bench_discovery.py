@@ -147,6 +147,8 @@ def t_one_seed(d, seed):
     t_mode = np.flatnonzero(np.linalg.norm(location - centre, axis=1) < 1.0)
     normal_found = bool(np.any(np.linalg.norm(location + centre, axis=1) < 1.0))
     t_mass = float(report.masses.mass[t_mode[0]]) if t_mode.size else np.nan
+    stages = ", ".join(f"{step} {seconds:.1f}" for step, seconds in report.timings.items())
+    print(f"d {d} seed {seed}: audit {t_audit:.1f} s ({stages}), NUTS {t_nuts:.1f} s", flush=True)
     return {
         "both": normal_found and t_mode.size > 0,
         "modes": len(report.modes),
