@@ -413,21 +413,26 @@ def bridge_masses(
         estimate_halves.append([c[len(c) // 2 :] for c in basin_chains if len(c) - len(c) // 2 > 0])
         proposal_y.append(_t_mixture_draws(rng, *_mixture(proposal), num_draws))
     y = np.concatenate(proposal_y)
-    y_basin = assign_basins(target, modes, y, num_iter=basin_iter)
     log_pi_y = _log_density_rows(target, y).reshape(len(modes), num_draws)
-    y_basin = y_basin.reshape(len(modes), num_draws)
     log_pi_x = np.split(
         _log_density_rows(target, np.concatenate([c for half in estimate_halves for c in half])),
         np.cumsum([len(c) for half in estimate_halves for c in half])[:-1],
     )
-    estimates, khats, cursor = [], [], 0
-    for k, proposal in enumerate(proposals):
-        l2 = np.where(y_basin[k] == k, log_pi_y[k] - _log_fitted(proposal, proposal_y[k]), -np.inf)
-        halves = estimate_halves[k]
-        l1 = [log_pi_x[cursor + i] - _log_fitted(proposal, c) for i, c in enumerate(halves)]
-        cursor += len(halves)
+    starts = np.cumsum([0] + [len(h) for h in estimate_halves])
+    l1 = [
+        [lp - _log_fitted(g, c) for lp, c in zip(log_pi_x[a:b], h)]
+        for g, h, a, b in zip(proposals, estimate_halves, starts, starts[1:])
+    ]
+    l2_all = np.stack([log_pi_y[k] - _log_fitted(g, proposal_y[k]) for k, g in enumerate(proposals)])
+    y_basin = np.full(y.shape[0], -1)
+    needed = _bears_weight(l1, l2_all).ravel()
+    y_basin[needed] = assign_basins(target, modes, y[needed], num_iter=basin_iter)
+    y_basin = y_basin.reshape(len(modes), num_draws)
+    estimates, khats = [], []
+    for k in range(len(modes)):
+        l2 = np.where(y_basin[k] == k, l2_all[k], -np.inf)
         try:
-            estimates.append(bridge_log_marginal(l1, l2))
+            estimates.append(bridge_log_marginal(l1[k], l2))
         except ValueError as err:
             raise BridgeUnavailable(f"{modes.describe(k)}: {err}") from None
         khats.append(psis_weights(l2)[1])
@@ -444,8 +449,22 @@ def bridge_masses(
         pareto_k=float(np.max(khats)),
         unknown_mass=float(np.exp(log_z0 - log_total)),
         mass_method="bridge",
-        unseen_starts=unseen_starts(y, y_basin.ravel(), log_pi_y.ravel()),
+        unseen_starts=unseen_starts(y[needed], y_basin.ravel()[needed], log_pi_y.ravel()[needed]),
     )
+
+
+NEGLIGIBLE_NATS = 35.0  # a bridge term this far below the basin's constant adds less than e^-35 to it
+
+
+def _bears_weight(l1, l2_all) -> np.ndarray:
+    """Which proposal draws need a basin: those whose ratio :math:`\\ell = \\pi / g_k` is within
+    ``NEGLIGIBLE_NATS`` of :math:`Z_k` as the bridge estimates it with every draw counted in the
+    basin (at least the basin's own :math:`Z_k`). A draw far below it adds at most
+    :math:`\\ell / (s_2 Z_k)` to the bridge's sums and to the mass outside every basin, whichever
+    basin it lies in, so no ascent is spent on it: the far tails of a heavy-tailed proposal
+    (on a 100-group hierarchy, most of its draws) are counted in no basin."""
+    ceiling = np.array([bridge_log_marginal(l1[k], l2_all[k]).log_z for k in range(len(l1))])
+    return l2_all >= ceiling[:, None] - NEGLIGIBLE_NATS
 
 
 def _mixture(proposal: Proposal) -> tuple:
