@@ -335,7 +335,10 @@ def _search_further(target: Target, modes: Modes, rng_key, search_budget: int, c
         if not modes.unseen_chance > UNSEEN_LIMIT:
             break
         k_posterior, k_prior = split_keys(key)
-        posterior_like = posterior_starts(target, k_posterior, num_starts=SEARCH_CHUNK // 2)
+        try:
+            posterior_like = posterior_starts(target, k_posterior, num_starts=SEARCH_CHUNK // 2)
+        except Exception:  # noqa: BLE001 - the modes stage already says why there are none
+            posterior_like = np.zeros((0, target.dim))
         prior = np.asarray(target.initial_points(k_prior, SEARCH_CHUNK - len(posterior_like)))
         more = np.concatenate([posterior_like, prior])
         modes = _canonical(target, find_modes(target, more, known=modes), canonicalize)
@@ -350,9 +353,9 @@ def _estimate_masses(
     land in no known basin are where an unseen mode would show, even with little weight (a
     proposal fitted to one mode's draws barely reaches another): when they hold more than
     ``UNKNOWN_SEARCH`` of the mass, the search goes on from them (one chunk of ascents) and, if it
-    finds modes, the masses are
-    estimated again with them (returned with the masses). Unknown mass above ``UNSEEN_LIMIT``
-    that stays unexplained makes the stage a warning and the report incomplete."""
+    finds modes, the masses are estimated again with them (returned with the masses). Unknown
+    mass above ``UNSEEN_LIMIT`` that stays unexplained makes the stage a warning and the report
+    incomplete."""
     masses = without_masses(len(modes))
     with log.stage("masses", f"masses of {len(modes)} mode{'s' * (len(modes) != 1)}") as outcome:
         # SVGD's particles are what is being audited (their spread shrinks in high dimensions), so
@@ -362,9 +365,9 @@ def _estimate_masses(
         masses = mode_masses(target, modes, k_first, canonicalize=canonicalize, draws=draws)
         if masses.estimated and masses.unknown_mass > UNKNOWN_SEARCH and len(masses.unseen_starts):
             more = _canonical(target, find_modes(target, masses.unseen_starts, known=modes), canonicalize)
-            if len(more) > len(modes):
+            if len(more) > len(modes):  # the modes change only with the masses that go with them
+                masses = mode_masses(target, more, k_again, canonicalize=canonicalize, draws=draws)
                 modes = more
-                masses = mode_masses(target, modes, k_again, canonicalize=canonicalize, draws=draws)
         if not masses.estimated:
             why = (
                 "the mode search found no mode (see modes)"
