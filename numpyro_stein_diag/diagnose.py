@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
+from numbers import Integral
 
 import jax
 import numpy as np
@@ -212,6 +213,8 @@ def diagnose(
     or settings) still raises, naming the problem.
     """
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
+    if not isinstance(search_budget, Integral) or search_budget < 0:
+        raise ValueError(f"search_budget is a number of ascents, 0 or more; got {search_budget!r}.")
     methods = _methods(methods)
     samples = {} if samples is None else samples
     _check_names(samples, methods)

@@ -208,3 +208,9 @@ def test_exact_funnel_draws_raise_no_flag():
     assert report.stage("smoothness").ok and report.tests("exact")["plain"].pvalue > 0.05
     with pytest.raises(ValueError, match="no repair"):
         report.repaired("exact")
+
+
+def test_a_search_budget_that_is_not_a_count_is_named():
+    for budget in (-1, 2.5):
+        with pytest.raises(ValueError, match="search_budget is a number of ascents"):
+            nsd.diagnose(two_mode_model, methods=(), samples={"s": {"x": np.zeros((1, 4))}}, search_budget=budget)
