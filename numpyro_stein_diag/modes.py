@@ -373,8 +373,8 @@ def find_modes(
     (recorded in ``Modes.degenerate``, a :class:`Degenerate`).
 
     Ascents still rising when their ``num_iter`` steps run out go on (:func:`ascend_until_done`).
-    Those still rising after that, by more than ``RUNAWAY_MARGIN`` over their last steps, at a
-    log density above every mode's ("runaways": the density keeps growing along some direction,
+    Those that still gained more than ``RUNAWAY_MARGIN`` over their last round (rising to its end
+    or stalled there) at a log density above every mode's ("runaways": the density keeps growing along some direction,
     as in a funnel's neck or an improper posterior) are recorded in ``Modes.runaway`` (a
     :class:`Runaway`: how many, the coordinate they ran along, where it heads and how high the
     density got).
@@ -405,44 +405,27 @@ def find_modes(
     # a degenerate point is where those ascents went, not a place they ran off past
     runaway = find_runaways(target, starts, ascent, log_p, converged | degenerate_at, num_iter, known)
     degenerate = find_degenerate(target, ends, log_p, hessian, degenerate_at)
-    if known is not None and len(known):
-        new = (ends[converged], log_p[converged], hessian[converged])
-        return _union(target, known, *new, merge_distance, runaway, degenerate)
-    if not converged.any():
+    x, log_p, hessian = ends[converged], log_p[converged], hessian[converged]
+    counts = np.ones(len(x), int)  # converged ascents per candidate
+    if known is not None and len(known):  # the union with an earlier search's modes and records
+        known_counts = np.ones(len(known), int) if known.start_counts is None else known.start_counts
+        earlier = (known.location, known.log_density, known.hessian, known_counts)
+        x, log_p, hessian, counts = (np.concatenate(pair) for pair in zip(earlier, (x, log_p, hessian, counts)))
+        runaway, degenerate = runaway or known.runaway, degenerate or known.degenerate
+    elif not converged.any():
         found = [r.message for r in (runaway, degenerate) if r is not None] or [
             f"none of {len(starts)} L-BFGS runs converged (gradient small, Hessian negative definite); raise "
             "num_iter, pass better starts, or check that the posterior is proper."
         ]
         raise ValueError("no mode found: " + " ".join(found))
-    order = np.argsort(-log_p[converged])
-    cand_x, cand_lp, cand_h = ends[converged][order], log_p[converged][order], hessian[converged][order]
-    groups = merge_groups(cand_x, cand_h, merge_distance)
-    keep = [group[0] for group in groups]  # the highest of each
-    return replace(
-        _make_modes(target, cand_x[keep], cand_lp[keep], cand_h[keep]),
-        runaway=runaway,
-        start_counts=np.array([len(g) for g in groups]),
-        degenerate=degenerate,
-    )
-
-
-def _union(target: Target, known: Modes, x, log_p, hessian, merge_distance: float, runaway, degenerate) -> Modes:
-    """``known`` and the converged end points ``x`` (one start each) merged as :func:`find_modes`
-    merges its candidates, highest first, start counts summed; the records of ``known`` carry over
-    unless this search made new ones."""
-    counts = np.ones(len(known)) if known.start_counts is None else np.asarray(known.start_counts)
-    x = np.concatenate([known.location, x])
-    log_p = np.concatenate([known.log_density, log_p])
-    hessian = np.concatenate([known.hessian, hessian])
-    counts = np.concatenate([counts, np.ones(len(x) - len(known))])
-    order = np.argsort(-log_p, kind="stable")  # a known mode leads its group against an equal new one
+    order = np.argsort(-log_p, kind="stable")  # highest first; a known mode leads its group against an equal new one
     groups = [order[g] for g in merge_groups(x[order], hessian[order], merge_distance)]
-    keep = [g[0] for g in groups]
+    keep = [g[0] for g in groups]  # the highest of each
     return replace(
         _make_modes(target, x[keep], log_p[keep], hessian[keep]),
-        runaway=runaway or known.runaway,
+        runaway=runaway,
         start_counts=np.array([int(np.sum(counts[g])) for g in groups]),
-        degenerate=degenerate or known.degenerate,
+        degenerate=degenerate,
     )
 
 
