@@ -30,7 +30,7 @@ from .validation import InputError, check_chain_draw_axes, check_independent_nam
 __all__ = ["diagnose", "make_method", "run_from_samples"]
 
 MODE_STARTS_PER_RUN = 32  # draws of each method used as extra starts for the mode search
-SEARCH_CHUNK = 256  # starts per further round of the search (one compiled chunk of ascents)
+SEARCH_CHUNK = 256  # starts per further round of the search
 # unknown mass above which the search goes on from the proposal draws in no basin: below it they
 # are the far tails of a proposal (a tenth of a percent is also far below any flag's 5%)
 UNKNOWN_SEARCH = 1e-3

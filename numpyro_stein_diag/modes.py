@@ -151,7 +151,7 @@ def mode_values_dataset(values: dict) -> xr.Dataset:
 
 
 # ---------------------------------------------------------------------------- ascent
-ASCENT_CHUNK = 256  # points per compiled ascent call: one compilation serves every sample size
+ASCENT_CHUNK = 32  # points per compiled ascent call (one compilation); a chunk runs until its slowest ascent ends
 STALL_TOLERANCE = 1e-6  # a step that moves no coordinate by more than this (relative to it) has stalled
 STALLED_STEPS = 3  # an ascent stops after this many stalled steps in a row
 ASCENT_DECREMENT = 1e-3  # an ascent has converged once L-BFGS's Newton decrement is below this (find_modes: 0.05)
