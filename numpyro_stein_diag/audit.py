@@ -38,14 +38,23 @@ class MethodAudit:
 
 
 def audit(
-    target: Target, modes: Modes, masses: ModeMasses, run: Run, rng_key, canonicalize=None, smooth: bool = True
+    target: Target,
+    modes: Modes,
+    masses: ModeMasses,
+    run: Run,
+    rng_key,
+    canonicalize=None,
+    smooth: bool = True,
+    basins=None,
 ) -> MethodAudit:
-    """One method's checks against ``modes`` and their ``masses``: basins, the plain and perturbed
+    """One method's checks against ``modes`` and their ``masses``: basins (``basins`` when the mass
+    estimate already assigned the draws, so none is assigned twice), the plain and perturbed
     KSD tests and the mode-mass check, judged together (Holm over the method's tests,
     :func:`~numpyro_stein_diag.check.judge`). A log density that is not ``smooth``
     (:func:`~numpyro_stein_diag.smoothness.find_jumps`) gets no KSD test: the score does not see
     its jumps, so the test's premise fails."""
-    basins = assign_basins(target, modes, run.draws, canonicalize=canonicalize)
+    if basins is None:
+        basins = assign_basins(target, modes, run.draws, canonicalize=canonicalize)
     chains_between_modes = len(modes) > 1 and not run.independent  # the only case that counts moves
     certain = reached_directly(target, modes, run.draws, basins, canonicalize) if chains_between_modes else None
     thinned = run.thinned(KSD_MAX_DRAWS)

@@ -13,6 +13,7 @@ import xarray as xr
 from numpyro.infer import MCMC
 
 from .audit import MethodAudit, audit
+from .basins import assign_basins
 from .discovery import UNSEEN_LIMIT, posterior_starts
 from .host import split_keys
 from .masses import ModeMasses, mode_masses, without_masses
@@ -232,12 +233,12 @@ def diagnose(
 
     jumps = _find_jumps(target, runs, k_jumps, log)
     modes = _search_modes(target, runs, k_modes, canonicalize, log, jumps, search_budget)
-    modes, masses = _estimate_masses(target, modes, runs, k_mass, canonicalize, log)
+    modes, masses, basins = _estimate_masses(target, modes, runs, k_mass, canonicalize, log)
     audits = {}
     keys = zip(split_keys(k_ksd, max(len(runs), 1)), split_keys(k_repair, max(len(runs), 1)))
     for (name, run), (key, key_repair) in zip(runs.items(), keys):
         with log.stage("check", f"checking {name}", method=name) as outcome:
-            audits[name] = audit(target, modes, masses, run, key, canonicalize, smooth=not jumps)
+            audits[name] = audit(target, modes, masses, run, key, canonicalize, not jumps, basins.get(name))
             if jumps:
                 outcome.warn(f"no KSD test: the log density jumps along {', '.join(jumps.sites)} (see smoothness)")
         if name in audits:  # the report keeps the methods it could check; the stage says why not the others
@@ -350,26 +351,29 @@ def _search_further(target: Target, modes: Modes, rng_key, search_budget: int, c
 
 def _estimate_masses(
     target: Target, modes: Modes, runs: dict[str, Run], rng_key, canonicalize, log: StageLog
-) -> tuple[Modes, ModeMasses]:
+) -> tuple[Modes, ModeMasses, dict[str, np.ndarray]]:
     """Masses of the modes from the runs' draws (all but the package's SVGD runs), and how far to
-    trust them: bridge or importance (ok), Laplace (warning), none (failed). Proposal draws that
+    trust them: bridge or importance (ok), Laplace (warning), none (failed); with them the basins
+    of every run's draws (assigned once here, for the masses and the checks). Proposal draws that
     land in no known basin are where an unseen mode would show, even with little weight (a
     proposal fitted to one mode's draws barely reaches another): when they hold more than
     ``UNKNOWN_SEARCH`` of the mass, the search goes on from them (one chunk of ascents) and, if it
-    finds modes, the masses are estimated again with them (returned with the masses). Unknown
-    mass above ``UNSEEN_LIMIT`` that stays unexplained makes the stage a warning and the report
-    incomplete."""
-    masses = without_masses(len(modes))
+    finds modes, the masses and basins are made again with them (returned with the masses).
+    Unknown mass above ``UNSEEN_LIMIT`` that stays unexplained makes the stage a warning and the
+    report incomplete."""
+    masses, basins = without_masses(len(modes)), {}
     with log.stage("masses", f"masses of {len(modes)} mode{'s' * (len(modes) != 1)}") as outcome:
         # SVGD's particles are what is being audited (their spread shrinks in high dimensions), so
         # only chains and samples users bring stand for the posterior within each basin
-        draws = [run.draws for name, run in runs.items() if name not in SCHEDULES] or None
+        used = [name for name in runs if name not in SCHEDULES]
         k_first, k_again = split_keys(rng_key)
-        masses = mode_masses(target, modes, k_first, canonicalize=canonicalize, draws=draws)
+        basins = _basins_of_runs(target, modes, runs, canonicalize)
+        masses = _masses(target, modes, runs, basins, used, k_first, canonicalize)
         if masses.estimated and masses.unknown_mass > UNKNOWN_SEARCH and len(masses.unseen_starts):
             more = _canonical(target, find_modes(target, masses.unseen_starts, known=modes), canonicalize)
-            if len(more) > len(modes):  # the modes change only with the masses that go with them
-                masses = mode_masses(target, more, k_again, canonicalize=canonicalize, draws=draws)
+            if len(more) > len(modes):  # the modes change only with the masses and basins that go with them
+                basins = _basins_of_runs(target, more, runs, canonicalize)
+                masses = _masses(target, more, runs, basins, used, k_again, canonicalize)
                 modes = more
         if not masses.estimated:
             why = (
@@ -393,7 +397,19 @@ def _estimate_masses(
                 )
             if caveats:
                 outcome.warn("; ".join(caveats))
-    return modes, masses
+    return modes, masses, basins
+
+
+def _basins_of_runs(target: Target, modes: Modes, runs: dict[str, Run], canonicalize) -> dict[str, np.ndarray]:
+    """The basin of every draw of every run, ``{name: (chain, draw)}``."""
+    return {name: assign_basins(target, modes, run.draws, canonicalize=canonicalize) for name, run in runs.items()}
+
+
+def _masses(target, modes, runs, basins, used: list[str], rng_key, canonicalize) -> ModeMasses:
+    """:func:`~numpyro_stein_diag.masses.mode_masses` from the draws of the runs ``used`` (none: importance)."""
+    draws = [runs[name].draws for name in used] or None
+    draw_basins = [basins[name] for name in used] or None
+    return mode_masses(target, modes, rng_key, canonicalize=canonicalize, draws=draws, draw_basins=draw_basins)
 
 
 def _repair(

@@ -6,14 +6,13 @@ basin ``B_k`` (the points whose ascent ends at mode ``k``,
 :func:`~numpyro_stein_diag.basins.assign_basins`, the one assignment path for every point set
 here) is :math:`Z_k = \\int_{B_k} \\pi`, the normalising constant of the restricted density
 :math:`\\pi_k(x) = \\pi(x) 1[x \\in B_k]`. Its draws are the methods' draws that fall in
-``B_k`` (each chain's in-basin draws, in order), topped up where there are fewer than
-``MIN_BASIN_DRAWS`` by short NUTS chains started at the mode and cut where they first leave the
-basin. Half of each chain fits a proposal :math:`g_k` (an even mixture of two Student-t
-components, one with the mode's curvature and one with the draws' covariance, each scaled and
-given tails by the draws: :func:`~numpyro_stein_diag.bridge.fit_proposal`); the other half and
-``num_draws`` draws of :math:`g_k` (their basins by ``assign_basins``) give Meng & Wong's optimal
-bridge estimate :math:`\\hat Z_k` and its relative error :math:`\\mathrm{RE}^2_k \\approx \\mathrm{Var}
-\\log \\hat Z_k` (Frühwirth-Schnatter 2004, with the draws' ESS along their chains:
+``B_k`` (each chain's in-basin draws, in order). Half of each chain fits a proposal
+:math:`g_k` (an even mixture of two Student-t components, one with the mode's curvature and one
+with the draws' covariance, each scaled and given tails by the draws:
+:func:`~numpyro_stein_diag.bridge.fit_proposal`); the other half and ``num_draws`` draws of
+:math:`g_k` (their basins by ``assign_basins``) give Meng & Wong's optimal bridge estimate
+:math:`\\hat Z_k` and its relative error :math:`\\mathrm{RE}^2_k \\approx \\mathrm{Var} \\log \\hat Z_k`
+(Frühwirth-Schnatter 2004, with the draws' ESS along their chains:
 :mod:`~numpyro_stein_diag.bridge`). Proposal draws in no known basin estimate the mass outside
 every basin, :math:`\\hat Z_0`, by importance sampling from the proposals' mixture. Then
 
@@ -28,6 +27,15 @@ needs no proposal with heavier tails than the basin (its terms are bounded), so 
 importance sampling from the modes fails: a multivariate t mode at d = 50, a 100-dimensional
 hierarchy. ``pareto_k`` is then the largest Pareto :math:`\\hat k` of the proposal-side weights
 :math:`\\pi_k / g_k`, a diagnostic of how well each proposal covers its basin.
+
+A basin with fewer than ``MIN_BASIN_DRAWS`` draws (a mode the methods missed) has no draws to
+fit or bridge with. Its :math:`Z_k` is estimated by importance sampling from the mode's own
+:math:`t_\\nu(m_k, s^2 H_k^{-1})`, :math:`\\hat Z_k = \\frac1N \\sum_i \\pi(y_i) / g_k(y_i)\\, 1[y_i \\in B_k]`,
+and only when those weights' Pareto :math:`\\hat k` exceeds 0.7 is the basin sampled by short
+NUTS chains from its mode for a bridge of its own (a run's worth of work, where importance
+sampling costs one batch of log densities and one assignment). Importance sampling sees the
+basin as far as the mode's proposal reaches: a broad base under a sharp peak that no draw
+reached is underweighted, with a low :math:`\\hat k`.
 
 **Importance sampling** (without draws, with ``canonicalize``, or when the bridge cannot be
 made). The basin masses are estimated by importance sampling from a
@@ -50,7 +58,7 @@ always a cross-check.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 import jax.numpy as jnp
 import numpy as np
@@ -60,7 +68,7 @@ from scipy.linalg import solve_triangular
 from scipy.special import gammaln, logsumexp
 
 from .basins import assign_basins
-from .bridge import Proposal, bridge_log_marginal, fit_proposal
+from .bridge import BridgeEstimate, Proposal, bridge_log_marginal, fit_proposal
 from .host import numpy_rng, split_keys
 from .modes import Modes, log_densities
 from .target import Target
@@ -86,7 +94,8 @@ class ModeMasses:
     and are NaN) and ``fallback``, why the bridge was not used when draws were given (``""``
     otherwise). ``unseen_starts`` are up to ``UNSEEN_STARTS`` of the proposal draws that landed
     in no known basin, the highest first: where an unseen mode would show, so the search goes on
-    from them. They are working data, not kept in a report.
+    from them. ``pools`` are the bridge's weighted proposal draws of each basin (:class:`BasinPool`),
+    from which the repair fills a basin. Both are working data, not kept in a report.
     """
 
     mass: np.ndarray
@@ -96,6 +105,7 @@ class ModeMasses:
     mass_method: MassMethod
     fallback: str = ""
     unseen_starts: np.ndarray | None = field(default=None, repr=False)
+    pools: tuple[BasinPool, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.mass_method not in MASS_METHODS:
@@ -231,6 +241,7 @@ def mode_masses(
     basin_iter: int = 50,
     canonicalize=None,
     draws=None,
+    draw_basins=None,
 ) -> ModeMasses:
     """Estimate each mode's posterior mass: a :class:`ModeMasses` (``mass``, ``mass_se``, ``pareto_k``, ...).
 
@@ -238,7 +249,9 @@ def mode_masses(
     such arrays), each basin's mass is estimated by bridge sampling from the draws in it
     (:func:`bridge_masses`, ``mass_method = "bridge"``), ``num_draws`` proposal draws per mode;
     where that cannot be done (a basin whose draws cannot be made, a proposal that never lands in
-    its basin), by importance sampling as without ``draws``. With ``canonicalize`` the draws are
+    its basin), by importance sampling as without ``draws``. ``draw_basins`` are the draws' basins
+    (:func:`~numpyro_stein_diag.basins.assign_basins`, arrays of the draws' shapes without ``d``)
+    when they are known, so that no draw is assigned twice. With ``canonicalize`` the draws are
     not used: a basin then holds every relabelled copy of its mode, which one fitted proposal
     cannot cover.
 
@@ -264,7 +277,9 @@ def mode_masses(
     if draws is not None and canonicalize is None:
         k_bridge, rng_key = split_keys(rng_key)
         try:
-            return bridge_masses(target, modes, _as_chains(draws, target.dim), k_bridge, num_draws, basin_iter)
+            chains = _as_chains(draws, target.dim)
+            chain_basins = None if draw_basins is None else _as_chain_basins(draw_basins, chains)
+            return bridge_masses(target, modes, chains, k_bridge, num_draws, basin_iter, chain_basins)
         except BridgeUnavailable as err:
             fallback = f"no bridge: {err}"  # the importance estimate below
     elif draws is not None:
@@ -298,8 +313,8 @@ def unseen_starts(y, basins, log_density) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- bridge sampling per basin
-MIN_BASIN_DRAWS = 200  # a basin with fewer draws than this gets short NUTS chains from its mode
-TOP_UP_CHAINS = 4  # chains per basin in need
+MIN_BASIN_DRAWS = 200  # a basin with fewer draws than this is estimated by importance sampling from its mode
+TOP_UP_CHAINS = 4  # chains per basin whose importance weights are not to be trusted
 TOP_UP_WARMUP = 200
 TOP_UP_SAMPLES = 100  # per chain
 MIN_FIT_DRAWS = 20  # fewer draws than this in a basin (after the top-up) fit no proposal
@@ -307,6 +322,39 @@ MIN_FIT_DRAWS = 20  # fewer draws than this in a basin (after the top-up) fit no
 
 class BridgeUnavailable(Exception):
     """The bridge cannot estimate a basin's mass (too few draws in it, no proposal draw in it)."""
+
+
+@dataclass(frozen=True, eq=False)
+class BasinPool:
+    """Weighted draws of one basin's restricted posterior :math:`\\pi 1[B_k]`: draws ``y (n, d)`` of
+    the ``proposal`` :math:`g_k` and their log weights :math:`\\log \\pi(y) - \\log g_k(y)`, ``-inf``
+    outside the basin (and where the ratio is too small to have been given a basin). The mass
+    estimate made them; the repair resamples its fill-in from them and draws more of ``proposal``
+    when it needs more (:func:`~numpyro_stein_diag.repair.restricted_draws`)."""
+
+    proposal: Proposal
+    y: np.ndarray
+    log_weight: np.ndarray
+
+
+def mode_pool(modes: Modes, k: int, df: float = PROPOSAL_DF, scale: float = PROPOSAL_SCALE) -> BasinPool:
+    """An empty pool of mode ``k``'s importance proposal :math:`t_\\nu(m_k, s^2 H_k^{-1})` (its
+    component of the mixture of :func:`proposal_draws`)."""
+    root = _precision_roots(modes, scale)[k]
+    location = np.asarray(modes.location, float)[k]
+    return BasinPool(
+        Proposal(location=location[None], roots=root[None], df=np.array([df])),
+        np.zeros((0, len(location))),
+        np.zeros(0),
+    )
+
+
+def sample_proposal(target: Target, proposal: Proposal, rng_key, num: int) -> tuple[np.ndarray, np.ndarray]:
+    """``num`` draws ``y (num, d)`` of a fitted ``proposal`` (made on the host) and their log ratios
+    :math:`\\log \\pi(y) - \\log g(y)` (``-inf`` where the target is not finite)."""
+    y = _t_mixture_draws(numpy_rng(rng_key), *_mixture(proposal), num)
+    log_pi = _log_density_rows(target, y)
+    return y, np.where(np.isfinite(log_pi), log_pi - _log_fitted(proposal, y), -np.inf)
 
 
 def _as_chains(draws, dim: int) -> list[np.ndarray]:
@@ -324,12 +372,30 @@ def _as_chains(draws, dim: int) -> list[np.ndarray]:
     return chains
 
 
+def _as_chain_basins(draw_basins, chains: list[np.ndarray]) -> list[np.ndarray]:
+    """``draw_basins`` (arrays of the draws' shapes without ``d``) as one ``(n,)`` array per chain of ``chains``."""
+    arrays = list(draw_basins) if isinstance(draw_basins, list | tuple) else [draw_basins]
+    basins = [c[:, 0].astype(int) for c in _as_chains([np.asarray(b)[..., None] for b in arrays], 1)]
+    if [len(b) for b in basins] != [len(c) for c in chains]:
+        raise ValueError("draw_basins must hold one basin per draw, in the shapes of draws without their last axis.")
+    return basins
+
+
 def _basins_of_chains(target: Target, modes: Modes, chains: list[np.ndarray], num_iter: int) -> list[np.ndarray]:
     """The basin of every draw of every chain, by one :func:`~numpyro_stein_diag.basins.assign_basins` call."""
     if not chains:
         return []
     flat = assign_basins(target, modes, np.concatenate(chains), num_iter=num_iter)
     return np.split(flat, np.cumsum([len(c) for c in chains])[:-1])
+
+
+def _chains_per_basin(chains, basins, num_modes: int) -> list[list[np.ndarray]]:
+    """Per mode, each chain's draws in its basin (in order)."""
+    per_basin: list[list[np.ndarray]] = [[] for _ in range(num_modes)]
+    for chain, basin in zip(chains, basins):
+        for k in np.unique(basin[basin >= 0]):
+            per_basin[k].append(chain[basin == k])
+    return per_basin
 
 
 def _top_up(target: Target, modes: Modes, needy: list[int], rng_key) -> list[np.ndarray]:
@@ -349,23 +415,19 @@ def _top_up(target: Target, modes: Modes, needy: list[int], rng_key) -> list[np.
     return list(x.reshape(len(needy), TOP_UP_CHAINS, TOP_UP_SAMPLES, target.dim))
 
 
-def _basin_draws(target, modes, chains, rng_key, num_iter) -> list[list[np.ndarray]]:
-    """Per mode, its basin's draws as chains: each chain's draws in the basin (in order), and for a
-    basin with fewer than ``MIN_BASIN_DRAWS`` of them, short NUTS chains from its mode
-    (:func:`_top_up`), each cut where it first leaves the basin."""
-    per_basin: list[list[np.ndarray]] = [[] for _ in range(len(modes))]
-    for chain, basin in zip(chains, _basins_of_chains(target, modes, chains, num_iter)):
-        for k in np.unique(basin[basin >= 0]):
-            per_basin[k].append(chain[basin == k])
-    needy = [k for k in range(len(modes)) if sum(len(c) for c in per_basin[k]) < MIN_BASIN_DRAWS]
-    if needy:
-        added = _top_up(target, modes, needy, rng_key)
-        basins = _basins_of_chains(target, modes, [c for x in added for c in x], num_iter)
-        for i, k in enumerate(needy):
-            for chain, basin in zip(added[i], basins[i * TOP_UP_CHAINS : (i + 1) * TOP_UP_CHAINS]):
-                left = np.flatnonzero(basin != k)
-                per_basin[k].append(chain[: left[0] if left.size else len(chain)])
-    return per_basin
+def _topped_up(target, modes, needy: list[int], rng_key, num_iter) -> list[list[np.ndarray]]:
+    """Per mode in ``needy``, short NUTS chains from it (:func:`_top_up`), each cut where it first
+    leaves the mode's basin."""
+    added = _top_up(target, modes, needy, rng_key)
+    basins = _basins_of_chains(target, modes, [c for x in added for c in x], num_iter)
+    cut = []
+    for i, k in enumerate(needy):
+        chains = []
+        for chain, basin in zip(added[i], basins[i * TOP_UP_CHAINS : (i + 1) * TOP_UP_CHAINS]):
+            left = np.flatnonzero(basin != k)
+            chains.append(chain[: left[0] if left.size else len(chain)])
+        cut.append(chains)
+    return cut
 
 
 def _log_density_rows(target: Target, x) -> np.ndarray:
@@ -373,20 +435,99 @@ def _log_density_rows(target: Target, x) -> np.ndarray:
     return np.asarray(log_densities(target, np.asarray(x, jnp.result_type(float))), float)
 
 
+class _Source(NamedTuple):
+    """How one basin's mass is estimated: draws of its ``proposal``, and with ``l1`` (the log ratios
+    :math:`\\log \\pi - \\log g` of the basin's own draws, one array per chain) by the bridge,
+    without (``[]``) by importance sampling."""
+
+    proposal: Proposal
+    l1: list[np.ndarray]
+
+
+def _source(target: Target, modes: Modes, k: int, chains: list[np.ndarray], min_draws: int) -> _Source:
+    """Basin ``k``'s estimate from its ``chains``: with at least ``min_draws`` of them, the bridge
+    (the first half of each chain fits the proposal, the second half enters the estimate);
+    with fewer, importance sampling from the mode's own proposal (:func:`mode_pool`)."""
+    if sum(len(c) for c in chains) < min_draws:
+        return _Source(mode_pool(modes, k).proposal, [])
+    proposal = fit_proposal(np.concatenate([c[: len(c) // 2] for c in chains]), modes.location[k], modes.hessian[k])
+    halves = [c[len(c) // 2 :] for c in chains if len(c) - len(c) // 2 > 0]
+    log_pi = np.split(_log_density_rows(target, np.concatenate(halves)), np.cumsum([len(h) for h in halves])[:-1])
+    return _Source(proposal, [lp - _log_fitted(proposal, h) for lp, h in zip(log_pi, halves)])
+
+
+def _log_marginal(l1: list[np.ndarray], l2) -> BridgeEstimate:
+    """:math:`\\log Z` of a basin from its draws' ratios ``l1`` and its proposal draws' ``l2``: the
+    bridge (:func:`~numpyro_stein_diag.bridge.bridge_log_marginal`), or without draws of the basin
+    importance sampling, :math:`\\hat Z = \\bar w` with :math:`\\mathrm{RE}^2 = \\widehat{\\mathrm{Var}}\\, w /
+    (N \\bar w^2)` and the weights' effective size :math:`(\\sum w)^2 / \\sum w^2`."""
+    if l1:
+        return bridge_log_marginal(l1, l2)
+    l2 = np.asarray(l2, float)
+    if not np.isfinite(l2).any():
+        raise ValueError(f"no proposal draw of {len(l2)} landed in the basin; draw more of them.")
+    w = np.exp(l2 - np.max(l2))
+    ess = float(np.sum(w) ** 2 / np.sum(w**2))
+    return BridgeEstimate(
+        log_z=float(logsumexp(l2) - np.log(len(l2))),
+        re2=float(np.var(w) / np.mean(w) ** 2 / len(l2)),
+        ess=ess,
+        iterations=0,
+    )
+
+
+class _Side(NamedTuple):
+    """One basin's proposal draws ``y``, their ``log_pi``, log ratios ``l2_all`` (whatever their basin),
+    which of them bear weight (``needed``, :func:`_bears_weight`) and their ``basin`` (``-1`` where
+    none, and where not ``needed``)."""
+
+    y: np.ndarray
+    log_pi: np.ndarray
+    l2_all: np.ndarray
+    needed: np.ndarray
+    basin: np.ndarray
+
+
+def _proposal_sides(target, modes, sources: list[_Source], rng_key, num_draws: int, num_iter: int) -> list[_Side]:
+    """``num_draws`` draws of each source's proposal, their log ratios, and the basins of those that
+    bear weight (:func:`_bears_weight`), all by one :func:`~numpyro_stein_diag.basins.assign_basins` call."""
+    drawn = [
+        sample_proposal(target, s.proposal, key, num_draws)
+        for s, key in zip(sources, split_keys(rng_key, len(sources)))
+    ]
+    y = np.stack([d[0] for d in drawn])
+    l2_all = np.stack([d[1] for d in drawn])
+    log_pi = np.stack([d[1] + _log_fitted(s.proposal, d[0]) for s, d in zip(sources, drawn)])
+    needed = _bears_weight([s.l1 for s in sources], l2_all)
+    basin = np.full(l2_all.shape, -1)
+    basin[needed] = assign_basins(target, modes, y[needed], num_iter=num_iter)
+    return [_Side(*parts) for parts in zip(y, log_pi, l2_all, needed, basin)]
+
+
 def bridge_masses(
-    target: Target, modes: Modes, chains: list[np.ndarray], rng_key, num_draws: int = 2000, basin_iter: int = 50
+    target: Target,
+    modes: Modes,
+    chains: list[np.ndarray],
+    rng_key,
+    num_draws: int = 2000,
+    basin_iter: int = 50,
+    chain_basins: list[np.ndarray] | None = None,
 ) -> ModeMasses:
     """Masses of the modes' basins by bridge sampling (:mod:`~numpyro_stein_diag.bridge`) from
-    ``chains`` (a list of ``(n, d)`` draws of the posterior, in chain order).
+    ``chains`` (a list of ``(n, d)`` draws of the posterior, in chain order, whose basins are
+    ``chain_basins`` when known, else assigned here).
 
-    Per basin :math:`B_k`: its draws (:func:`_basin_draws`, topped up from the mode where there are
-    fewer than ``MIN_BASIN_DRAWS``); the first half of each chain fits the proposal
-    :math:`g_k` (:func:`~numpyro_stein_diag.bridge.fit_proposal`), the second half and
-    ``num_draws`` draws of :math:`g_k` enter the bridge for
-    :math:`Z_k = \\int_{B_k} \\pi` with target :math:`\\pi(x) 1[x \\in B_k]` (the basin of a
-    proposal draw by :func:`~numpyro_stein_diag.basins.assign_basins`). Proposal draws in no known
-    basin estimate the mass outside them by importance sampling from the even mixture
-    :math:`\\bar g` of the proposals,
+    Per basin :math:`B_k`, from each chain's draws in it (:func:`_source`): with at least
+    ``MIN_BASIN_DRAWS``, the first half of each chain fits the proposal :math:`g_k`
+    (:func:`~numpyro_stein_diag.bridge.fit_proposal`), the second half and ``num_draws`` draws of
+    :math:`g_k` enter the bridge for :math:`Z_k = \\int_{B_k} \\pi` with target
+    :math:`\\pi(x) 1[x \\in B_k]` (the basin of a proposal draw by
+    :func:`~numpyro_stein_diag.basins.assign_basins`). With fewer (a mode the chains missed),
+    :math:`Z_k` is estimated by importance sampling from the mode's own Student-t proposal; only
+    when its weights are not to be trusted (Pareto :math:`\\hat k > 0.7`: a basin with heavier tails
+    than the proposal) is the basin sampled by short NUTS chains from its mode, cut where they first
+    leave it, for a bridge of its own. Proposal draws in no known basin estimate the mass outside
+    them by importance sampling from the even mixture :math:`\\bar g` of the proposals,
     :math:`\\hat Z_0 = \\frac{1}{N} \\sum_j \\pi(y_j) / \\bar g(y_j) 1[y_j \\notin \\cup B_k]`.
     Then :math:`M_k = Z_k / (Z_0 + \\sum_j Z_j)`, and with independent errors of variance
     :math:`v_k = \\mathrm{RE}^2_k` on :math:`\\log Z_k` the delta method gives
@@ -397,59 +538,54 @@ def bridge_masses(
 
     Each se is at least one over the basins' effective draws (no share is judged against an se of 0).
     ``pareto_k`` is the largest Pareto :math:`\\hat k` of the proposal-side weights
-    :math:`\\pi 1[B_k] / g_k` (above 0.7 the proposal misses the basin's tails: the bridge still
-    holds, at a cost in efficiency). Raises :class:`BridgeUnavailable` when a basin has fewer than
+    :math:`\\pi 1[B_k] / g_k` (for a bridge, above 0.7 the proposal misses the basin's tails: the
+    bridge still holds, at a cost in efficiency). Each basin's weighted proposal draws are kept as
+    ``pools`` for the repair. Raises :class:`BridgeUnavailable` when a basin has fewer than
     ``MIN_FIT_DRAWS`` draws even after the top-up, or no proposal draw lands in it."""
-    k_top_up, k_proposal = split_keys(rng_key)
-    per_basin = _basin_draws(target, modes, chains, k_top_up, basin_iter)
-    rng = numpy_rng(k_proposal)
-    proposals, estimate_halves, proposal_y = [], [], []
-    for k, basin_chains in enumerate(per_basin):
-        if sum(len(c) for c in basin_chains) < MIN_FIT_DRAWS:
-            raise BridgeUnavailable(f"{modes.describe(k)} has {sum(len(c) for c in basin_chains)} draws in its basin.")
-        fit = np.concatenate([c[: len(c) // 2] for c in basin_chains])
-        proposal = fit_proposal(fit, modes.location[k], modes.hessian[k])
-        proposals.append(proposal)
-        estimate_halves.append([c[len(c) // 2 :] for c in basin_chains if len(c) - len(c) // 2 > 0])
-        proposal_y.append(_t_mixture_draws(rng, *_mixture(proposal), num_draws))
-    y = np.concatenate(proposal_y)
-    log_pi_y = _log_density_rows(target, y).reshape(len(modes), num_draws)
-    log_pi_x = np.split(
-        _log_density_rows(target, np.concatenate([c for half in estimate_halves for c in half])),
-        np.cumsum([len(c) for half in estimate_halves for c in half])[:-1],
-    )
-    starts = np.cumsum([0] + [len(h) for h in estimate_halves])
-    l1 = [
-        [lp - _log_fitted(g, c) for lp, c in zip(log_pi_x[a:b], h)]
-        for g, h, a, b in zip(proposals, estimate_halves, starts, starts[1:])
-    ]
-    l2_all = np.stack([log_pi_y[k] - _log_fitted(g, proposal_y[k]) for k, g in enumerate(proposals)])
-    y_basin = np.full(y.shape[0], -1)
-    needed = _bears_weight(l1, l2_all).ravel()
-    y_basin[needed] = assign_basins(target, modes, y[needed], num_iter=basin_iter)
-    y_basin = y_basin.reshape(len(modes), num_draws)
-    estimates, khats = [], []
+    k_top_up, k_first, k_again = split_keys(rng_key, 3)
+    if chain_basins is None:
+        chain_basins = _basins_of_chains(target, modes, chains, basin_iter)
+    per_basin = _chains_per_basin(chains, chain_basins, len(modes))
+    sources = [_source(target, modes, k, c, MIN_BASIN_DRAWS) for k, c in enumerate(per_basin)]
+    sides = _proposal_sides(target, modes, sources, k_first, num_draws, basin_iter)
+    l2 = [np.where(side.basin == k, side.l2_all, -np.inf) for k, side in enumerate(sides)]
+    untrusted = [k for k, s in enumerate(sources) if not s.l1 and not (psis_weights(l2[k])[1] <= PARETO_K_LIMIT)]
+    if untrusted:
+        for k, chains_k in zip(untrusted, _topped_up(target, modes, untrusted, k_top_up, basin_iter)):
+            sources[k] = _source(target, modes, k, per_basin[k] + chains_k, MIN_FIT_DRAWS)
+            if not sources[k].l1:
+                raise BridgeUnavailable(
+                    f"{modes.describe(k)} has {sum(len(c) for c in per_basin[k] + chains_k)} draws in its basin."
+                )
+        again = _proposal_sides(target, modes, [sources[k] for k in untrusted], k_again, num_draws, basin_iter)
+        for k, side in zip(untrusted, again):
+            sides[k] = side
+            l2[k] = np.where(side.basin == k, side.l2_all, -np.inf)
+    estimates = []
     for k in range(len(modes)):
-        l2 = np.where(y_basin[k] == k, l2_all[k], -np.inf)
         try:
-            estimates.append(bridge_log_marginal(l1[k], l2))
+            estimates.append(_log_marginal(sources[k].l1, l2[k]))
         except ValueError as err:
             raise BridgeUnavailable(f"{modes.describe(k)}: {err}") from None
-        khats.append(psis_weights(l2)[1])
     log_z = np.array([e.log_z for e in estimates])
-    log_z0 = _log_unknown_mass(proposals, y, log_pi_y.ravel(), y_basin.ravel())
+    y = np.concatenate([side.y for side in sides])
+    y_basin = np.concatenate([side.basin for side in sides])
+    log_pi_y = np.concatenate([side.log_pi for side in sides])
+    log_z0 = _log_unknown_mass([s.proposal for s in sources], y, log_pi_y, y_basin)
     log_total = logsumexp(np.append(log_z, log_z0))
     mass = np.exp(log_z - log_total)
     v = np.array([e.re2 for e in estimates])
     se = mass * np.sqrt((1 - mass) ** 2 * v + np.sum(mass**2 * v) - mass**2 * v)
     resolution = 1.0 / sum(e.ess for e in estimates)  # one effective draw of the basins' samples: no se of 0
+    needed = np.concatenate([side.needed for side in sides])
     return ModeMasses(
         mass=mass,
         mass_se=np.maximum(se, resolution),
-        pareto_k=float(np.max(khats)),
+        pareto_k=float(np.max([psis_weights(w)[1] for w in l2])),
         unknown_mass=float(np.exp(log_z0 - log_total)),
         mass_method="bridge",
-        unseen_starts=unseen_starts(y[needed], y_basin.ravel()[needed], log_pi_y.ravel()[needed]),
+        unseen_starts=unseen_starts(y[needed], y_basin[needed], log_pi_y[needed]),
+        pools=tuple(BasinPool(s.proposal, side.y, w) for s, side, w in zip(sources, sides, l2)),
     )
 
 
@@ -458,12 +594,13 @@ NEGLIGIBLE_NATS = 35.0  # a bridge term this far below the basin's constant adds
 
 def _bears_weight(l1, l2_all) -> np.ndarray:
     """Which proposal draws need a basin: those whose ratio :math:`\\ell = \\pi / g_k` is within
-    ``NEGLIGIBLE_NATS`` of :math:`Z_k` as the bridge estimates it with every draw counted in the
-    basin (at least the basin's own :math:`Z_k`). A draw far below it adds at most
-    :math:`\\ell / (s_2 Z_k)` to the bridge's sums and to the mass outside every basin, whichever
-    basin it lies in, so no ascent is spent on it: the far tails of a heavy-tailed proposal
-    (on a 100-group hierarchy, most of its draws) are counted in no basin."""
-    ceiling = np.array([bridge_log_marginal(l1[k], l2_all[k]).log_z for k in range(len(l1))])
+    ``NEGLIGIBLE_NATS`` of :math:`Z_k` as estimated with every draw counted in the basin (at least
+    the basin's own :math:`Z_k`; :func:`_log_marginal`). A draw far below it adds at most
+    :math:`\\ell / (s_2 Z_k)` to the bridge's sums (and :math:`\\ell / (N Z_k)` to an importance
+    estimate) and to the mass outside every basin, whichever basin it lies in, so no ascent is
+    spent on it: the far tails of a heavy-tailed proposal (on a 100-group hierarchy, most of its
+    draws) are counted in no basin."""
+    ceiling = np.array([_log_marginal(l1[k], l2_all[k]).log_z for k in range(len(l1))])
     return l2_all >= ceiling[:, None] - NEGLIGIBLE_NATS
 
 

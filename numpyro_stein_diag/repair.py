@@ -13,19 +13,21 @@ known basin keep ``n_none = min(c_none, round(N u))`` of theirs (``u`` the unkno
 
 A basin with ``c_k >= n_k`` own draws gives a uniform subsample of ``n_k`` of them (without
 replacement); a basin with fewer keeps all ``c_k`` and is topped up with ``n_k - c_k`` draws
-that follow the posterior restricted to the basin, made by **importance resampling**: draws
-:math:`y \\sim t_\\nu(m_k, s^2 H_k^{-1})` (mode ``k``'s own component of the mass
-proposal), weights :math:`w = \\pi(y) / t(y) \\cdot 1[y \\in B_k]` (basin by ascent, as in the
-check), systematic resampling from a pool of at least ``FILL_POOL_FACTOR`` times the draws
-needed. The Pareto :math:`\\hat k` of the pool's log weights (PSIS, arviz-stats) says whether the
-fill-in can be trusted (:math:`\\hat k \\le 0.7`) and the weights' ESS
-:math:`(\\sum w)^2 / \\sum w^2` how many distinct draws it rests on.
+that follow the posterior restricted to the basin, made by **importance resampling** from the
+draws that estimated the basin's mass (:class:`~numpyro_stein_diag.masses.BasinPool`): draws
+:math:`y \\sim g_k` of the basin's proposal (fitted to the draws in the basin for a bridge
+estimate, the mode's own Student-t :math:`t_\\nu(m_k, s^2 H_k^{-1})` for an importance one),
+weights :math:`w = \\pi(y) / g_k(y) \\cdot 1[y \\in B_k]` (basins by the mass estimate's ascents;
+more draws of :math:`g_k`, with their own ascents, only while fewer than ``FILL_POOL_FACTOR`` times
+the draws needed are in the basin), systematic resampling. The Pareto :math:`\\hat k` of the
+pool's log weights (PSIS, arviz-stats) says whether the fill-in can be trusted
+(:math:`\\hat k \\le 0.7`) and the weights' ESS :math:`(\\sum w)^2 / \\sum w^2` how many distinct
+draws it rests on.
 
 Why importance resampling rather than short NUTS runs from the mode: the proposal is already
-fitted to each mode (heavy-tailed, so the weights stay bounded for lighter-tailed basins),
-it stays in the basin by construction (draws that ascend elsewhere get weight 0, which a
-chain started at the mode does not guarantee), it needs no tuning, and it carries its own
-reliability diagnostic.
+fitted to each basin (and its draws already have their basins), it stays in the basin by
+construction (draws that ascend elsewhere get weight 0, which a chain started at the mode
+does not guarantee), it needs no tuning, and it carries its own reliability diagnostic.
 
 **A repair never makes a sample worse.** A fill-in whose weights have :math:`\\hat k > 0.7`
 (``PARETO_K_LIMIT``) or an ESS below ``MIN_FILL_ESS`` would replace the method's draws in that
@@ -45,7 +47,7 @@ import numpy as np
 
 from .basins import assign_basins
 from .host import numpy_rng, split_keys, systematic_resample
-from .masses import PARETO_K_LIMIT, ModeMasses, proposal_draws, psis_weights
+from .masses import PARETO_K_LIMIT, BasinPool, ModeMasses, mode_pool, psis_weights, sample_proposal
 from .modes import DRAW_CHUNK, Modes
 from .target import Target
 
@@ -92,25 +94,24 @@ def basin_counts(mass, unknown_mass: float, unknown_draws: int, total: int) -> t
     return counts, none
 
 
-def restricted_draws(target: Target, modes: Modes, k: int, rng_key, num: int, canonicalize=None):
+def restricted_draws(target: Target, modes: Modes, k: int, pool: BasinPool, rng_key, num: int, canonicalize=None):
     """``num`` draws following the posterior restricted to mode ``k``'s basin, by importance
-    resampling (module docstring); returns ``(draws (num, d), pareto_k, weights_ess)``."""
-    one_hot = np.eye(len(modes))[k]
-    pool, log_w = [], []
-    in_basin = 0
-    *pool_keys, resample_key = split_keys(rng_key, MAX_POOL_BATCHES + 1)
-    for key in pool_keys:
-        y, lw = proposal_draws(target, modes, key, DRAW_CHUNK, one_hot)
-        basins = assign_basins(target, modes, y, canonicalize=canonicalize)
-        lw = np.where(basins == k, lw, -np.inf)
-        pool.append(y)
-        log_w.append(lw)
-        in_basin += int(np.sum(np.isfinite(lw)))
+    resampling from ``pool`` (the mass estimate's weighted draws of the basin), drawing more of its
+    proposal while fewer than ``FILL_POOL_FACTOR * num`` of its draws are in the basin (module
+    docstring); returns ``(draws (num, d), pareto_k, weights_ess)``."""
+    y, log_w = [pool.y], [pool.log_weight]
+    in_basin = int(np.sum(np.isfinite(pool.log_weight)))
+    *more_keys, resample_key = split_keys(rng_key, MAX_POOL_BATCHES + 1)
+    for key in more_keys:
         if in_basin >= FILL_POOL_FACTOR * num:
             break
-    y, log_w = np.concatenate(pool), np.concatenate(log_w)
-    finite = np.isfinite(log_w)
-    if not finite.any():
+        more, lw = sample_proposal(target, pool.proposal, key, DRAW_CHUNK)
+        lw = np.where(assign_basins(target, modes, more, canonicalize=canonicalize) == k, lw, -np.inf)
+        y.append(more)
+        log_w.append(lw)
+        in_basin += int(np.sum(np.isfinite(lw)))
+    y, log_w = np.concatenate(y), np.concatenate(log_w)
+    if not np.isfinite(log_w).any():
         raise ValueError(
             f"no proposal draw around {modes.describe(k)} ascends into its basin: the basin cannot be "
             "filled by importance resampling."
@@ -144,13 +145,14 @@ def repair(target: Target, modes: Modes, masses: ModeMasses, draws, basins, rng_
     kept, filled = np.zeros(k, int), np.zeros(k, int)
     fill_khat, fill_ess = np.full(k, np.nan), np.full(k, np.nan)
     fill = []
+    pools = masses.pools or tuple(mode_pool(modes, j) for j in range(k))
     for j, key in zip(range(k), split_keys(k_fill, k)):
         own = np.flatnonzero(labels == j)
         kept[j] = min(len(own), counts[j])
         chosen.append(rng.choice(own, kept[j], replace=False))
         filled[j] = counts[j] - kept[j]
         if filled[j]:
-            x, fill_khat[j], fill_ess[j] = restricted_draws(target, modes, j, key, filled[j], canonicalize)
+            x, fill_khat[j], fill_ess[j] = restricted_draws(target, modes, j, pools[j], key, filled[j], canonicalize)
             _refuse_unreliable_fill(modes, j, filled[j], fill_khat[j], fill_ess[j])
             fill.append(x)
     repaired = np.concatenate([flat[np.concatenate(chosen).astype(int)]] + fill)
@@ -158,8 +160,8 @@ def repair(target: Target, modes: Modes, masses: ModeMasses, draws, basins, rng_
     share_before = np.array([np.mean(labels == j) for j in range(k)])
     fill_method = (
         "kept each basin's own draws (a uniform subsample where it had more than its mass); "
-        "topped up basins with too few by importance resampling of draws from the mode's "
-        "Student-t proposal restricted to the basin"
+        "topped up basins with too few by importance resampling of the mass estimate's proposal "
+        "draws restricted to the basin"
     )
     repaired = repaired[order].reshape(shape)
     samples = {name: np.asarray(v) for name, v in target.constrain(repaired, deterministic=True).items()}

@@ -13,8 +13,9 @@ from helpers import modes_and_masses
 from scipy import optimize, stats
 
 import numpyro_stein_diag as nsd
+from numpyro_stein_diag import masses as masses_module
 from numpyro_stein_diag.bridge import bridge_log_marginal, fit_proposal
-from numpyro_stein_diag.masses import without_masses
+from numpyro_stein_diag.masses import _top_up, without_masses
 from numpyro_stein_diag.modes import _curvature, _make_modes
 
 
@@ -161,13 +162,30 @@ def test_bridge_masses_of_gaussians_with_different_covariances():
     np.testing.assert_allclose(np.log(masses.mass), np.log([0.4, 0.6]), atol=0.05)
 
 
-def test_a_basin_without_draws_gets_chains_from_its_mode():
-    # every draw in the t mode: the Gaussian mode's basin is sampled by short NUTS chains from its mode
+def test_a_basin_without_draws_is_weighed_by_importance_sampling_from_its_mode(monkeypatch):
+    # every draw in the t mode: the Gaussian mode's basin holds no draw, and the mode's own Student-t
+    # proposal weighs it (its weights' k is low), so no NUTS chain is run for it
     (target, modes), draws, truth = t_mixture(6)
     x = draws(2, 4000)
     stuck = x[x[:, 0] > 0][:2000].reshape(4, 500, 6)
+    monkeypatch.setattr(masses_module, "_top_up", lambda *args: pytest.fail("no chains were needed"))
     masses = nsd.mode_masses(target, modes, jax.random.PRNGKey(2), draws=stuck)
     assert masses.mass_method == "bridge"
+    np.testing.assert_allclose(np.log(masses.mass), np.log(truth), atol=0.05)
+
+
+def test_a_basin_without_draws_whose_weights_are_not_trusted_gets_chains_from_its_mode(monkeypatch):
+    # every draw in the t mode; with no importance weights trusted (a limit of k below any k, as for a
+    # basin with heavier tails than the mode's proposal), short NUTS chains from the Gaussian mode feed
+    # a bridge of its own
+    (target, modes), draws, truth = t_mixture(6)
+    x = draws(2, 4000)
+    stuck = x[x[:, 0] > 0][:2000].reshape(4, 500, 6)
+    top_ups = []
+    monkeypatch.setattr(masses_module, "PARETO_K_LIMIT", -np.inf)
+    monkeypatch.setattr(masses_module, "_top_up", lambda *args: top_ups.append(args[2]) or _top_up(*args))
+    masses = nsd.mode_masses(target, modes, jax.random.PRNGKey(2), draws=stuck)
+    assert top_ups == [[0]] and masses.mass_method == "bridge"
     np.testing.assert_allclose(np.log(masses.mass), np.log(truth), atol=0.05)
 
 
