@@ -97,28 +97,21 @@ def basin_counts(mass, unknown_mass: float, unknown_draws: int, total: int) -> t
 def restricted_draws(target: Target, modes: Modes, k: int, pool: BasinPool, rng_key, num: int, canonicalize=None):
     """``num`` draws following the posterior restricted to mode ``k``'s basin, by importance
     resampling from ``pool`` (the mass estimate's weighted draws of the basin), drawing more of its
-    proposal while fewer than ``FILL_POOL_FACTOR * num`` of its draws are in the basin (module
-    docstring); returns ``(draws (num, d), pareto_k, weights_ess)``."""
+    proposal while fewer than ``FILL_POOL_FACTOR * num`` of its draws are in the basin (module docstring);
+    returns ``(draws (num, d), pareto_k, weights_ess)``."""
     y, log_w = [pool.y], [pool.log_weight]
-    in_basin = int(np.sum(np.isfinite(pool.log_weight)))
     *more_keys, resample_key = split_keys(rng_key, MAX_POOL_BATCHES + 1)
-    for key in more_keys:
-        if in_basin >= FILL_POOL_FACTOR * num:
-            break
-        more, lw = sample_proposal(target, pool.proposal, key, DRAW_CHUNK)
-        lw = np.where(assign_basins(target, modes, more, canonicalize=canonicalize) == k, lw, -np.inf)
+    while np.sum(np.isfinite(np.concatenate(log_w))) < FILL_POOL_FACTOR * num and more_keys:
+        more, lw = sample_proposal(target, pool.proposal, more_keys.pop(), DRAW_CHUNK)
         y.append(more)
-        log_w.append(lw)
-        in_basin += int(np.sum(np.isfinite(lw)))
-    y, log_w = np.concatenate(y), np.concatenate(log_w)
-    if not np.isfinite(log_w).any():
+        log_w.append(np.where(assign_basins(target, modes, more, canonicalize=canonicalize) == k, lw, -np.inf))
+    w, khat = psis_weights(np.concatenate(log_w))
+    if not w.any():
         raise ValueError(
             f"no proposal draw around {modes.describe(k)} ascends into its basin: the basin cannot be "
             "filled by importance resampling."
         )
-    w, khat = psis_weights(log_w)
-    ess = float(1.0 / np.sum(w**2))
-    return y[systematic_resample(resample_key, w, num)], khat, ess
+    return np.concatenate(y)[systematic_resample(resample_key, w, num)], khat, float(1.0 / np.sum(w**2))
 
 
 def _refuse_unreliable_fill(modes: Modes, k: int, needed: int, pareto_k: float, ess: float) -> None:
