@@ -26,25 +26,39 @@ with :math:`N_1^{\\text{eff}}` the effective size of :math:`f_2` along Markov ch
 ESS, summed over chains); :math:`\\mathrm{RE}^2` is the variance of :math:`\\log \\hat Z`.
 
 The proposal (:func:`fit_proposal`) is fitted to other draws of :math:`p` than those in the
-estimate (half of them, as bridgesampling does): an even mixture of two multivariate
-Student-t components, one centred at the mode with the shape of the inverse Hessian there, one at
-the draws' mean with their covariance (shrunk toward the first shape by ``d`` pseudo-draws, so
-that it is well defined with fewer draws than dimensions); each is scaled to the draws'
-second moment in its metric and given the degrees of freedom their kurtosis says
-(:func:`t_degrees_of_freedom`). The first component is exact for a Gaussian mode and right up to
-its scale and tails for an elliptical one (a multivariate t), whatever the dimension; the
-second follows a mode whose draws are skewed or shaped unlike its curvature.
+estimate (half of them, as bridgesampling does): a mixture of two multivariate Student-t
+components, one centred at the mode with the shape of the inverse Hessian there, one at the
+draws' mean with the shape of the inverse Hessian at the mean when the caller gives it (and it is
+positive definite), else of the draws' covariance with its noise removed
+(:func:`clipped_covariance`). Each is scaled to the draws' second moment in its metric and
+given the degrees of freedom their kurtosis says (:func:`t_degrees_of_freedom`); the two weigh
+the same. The first component is exact for a Gaussian mode and right up to its scale and tails
+for an elliptical one (a multivariate t), whatever the dimension; the second follows a mode whose mass lies away
+from its peak or is shaped unlike its curvature (a 100-group hierarchy, whose mode sits at a
+large scale with every group effect near 0, ~100 nats above draws that sit at a scale ~5 times
+smaller). Its shape is not the draws' sample covariance: from ``n`` draws in ``d`` dimensions
+that one carries noise of about :math:`d^2 / 4n` nats of Kullback-Leibler divergence (2.6 nats
+for 1000 draws in d = 102, enough to make the bridge's relative error 0.14 and the weights'
+Pareto :math:`\\hat k` above 1).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 from arviz_stats.base import array_stats
 from scipy.special import logsumexp
 
-__all__ = ["BridgeEstimate", "Proposal", "bridge_log_marginal", "fit_proposal", "t_degrees_of_freedom"]
+__all__ = [
+    "BridgeEstimate",
+    "Proposal",
+    "bridge_log_marginal",
+    "clipped_covariance",
+    "fit_proposal",
+    "t_degrees_of_freedom",
+]
 
 MAX_DF = 100.0  # a t with more degrees of freedom than this is as good as Gaussian
 MIN_DF = 3.0  # the heaviest tails fitted (kurtosis cannot tell tails heavier than t_4 apart)
@@ -90,21 +104,38 @@ def _scaled_component(x, location, shape_root) -> tuple[np.ndarray, float]:
     return shape_root / np.sqrt(c), df
 
 
-def fit_proposal(x, mode, hessian) -> Proposal:
-    """The bridge proposal for draws ``x (n, d)`` of a mode's basin, its ``mode (d,)`` and the
-    ``hessian (d, d)`` of :math:`-\\log p` there (module docstring)."""
-    x = np.asarray(x, float)
+def clipped_covariance(x) -> np.ndarray:
+    """The covariance of draws ``x (n, d)`` with the noise of its estimate clipped (Laloux et al.
+    2000): the eigenvalues of the draws' correlation matrix below the Marchenko-Pastur edge
+    :math:`(1 + \\sqrt{d / n})^2`, where those of ``n`` independent draws of :math:`N(0, I)` fall,
+    are replaced by their mean (so the trace is kept), and the draws' standard deviations scale it
+    back. Only the directions the draws resolve keep variances of their own; the matrix is
+    positive definite even with fewer draws than dimensions."""
     n, d = x.shape
-    hessian = 0.5 * (hessian + hessian.T)
-    curvature_root = np.linalg.cholesky(hessian)
+    centred = x - x.mean(axis=0)
+    sd = centred.std(axis=0)
+    standardised = centred / sd
+    eigenvalues, eigenvectors = np.linalg.eigh(standardised.T @ standardised / n)
+    bulk = eigenvalues < (1 + np.sqrt(d / n)) ** 2
+    if bulk.any():
+        eigenvalues[bulk] = eigenvalues[bulk].mean()
+    return (eigenvectors * eigenvalues) @ eigenvectors.T * np.outer(sd, sd)
+
+
+def fit_proposal(x, mode, hessian, mean_hessian=None) -> Proposal:
+    """The bridge proposal for draws ``x (n, d)`` of a mode's basin, its ``mode (d,)``, the
+    ``hessian (d, d)`` of :math:`-\\log p` there and, optionally, ``mean_hessian (d, d)``, that of
+    :math:`-\\log p` at the draws' mean ``x.mean(axis=0)`` (module docstring)."""
+    x = np.asarray(x, float)
     mean = x.mean(axis=0)
-    centred = x - mean
-    # the draws' covariance shrunk toward the curvature's shape (scaled to the draws) by d pseudo-draws
-    curvature_cov = np.linalg.inv(hessian)
-    curvature_cov *= np.mean(np.sum((centred @ curvature_root) ** 2, axis=1)) / d
-    cov = (centred.T @ centred + d * curvature_cov) / (n + d)
-    cov_root = np.linalg.cholesky(np.linalg.inv(0.5 * (cov + cov.T)))
-    components = [_scaled_component(x, mode, curvature_root), _scaled_component(x, mean, cov_root)]
+    curvature_root = np.linalg.cholesky(0.5 * (hessian + hessian.T))
+    mean_root = None
+    if mean_hessian is not None:
+        with contextlib.suppress(np.linalg.LinAlgError):  # a curvature that is no Gaussian's is not used
+            mean_root = np.linalg.cholesky(0.5 * (mean_hessian + mean_hessian.T))
+    if mean_root is None:
+        mean_root = np.linalg.cholesky(np.linalg.inv(clipped_covariance(x)))
+    components = [_scaled_component(x, mode, curvature_root), _scaled_component(x, mean, mean_root)]
     return Proposal(
         location=np.stack([np.asarray(mode, float), mean]),
         roots=np.stack([root for root, _ in components]),
