@@ -28,7 +28,7 @@ import numpy as np
 from jax.scipy.special import gammaln
 
 import numpyro_stein_diag as nsd
-from numpyro_stein_diag.modes import _curvature, _make_modes
+from numpyro_stein_diag.modes import _make_modes, curvature
 
 NU = 5.0
 
@@ -105,7 +105,7 @@ POSTERIORS = {
 
 
 def known_modes(target, location):
-    log_p, _, hessian = _curvature(target, location)
+    log_p, _, hessian = curvature(target, location)
     return _make_modes(target, location, log_p, hessian)
 
 

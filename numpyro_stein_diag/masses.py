@@ -70,7 +70,7 @@ from scipy.special import gammaln, logsumexp
 from .basins import assign_basins
 from .bridge import BridgeEstimate, Proposal, bridge_log_marginal, fit_proposal
 from .host import numpy_rng, split_keys
-from .modes import Modes, log_densities
+from .modes import Modes, curvature, log_densities
 from .target import Target
 
 __all__ = ["ModeMasses", "MassMethod", "mode_masses"]
@@ -444,16 +444,28 @@ class _Source(NamedTuple):
     l1: list[np.ndarray]
 
 
-def _source(target: Target, modes: Modes, k: int, chains: list[np.ndarray], min_draws: int) -> _Source:
-    """Basin ``k``'s estimate from its ``chains``: with at least ``min_draws`` of them, the bridge
-    (the first half of each chain fits the proposal, the second half enters the estimate);
-    with fewer, importance sampling from the mode's own proposal (:func:`mode_pool`)."""
-    if sum(len(c) for c in chains) < min_draws:
-        return _Source(mode_pool(modes, k).proposal, [])
-    proposal = fit_proposal(np.concatenate([c[: len(c) // 2] for c in chains]), modes.location[k], modes.hessian[k])
-    halves = [c[len(c) // 2 :] for c in chains if len(c) - len(c) // 2 > 0]
-    log_pi = np.split(_log_density_rows(target, np.concatenate(halves)), np.cumsum([len(h) for h in halves])[:-1])
-    return _Source(proposal, [lp - _log_fitted(proposal, h) for lp, h in zip(log_pi, halves)])
+def _sources(target: Target, modes: Modes, chains: dict[int, list[np.ndarray]], min_draws: int) -> list[_Source]:
+    """The estimate of each basin ``k`` of ``chains`` (``{k: its chains}``): with at least
+    ``min_draws`` draws, the bridge (the first half of each chain fits the proposal, with the
+    Hessian at its mean, one batch for every basin; the second half enters the estimate); with
+    fewer, importance sampling from the mode's own proposal (:func:`mode_pool`)."""
+    fits = {
+        k: np.concatenate([c[: len(c) // 2] for c in basin])
+        for k, basin in chains.items()
+        if sum(len(c) for c in basin) >= min_draws
+    }
+    means = np.stack([fit.mean(axis=0) for fit in fits.values()]).astype(jnp.result_type(float)) if fits else None
+    mean_hessians = dict(zip(fits, curvature(target, means)[2])) if fits else {}
+    sources = []
+    for k, basin in chains.items():
+        if k not in fits:
+            sources.append(_Source(mode_pool(modes, k).proposal, []))
+            continue
+        proposal = fit_proposal(fits[k], modes.location[k], modes.hessian[k], np.asarray(mean_hessians[k], float))
+        halves = [c[len(c) // 2 :] for c in basin if len(c) - len(c) // 2 > 0]
+        log_pi = np.split(_log_density_rows(target, np.concatenate(halves)), np.cumsum([len(h) for h in halves])[:-1])
+        sources.append(_Source(proposal, [lp - _log_fitted(proposal, h) for lp, h in zip(log_pi, halves)]))
+    return sources
 
 
 def _log_marginal(l1: list[np.ndarray], l2) -> BridgeEstimate:
@@ -546,17 +558,18 @@ def bridge_masses(
     if chain_basins is None:
         chain_basins = _basins_of_chains(target, modes, chains, basin_iter)
     per_basin = _chains_per_basin(chains, chain_basins, len(modes))
-    sources = [_source(target, modes, k, c, MIN_BASIN_DRAWS) for k, c in enumerate(per_basin)]
+    sources = _sources(target, modes, dict(enumerate(per_basin)), MIN_BASIN_DRAWS)
     sides = _proposal_sides(target, modes, sources, k_first, num_draws, basin_iter)
     l2 = [np.where(side.basin == k, side.l2_all, -np.inf) for k, side in enumerate(sides)]
     untrusted = [k for k, s in enumerate(sources) if not s.l1 and not (psis_weights(l2[k])[1] <= PARETO_K_LIMIT)]
     if untrusted:
-        for k, chains_k in zip(untrusted, _topped_up(target, modes, untrusted, k_top_up, basin_iter)):
-            sources[k] = _source(target, modes, k, per_basin[k] + chains_k, MIN_FIT_DRAWS)
-            if not sources[k].l1:
-                raise BridgeUnavailable(
-                    f"{modes.describe(k)} has {sum(len(c) for c in per_basin[k] + chains_k)} draws in its basin."
-                )
+        topped = dict(zip(untrusted, _topped_up(target, modes, untrusted, k_top_up, basin_iter)))
+        chains_of = {k: per_basin[k] + topped[k] for k in untrusted}
+        for k, source in zip(untrusted, _sources(target, modes, chains_of, MIN_FIT_DRAWS)):
+            if not source.l1:
+                count = sum(len(c) for c in chains_of[k])
+                raise BridgeUnavailable(f"{modes.describe(k)} has {count} draws in its basin.")
+            sources[k] = source
         again = _proposal_sides(target, modes, [sources[k] for k in untrusted], k_again, num_draws, basin_iter)
         for k, side in zip(untrusted, again):
             sides[k] = side

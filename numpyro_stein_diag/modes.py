@@ -332,7 +332,7 @@ def _curvature_chunk(target, x):
     return map_rows(rows, x.shape[0])(x)
 
 
-def _curvature(target, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def curvature(target, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Log density, gradient and Hessian of -log density at each row of ``x (n, d)``, in padded
     chunks of a fixed size (one compilation for every ``n``)."""
     return map_chunks(lambda chunk: _curvature_chunk(target, chunk), x, CURVATURE_CHUNK)
@@ -391,7 +391,7 @@ def find_modes(
         raise ValueError("find_modes needs starting points: pass starts (n, d) or an rng_key for prior draws.")
     ascent = ascend_until_done(target, starts, num_iter)
     ends = ascent.ends
-    log_p, grad, hessian = _curvature(target, ends)
+    log_p, grad, hessian = curvature(target, ends)
     finite = np.isfinite(log_p) & np.all(np.isfinite(hessian), axis=(1, 2)) & np.all(np.isfinite(grad), axis=1)
     converged, condition = np.zeros(len(log_p), bool), np.full(len(log_p), np.nan)
     for i in np.flatnonzero(finite):
@@ -671,7 +671,7 @@ def merge_modes(target: Target, modes: Modes, canonicalize, merge_distance: floa
     Laplace mass is their sum; the search's ``runaway`` carries over. Estimate masses afterwards,
     with the same ``canonicalize``."""
     x = canonical_points(target, modes.location, canonicalize)
-    _, _, hessian = _curvature(target, x)
+    _, _, hessian = curvature(target, x)
     groups = merge_groups(x, hessian, merge_distance)
     first = [g[0] for g in groups]
     merged = _make_modes(target, x[first], modes.log_density[first], hessian[first])

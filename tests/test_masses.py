@@ -18,7 +18,7 @@ import numpyro_stein_diag as nsd
 from numpyro_stein_diag import masses as masses_module
 from numpyro_stein_diag.bridge import bridge_log_marginal, clipped_covariance, fit_proposal
 from numpyro_stein_diag.masses import _log_proposal, _t_mixture_draws, _top_up, psis_weights, without_masses
-from numpyro_stein_diag.modes import _curvature, _make_modes
+from numpyro_stein_diag.modes import _make_modes, curvature
 
 
 def two_modes():
@@ -129,7 +129,7 @@ def t_mixture(d, nu=5.0, weights=(0.3, 0.7)):
 def two_known_modes(potential, d, left, right):
     target = nsd.Target.from_potential(potential, jnp.zeros(d))
     location = np.stack([left, right])
-    log_p, _, hessian = _curvature(target, location)
+    log_p, _, hessian = curvature(target, location)
     return target, _make_modes(target, location, log_p, hessian)
 
 

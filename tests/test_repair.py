@@ -6,6 +6,8 @@ The two-mode target is ``w N(-4, 1) + (1 - w) N(4, 1)``: its basins split at the
 beyond +-4 sd the tails add < 1e-4, so the basin masses are ``w`` and ``1 - w``.
 """
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -180,8 +182,9 @@ def test_a_repair_that_cannot_be_made_leaves_the_audit_and_says_why(monkeypatch,
 
 def test_a_fill_in_on_unreliable_weights_is_refused_and_the_draws_stand():
     # 0.5 t_0.3(-20) + 0.5 N(20, 1), draws of the right mode only: the left basin must be filled
-    # from the t_5 proposal, whose weights against a t_0.3 tail have Pareto k = 0.94 (measured
-    # 0.86 at this seed); a repair built on them would be a few repeated points, so none is made
+    # from the t_5 proposal, whose weights against a t_0.3 tail have Pareto k = 0.94 (estimates of
+    # it from a few thousand draws range over 0.86-1.19); a repair built on them would be a few
+    # repeated points, so none is made
     def potential(z):
         return -jnp.logaddexp(
             jnp.log(0.5) + dist.StudentT(0.3, -20.0, 1.0).log_prob(z), jnp.log(0.5) + dist.Normal(20.0, 1.0).log_prob(z)
@@ -191,5 +194,6 @@ def test_a_fill_in_on_unreliable_weights_is_refused_and_the_draws_stand():
     modes = nsd.find_modes(t, jnp.array([[-20.0], [20.0]]))
     masses = nsd.mode_masses(t, modes, jax.random.PRNGKey(0))
     draws = np.random.default_rng(0).normal(20.0, 1.0, (2, 500, 1))
-    with pytest.raises(ValueError, match=r"no repair: \d+ draws for mode \d .* Pareto k = 0\.[89]\d .*draws are kept"):
+    with pytest.raises(ValueError, match=r"no repair: \d+ draws for mode \d .* draws are kept") as err:
         repair(t, modes, masses, draws, nsd.assign_basins(t, modes, draws), jax.random.PRNGKey(0))
+    assert float(re.search(r"Pareto k = (\d\.\d\d)", str(err.value)).group(1)) > 0.7
