@@ -318,6 +318,7 @@ TOP_UP_CHAINS = 4  # chains per basin whose importance weights are not to be tru
 TOP_UP_WARMUP = 200
 TOP_UP_SAMPLES = 100  # per chain
 MIN_FIT_DRAWS = 20  # fewer draws than this in a basin (after the top-up) fit no proposal
+IMPORTANCE_DRAWS = 2  # times num_draws drawn for a basin weighed by importance sampling
 
 
 class BridgeUnavailable(Exception):
@@ -501,19 +502,24 @@ class _Side(NamedTuple):
 
 
 def _proposal_sides(target, modes, sources: list[_Source], rng_key, num_draws: int, num_iter: int) -> list[_Side]:
-    """``num_draws`` draws of each source's proposal, their log ratios, and the basins of those that
-    bear weight (:func:`_bears_weight`), all by one :func:`~numpyro_stein_diag.basins.assign_basins` call."""
+    """Draws of each source's proposal (``num_draws``; ``IMPORTANCE_DRAWS`` times as many for an
+    importance estimate, whose draws alone stand for the basin), their log ratios, and the basins
+    of those that bear weight (:func:`_bears_weight`), all by one
+    :func:`~numpyro_stein_diag.basins.assign_basins` call."""
+    keys = split_keys(rng_key, len(sources))
     drawn = [
-        sample_proposal(target, s.proposal, key, num_draws)
-        for s, key in zip(sources, split_keys(rng_key, len(sources)))
+        sample_proposal(target, s.proposal, key, num_draws * (1 if s.l1 else IMPORTANCE_DRAWS))
+        for s, key in zip(sources, keys)
     ]
-    y = np.stack([d[0] for d in drawn])
-    l2_all = np.stack([d[1] for d in drawn])
-    log_pi = np.stack([d[1] + _log_fitted(s.proposal, d[0]) for s, d in zip(sources, drawn)])
-    needed = _bears_weight([s.l1 for s in sources], l2_all)
-    basin = np.full(l2_all.shape, -1)
-    basin[needed] = assign_basins(target, modes, y[needed], num_iter=num_iter)
-    return [_Side(*parts) for parts in zip(y, log_pi, l2_all, needed, basin)]
+    needed = [_bears_weight(s.l1, l2) for s, (_, l2) in zip(sources, drawn)]
+    basin = assign_basins(target, modes, np.concatenate([y[n] for (y, _), n in zip(drawn, needed)]), num_iter=num_iter)
+    basin = np.split(basin, np.cumsum([n.sum() for n in needed])[:-1])
+    sides = []
+    for s, (y, l2), n, b in zip(sources, drawn, needed, basin):
+        side_basin = np.full(len(y), -1)
+        side_basin[n] = b
+        sides.append(_Side(y, l2 + _log_fitted(s.proposal, y), l2, n, side_basin))
+    return sides
 
 
 def bridge_masses(
@@ -581,23 +587,21 @@ def bridge_masses(
         except ValueError as err:
             raise BridgeUnavailable(f"{modes.describe(k)}: {err}") from None
     log_z = np.array([e.log_z for e in estimates])
-    y = np.concatenate([side.y for side in sides])
-    y_basin = np.concatenate([side.basin for side in sides])
-    log_pi_y = np.concatenate([side.log_pi for side in sides])
-    log_z0 = _log_unknown_mass([s.proposal for s in sources], y, log_pi_y, y_basin)
+    log_z0 = _log_unknown_mass([s.proposal for s in sources], sides)
     log_total = logsumexp(np.append(log_z, log_z0))
     mass = np.exp(log_z - log_total)
     v = np.array([e.re2 for e in estimates])
     se = mass * np.sqrt((1 - mass) ** 2 * v + np.sum(mass**2 * v) - mass**2 * v)
     resolution = 1.0 / sum(e.ess for e in estimates)  # one effective draw of the basins' samples: no se of 0
-    needed = np.concatenate([side.needed for side in sides])
+    # the proposal draws that bear weight, for the search to go on from those in no known basin
+    y, basin, log_pi = (np.concatenate([getattr(s, f)[s.needed] for s in sides]) for f in ("y", "basin", "log_pi"))
     return ModeMasses(
         mass=mass,
         mass_se=np.maximum(se, resolution),
         pareto_k=float(np.max([psis_weights(w)[1] for w in l2])),
         unknown_mass=float(np.exp(log_z0 - log_total)),
         mass_method="bridge",
-        unseen_starts=unseen_starts(y[needed], y_basin[needed], log_pi_y[needed]),
+        unseen_starts=unseen_starts(y, basin, log_pi),
         pools=tuple(BasinPool(s.proposal, side.y, w) for s, side, w in zip(sources, sides, l2)),
     )
 
@@ -605,16 +609,15 @@ def bridge_masses(
 NEGLIGIBLE_NATS = 35.0  # a bridge term this far below the basin's constant adds less than e^-35 to it
 
 
-def _bears_weight(l1, l2_all) -> np.ndarray:
-    """Which proposal draws need a basin: those whose ratio :math:`\\ell = \\pi / g_k` is within
-    ``NEGLIGIBLE_NATS`` of :math:`Z_k` as estimated with every draw counted in the basin (at least
-    the basin's own :math:`Z_k`; :func:`_log_marginal`). A draw far below it adds at most
-    :math:`\\ell / (s_2 Z_k)` to the bridge's sums (and :math:`\\ell / (N Z_k)` to an importance
-    estimate) and to the mass outside every basin, whichever basin it lies in, so no ascent is
-    spent on it: the far tails of a heavy-tailed proposal (on a 100-group hierarchy, most of its
-    draws) are counted in no basin."""
-    ceiling = np.array([_log_marginal(l1[k], l2_all[k]).log_z for k in range(len(l1))])
-    return l2_all >= ceiling[:, None] - NEGLIGIBLE_NATS
+def _bears_weight(l1: list[np.ndarray], l2_all) -> np.ndarray:
+    """Which draws of a basin's proposal need a basin: those whose ratio :math:`\\ell = \\pi / g_k`
+    (``l2_all``) is within ``NEGLIGIBLE_NATS`` of :math:`Z_k` as estimated with every draw counted in
+    the basin (at least the basin's own :math:`Z_k`; :func:`_log_marginal` with the basin's draws'
+    ratios ``l1``). A draw far below it adds at most :math:`\\ell / (s_2 Z_k)` to the bridge's sums
+    (and :math:`\\ell / (N Z_k)` to an importance estimate) and to the mass outside every basin,
+    whichever basin it lies in, so no ascent is spent on it: the far tails of a heavy-tailed
+    proposal (on a 100-group hierarchy, most of its draws) are counted in no basin."""
+    return l2_all >= _log_marginal(l1, l2_all).log_z - NEGLIGIBLE_NATS
 
 
 def _mixture(proposal: Proposal) -> tuple:
@@ -627,12 +630,16 @@ def _log_fitted(proposal: Proposal, y) -> np.ndarray:
     return _log_proposal(y, *_mixture(proposal))
 
 
-def _log_unknown_mass(proposals, y, log_pi_y, y_basin) -> float:
-    """:math:`\\log \\hat Z_0`, the mass of the proposal draws ``y`` in no known basin, by importance
-    sampling from the even mixture of ``proposals`` (``-inf`` when no draw is outside every basin)."""
-    outside = y_basin < 0
+def _log_unknown_mass(proposals, sides: list[_Side]) -> float:
+    """:math:`\\log \\hat Z_0`, the mass of the proposal draws in no known basin, by importance
+    sampling from the mixture :math:`\\bar g = \\sum_k (N_k / N) g_k` of ``proposals`` that drew them
+    (``N_k`` draws of :math:`g_k`, ``sides``): :math:`\\hat Z_0 = \\frac1N \\sum_j \\pi(y_j) / \\bar g(y_j)
+    1[y_j \\notin \\cup B_k]` (``-inf`` when no draw is outside every basin)."""
+    y = np.concatenate([side.y for side in sides])
+    outside = np.concatenate([side.basin for side in sides]) < 0
     if not outside.any():
         return -np.inf
-    log_g = [_log_fitted(p, y[outside]) for p in proposals]
-    log_mix = logsumexp(np.stack(log_g), axis=0) - np.log(len(proposals))
-    return float(logsumexp(log_pi_y[outside] - log_mix) - np.log(len(y)))
+    shares = np.log([len(side.y) / len(y) for side in sides])
+    log_mix = logsumexp(np.stack([share + _log_fitted(p, y[outside]) for share, p in zip(shares, proposals)]), axis=0)
+    log_pi = np.concatenate([side.log_pi for side in sides])[outside]
+    return float(logsumexp(log_pi - log_mix) - np.log(len(y)))
