@@ -19,7 +19,7 @@ import numpy as np
 from bench_diagnose import POSTERIORS, count_ascents
 
 import numpyro_stein_diag as nsd
-from numpyro_stein_diag.masses import proposal_draws
+from numpyro_stein_diag.masses import modes_proposal, sample_proposal
 
 
 def timed_basins(target, modes, points, exact):
@@ -42,7 +42,7 @@ def main(names):
         target = nsd.Target.from_model(model)
         modes = nsd.find_modes(target, run.thinned(32).reshape(-1, target.dim), jax.random.PRNGKey(1))
         weights = np.full(len(modes), 1.0 / len(modes))
-        proposal, _ = proposal_draws(target, modes, jax.random.PRNGKey(2), 2000 * len(modes), weights)
+        proposal, _ = sample_proposal(target, modes_proposal(modes, weights), jax.random.PRNGKey(2), 2000 * len(modes))
         for label, points in (("draws", np.asarray(run.particles)), ("proposal", np.asarray(proposal))):
             cheap, ascended, seconds = timed_basins(target, modes, points, exact=False)
             full, _, full_seconds = timed_basins(target, modes, points, exact=True)

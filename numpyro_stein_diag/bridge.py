@@ -68,16 +68,18 @@ TOLERANCE = 1e-10  # on log Z between iterations
 
 @dataclass(frozen=True, eq=False)
 class Proposal:
-    """An even mixture of multivariate Student-t components: ``location (C, d)``, lower-triangular
-    precision roots ``roots (C, d, d)`` (:math:`R R^\\top` the inverse scale matrix) and ``df (C,)``."""
+    """A mixture of multivariate Student-t components: ``location (C, d)``, lower-triangular
+    precision roots ``roots (C, d, d)`` (:math:`R R^\\top` the inverse scale matrix), ``df (C,)`` and
+    component ``weights (C,)`` (even when not given; a weight may be 0)."""
 
     location: np.ndarray
     roots: np.ndarray
     df: np.ndarray
+    weights: np.ndarray | None = None
 
-    @property
-    def weights(self) -> np.ndarray:
-        return np.full(len(self.location), 1.0 / len(self.location))
+    def __post_init__(self):
+        if self.weights is None:
+            object.__setattr__(self, "weights", np.full(len(self.location), 1.0 / len(self.location)))
 
 
 def t_degrees_of_freedom(r2, d: int) -> float:

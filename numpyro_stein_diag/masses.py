@@ -199,30 +199,27 @@ def psis_weights(log_w):
     return w, float(khat)
 
 
-def proposal_draws(
-    target: Target,
-    modes: Modes,
-    rng_key,
-    num_draws: int,
-    weights,
-    df: float = PROPOSAL_DF,
-    scale: float = PROPOSAL_SCALE,
-):
-    """``num_draws`` draws ``y (n, d)`` from the mode mixture
-    :math:`q = \\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})` (``weights`` = :math:`a`) and their log
-    importance weights :math:`\\log \\pi(y) - \\log q(y)` (``-inf`` where the target is not finite).
+def modes_proposal(modes: Modes, weights, df: float = PROPOSAL_DF, scale: float = PROPOSAL_SCALE) -> Proposal:
+    """The mode mixture :math:`q = \\sum_k a_k t_\\nu(m_k, s^2 H_k^{-1})` (``weights`` = :math:`a`, a
+    weight may be 0), with precision roots :math:`R_k R_k^\\top = H_k / s^2`."""
+    return Proposal(
+        location=np.asarray(modes.location, float),
+        roots=_precision_roots(modes, scale),
+        df=np.full(len(modes), float(df)),
+        weights=np.asarray(weights, float),
+    )
 
-    The draws (:func:`_t_mixture_draws`, with :math:`R_k R_k^\\top = H_k / s^2`) and
-    :math:`\\log q` are made on the host (:func:`~numpyro_stein_diag.host.numpy_rng`); only the
-    target's log density is compiled (:func:`~numpyro_stein_diag.modes.log_densities`)."""
-    dtype = jnp.result_type(float)
-    loc = np.asarray(modes.location, float)
-    roots = _precision_roots(modes, scale)
-    weights = np.asarray(weights, float)
-    y = _t_mixture_draws(numpy_rng(rng_key), loc, roots, weights, df, num_draws).astype(dtype)
-    log_p = log_densities(target, y)
-    log_q = _log_proposal(y.astype(float), loc, roots, weights, df)
-    return y, np.where(np.isfinite(log_p), log_p - log_q, -np.inf)
+
+def sample_proposal(target: Target, proposal: Proposal, rng_key, num: int) -> tuple[np.ndarray, np.ndarray]:
+    """``num`` draws ``y (num, d)`` of ``proposal`` (in the target's float type) and their log
+    importance weights :math:`\\log \\pi(y) - \\log g(y)` (``-inf`` where the target is not finite).
+
+    The draws (:func:`_t_mixture_draws`) and :math:`\\log g` are made on the host
+    (:func:`~numpyro_stein_diag.host.numpy_rng`); only the target's log density is compiled
+    (:func:`~numpyro_stein_diag.modes.log_densities`)."""
+    y = _t_mixture_draws(numpy_rng(rng_key), *_mixture(proposal), num).astype(jnp.result_type(float))
+    log_pi = log_densities(target, y)
+    return y, np.where(np.isfinite(log_pi), log_pi - _log_fitted(proposal, y.astype(float)), -np.inf)
 
 
 def without_masses(num_modes: int) -> ModeMasses:
@@ -285,7 +282,7 @@ def mode_masses(
     elif draws is not None:
         fallback = "no bridge with canonicalize: one fitted proposal cannot cover a mode's relabelled copies"
     weights = 0.5 * modes.laplace_mass + 0.5 / k
-    y, log_w = proposal_draws(target, modes, rng_key, num_draws * k, weights, df, scale)
+    y, log_w = sample_proposal(target, modes_proposal(modes, weights, df, scale), rng_key, num_draws * k)
     basins = assign_basins(target, modes, y, num_iter=basin_iter, canonicalize=canonicalize)
     w, khat = psis_weights(log_w)  # normalised: sum w = 1
     mass = np.array([w[basins == j].sum() for j in range(k)])
@@ -337,25 +334,10 @@ class BasinPool:
     y: np.ndarray
     log_weight: np.ndarray
 
-
-def mode_pool(modes: Modes, k: int, df: float = PROPOSAL_DF, scale: float = PROPOSAL_SCALE) -> BasinPool:
-    """An empty pool of mode ``k``'s importance proposal :math:`t_\\nu(m_k, s^2 H_k^{-1})` (its
-    component of the mixture of :func:`proposal_draws`)."""
-    root = _precision_roots(modes, scale)[k]
-    location = np.asarray(modes.location, float)[k]
-    return BasinPool(
-        Proposal(location=location[None], roots=root[None], df=np.array([df])),
-        np.zeros((0, len(location))),
-        np.zeros(0),
-    )
-
-
-def sample_proposal(target: Target, proposal: Proposal, rng_key, num: int) -> tuple[np.ndarray, np.ndarray]:
-    """``num`` draws ``y (num, d)`` of a fitted ``proposal`` (made on the host) and their log ratios
-    :math:`\\log \\pi(y) - \\log g(y)` (``-inf`` where the target is not finite)."""
-    y = _t_mixture_draws(numpy_rng(rng_key), *_mixture(proposal), num)
-    log_pi = _log_density_rows(target, y)
-    return y, np.where(np.isfinite(log_pi), log_pi - _log_fitted(proposal, y), -np.inf)
+    @classmethod
+    def empty(cls, proposal: Proposal) -> BasinPool:
+        """A pool of ``proposal`` with no draws yet."""
+        return cls(proposal, np.zeros((0, proposal.location.shape[1])), np.zeros(0))
 
 
 def _as_chains(draws, dim: int) -> list[np.ndarray]:
@@ -449,7 +431,7 @@ def _sources(target: Target, modes: Modes, chains: dict[int, list[np.ndarray]], 
     """The estimate of each basin ``k`` of ``chains`` (``{k: its chains}``): with at least
     ``min_draws`` draws, the bridge (the first half of each chain fits the proposal, with the
     Hessian at its mean, one batch for every basin; the second half enters the estimate); with
-    fewer, importance sampling from the mode's own proposal (:func:`mode_pool`)."""
+    fewer, importance sampling from the mode's own component of :func:`modes_proposal`."""
     fits = {
         k: np.concatenate([c[: len(c) // 2] for c in basin])
         for k, basin in chains.items()
@@ -460,7 +442,7 @@ def _sources(target: Target, modes: Modes, chains: dict[int, list[np.ndarray]], 
     sources = []
     for k, basin in chains.items():
         if k not in fits:
-            sources.append(_Source(mode_pool(modes, k).proposal, []))
+            sources.append(_Source(modes_proposal(modes, np.eye(len(modes))[k]), []))
             continue
         proposal = fit_proposal(fits[k], modes.location[k], modes.hessian[k], np.asarray(mean_hessians[k], float))
         halves = [c[len(c) // 2 :] for c in basin if len(c) - len(c) // 2 > 0]

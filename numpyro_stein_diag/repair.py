@@ -47,7 +47,7 @@ import numpy as np
 
 from .basins import assign_basins
 from .host import numpy_rng, split_keys, systematic_resample
-from .masses import PARETO_K_LIMIT, BasinPool, ModeMasses, mode_pool, psis_weights, sample_proposal
+from .masses import PARETO_K_LIMIT, BasinPool, ModeMasses, modes_proposal, psis_weights, sample_proposal
 from .modes import DRAW_CHUNK, Modes
 from .target import Target
 
@@ -138,7 +138,7 @@ def repair(target: Target, modes: Modes, masses: ModeMasses, draws, basins, rng_
     kept, filled = np.zeros(k, int), np.zeros(k, int)
     fill_khat, fill_ess = np.full(k, np.nan), np.full(k, np.nan)
     fill = []
-    pools = masses.pools or tuple(mode_pool(modes, j) for j in range(k))
+    pools = masses.pools or tuple(BasinPool.empty(modes_proposal(modes, one_hot)) for one_hot in np.eye(k))
     for j, key in zip(range(k), split_keys(k_fill, k)):
         own = np.flatnonzero(labels == j)
         kept[j] = min(len(own), counts[j])
