@@ -12,6 +12,7 @@ import numpyro.distributions as dist
 import xarray as xr
 
 import numpyro_stein_diag as nsd
+from numpyro_stein_diag.modes import _make_modes, curvature
 
 
 def two_mode_model(separation: float = 4.0, weight_left: float = 0.5):
@@ -77,3 +78,32 @@ def modes_and_masses(target, seed=0, **kwargs):
     """``(modes, masses)`` of ``target``: modes searched with key ``seed``, masses estimated with key ``seed + 1``."""
     modes = nsd.find_modes(target, None, jax.random.PRNGKey(seed), **kwargs)
     return modes, nsd.mode_masses(target, modes, jax.random.PRNGKey(seed + 1))
+
+
+def t_mixture(d, nu=5.0, weights=(0.3, 0.7)):
+    """0.3 N(-15 e1, I) + 0.7 t_nu(15 e1, I) in ``d`` dimensions: its target, its modes (built at the
+    known locations, so the masses are tested apart from the search), exact draws ``draws(seed, n)``
+    and the masses (the components' weights: the other component's tail beyond the basin boundary
+    holds below 1e-5)."""
+    left, right = np.eye(d)[0] * -15.0, np.eye(d)[0] * 15.0
+    weights = np.array(weights)
+
+    def potential(x):
+        normal = dist.Normal(left, 1.0).to_event(1).log_prob(x)
+        t = dist.MultivariateStudentT(nu, right, jnp.eye(d)).log_prob(x)
+        return -jnp.logaddexp(jnp.log(weights[0]) + normal, jnp.log(weights[1]) + t)
+
+    def draws(seed, n):
+        rng = np.random.default_rng(seed)
+        normal = rng.random(n) < weights[0]
+        z = rng.standard_normal((n, d))
+        return np.where(normal[:, None], left + z, right + z / np.sqrt(rng.chisquare(nu, n) / nu)[:, None])
+
+    return two_known_modes(potential, d, left, right), draws, weights
+
+
+def two_known_modes(potential, d, left, right):
+    target = nsd.Target.from_potential(potential, jnp.zeros(d))
+    location = np.stack([left, right])
+    log_p, _, hessian = curvature(target, location)
+    return target, _make_modes(target, location, log_p, hessian)

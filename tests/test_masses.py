@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import pytest
-from helpers import modes_and_masses
+from helpers import modes_and_masses, t_mixture, two_known_modes
 from scipy import optimize, stats
 from scipy.special import logsumexp
 
@@ -18,7 +18,6 @@ import numpyro_stein_diag as nsd
 from numpyro_stein_diag import masses as masses_module
 from numpyro_stein_diag.bridge import bridge_log_marginal, clipped_covariance, fit_proposal
 from numpyro_stein_diag.masses import _log_proposal, _t_mixture_draws, _top_up, psis_weights, without_masses
-from numpyro_stein_diag.modes import _make_modes, curvature
 
 
 def two_modes():
@@ -104,35 +103,6 @@ def test_heavy_tailed_mode_where_laplace_is_biased():
 
 
 # ---------------------------------------------------------------------------- bridge sampling
-def t_mixture(d, nu=5.0, weights=(0.3, 0.7)):
-    """0.3 N(-15 e1, I) + 0.7 t_nu(15 e1, I) in ``d`` dimensions: its target, its modes (built at the
-    known locations, so the masses are tested apart from the search), exact draws ``draws(seed, n)``
-    and the masses (the components' weights: the other component's tail beyond the basin boundary
-    holds below 1e-5)."""
-    left, right = np.eye(d)[0] * -15.0, np.eye(d)[0] * 15.0
-    weights = np.array(weights)
-
-    def potential(x):
-        normal = dist.Normal(left, 1.0).to_event(1).log_prob(x)
-        t = dist.MultivariateStudentT(nu, right, jnp.eye(d)).log_prob(x)
-        return -jnp.logaddexp(jnp.log(weights[0]) + normal, jnp.log(weights[1]) + t)
-
-    def draws(seed, n):
-        rng = np.random.default_rng(seed)
-        normal = rng.random(n) < weights[0]
-        z = rng.standard_normal((n, d))
-        return np.where(normal[:, None], left + z, right + z / np.sqrt(rng.chisquare(nu, n) / nu)[:, None])
-
-    return two_known_modes(potential, d, left, right), draws, weights
-
-
-def two_known_modes(potential, d, left, right):
-    target = nsd.Target.from_potential(potential, jnp.zeros(d))
-    location = np.stack([left, right])
-    log_p, _, hessian = curvature(target, location)
-    return target, _make_modes(target, location, log_p, hessian)
-
-
 def test_bridge_masses_match_a_t_mode_that_laplace_underweights():
     # d = 8: Laplace is off by about 1.5 nats for the t_5 mode; the bridge from 4 x 500 exact draws
     # is within 0.05 nats (measured over 10 seeds: at most 0.014, se of log mass about 0.01)
