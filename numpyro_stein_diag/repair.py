@@ -22,7 +22,9 @@ more draws of :math:`g_k`, with their own ascents, only while fewer than ``FILL_
 the draws needed are in the basin), systematic resampling. The Pareto :math:`\\hat k` of the
 pool's log weights (PSIS, arviz-stats) says whether the fill-in can be trusted
 (:math:`\\hat k \\le 0.7`) and the weights' ESS :math:`(\\sum w)^2 / \\sum w^2` how many distinct
-draws it rests on.
+draws it rests on. Where the fitted proposal's weights are not trusted (a light-tailed fit to a
+basin cut off on one side: the wider tail's weights grow), the mode's own heavy-tailed Student-t
+is tried as well, and the pool with the lower :math:`\\hat k` fills the basin.
 
 Why importance resampling rather than short NUTS runs from the mode: the proposal is already
 fitted to each basin (and its draws already have their basins), it stays in the basin by
@@ -114,6 +116,23 @@ def restricted_draws(target: Target, modes: Modes, k: int, pool: BasinPool, rng_
     return np.concatenate(y)[systematic_resample(resample_key, w, num)], khat, float(1.0 / np.sum(w**2))
 
 
+def _fill(target: Target, modes: Modes, masses: ModeMasses, k: int, rng_key, num: int, canonicalize):
+    """``num`` fill-in draws of basin ``k`` (:func:`restricted_draws`) from the masses' pool of the
+    basin (the proposal fitted to its draws) and, where that one's weights are not trusted
+    (Pareto :math:`\\hat k > 0.7`: a light-tailed fit to a basin cut off on one side), from the
+    mode's own Student-t, whichever has the lower :math:`\\hat k`; the mode's Student-t alone when
+    the masses kept no pool."""
+    mode_t = BasinPool.empty(modes_proposal(modes, np.eye(len(modes))[k]))
+    pools = [masses.pools[k], mode_t] if masses.pools else [mode_t]
+    best = None
+    for pool, key in zip(pools, split_keys(rng_key, len(pools))):
+        made = restricted_draws(target, modes, k, pool, key, num, canonicalize)
+        best = made if best is None or made[1] < best[1] else best
+        if best[1] <= PARETO_K_LIMIT:
+            break
+    return best
+
+
 def _refuse_unreliable_fill(modes: Modes, k: int, needed: int, pareto_k: float, ess: float) -> None:
     """Raise when the fill-in of mode ``k`` would rest on unreliable weights (module docstring)."""
     if pareto_k > PARETO_K_LIMIT or ess < MIN_FILL_ESS:
@@ -138,14 +157,13 @@ def repair(target: Target, modes: Modes, masses: ModeMasses, draws, basins, rng_
     kept, filled = np.zeros(k, int), np.zeros(k, int)
     fill_khat, fill_ess = np.full(k, np.nan), np.full(k, np.nan)
     fill = []
-    pools = masses.pools or tuple(BasinPool.empty(modes_proposal(modes, one_hot)) for one_hot in np.eye(k))
     for j, key in zip(range(k), split_keys(k_fill, k)):
         own = np.flatnonzero(labels == j)
         kept[j] = min(len(own), counts[j])
         chosen.append(rng.choice(own, kept[j], replace=False))
         filled[j] = counts[j] - kept[j]
         if filled[j]:
-            x, fill_khat[j], fill_ess[j] = restricted_draws(target, modes, j, pools[j], key, filled[j], canonicalize)
+            x, fill_khat[j], fill_ess[j] = _fill(target, modes, masses, j, key, filled[j], canonicalize)
             _refuse_unreliable_fill(modes, j, filled[j], fill_khat[j], fill_ess[j])
             fill.append(x)
     repaired = np.concatenate([flat[np.concatenate(chosen).astype(int)]] + fill)

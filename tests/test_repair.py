@@ -8,6 +8,7 @@ beyond +-4 sd the tails add < 1e-4, so the basin masses are ``w`` and ``1 - w``.
 """
 
 import re
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -217,3 +218,22 @@ def test_a_basin_is_filled_from_the_proposal_fitted_to_its_draws():
         for pool in (masses.pools[t_mode], mode_t)
     )
     assert fitted[1] < 0.7 and fitted[2] > 1.5 * from_mode[2]
+
+
+def test_a_fill_whose_fitted_proposal_is_not_trusted_comes_from_the_modes_student_t():
+    # 0.3 N(-2, 1) + 0.7 N(2, 1), draws half in each: the right basin's fitted proposal is Gaussian
+    # (its draws have no excess kurtosis) and the basin is cut off on its left, so the weights of
+    # its far right tail grow: k = 6.1 on this sample (bench_mixing refused such a repair). The
+    # mode's heavy-tailed Student-t fills the basin instead
+    model = partial(two_mode_model, separation=2.0, weight_left=0.3)
+    t = nsd.Target.from_model(model)
+    modes = nsd.find_modes(t, jnp.array([[-2.0], [2.0]]))
+    rng = np.random.default_rng(1)
+    draws = np.where(rng.random(2000) < 0.5, rng.normal(-2, 1, 2000), rng.normal(2, 1, 2000)).reshape(4, 500, 1)
+    basins = nsd.assign_basins(t, modes, draws)
+    masses = nsd.mode_masses(t, modes, jax.random.PRNGKey(1), draws=draws, draw_basins=basins)
+    right = int(np.argmax(modes.location[:, 0]))
+    assert restricted_draws(t, modes, right, masses.pools[right], jax.random.PRNGKey(1), 500)[1] > 0.7
+    repaired = repair(t, modes, masses, draws, basins, jax.random.PRNGKey(0))
+    assert repaired.fill_pareto_k[right] <= 0.7
+    assert abs(np.mean(nsd.assign_basins(t, modes, repaired.draws) == right) - masses.mass[right]) < 0.01
