@@ -7,8 +7,8 @@ basin ``B_k`` (the points whose ascent ends at mode ``k``,
 here) is :math:`Z_k = \\int_{B_k} \\pi`, the normalising constant of the restricted density
 :math:`\\pi_k(x) = \\pi(x) 1[x \\in B_k]`. Its draws are the methods' draws that fall in
 ``B_k`` (each chain's in-basin draws, in order). Half of each chain fits a proposal
-:math:`g_k` (an even mixture of two Student-t components, one with the mode's curvature and one
-with the draws' covariance, each scaled and given tails by the draws:
+:math:`g_k` (an even mixture of two Student-t components, one at the mode with its curvature and
+one at the draws' mean with the curvature there, each scaled and given tails by the draws:
 :func:`~numpyro_stein_diag.bridge.fit_proposal`); the other half and ``num_draws`` draws of
 :math:`g_k` (their basins by ``assign_basins``) give Meng & Wong's optimal bridge estimate
 :math:`\\hat Z_k` and its relative error :math:`\\mathrm{RE}^2_k \\approx \\mathrm{Var} \\log \\hat Z_k`
