@@ -116,6 +116,7 @@ def clipped_covariance(x) -> np.ndarray:
     n, d = x.shape
     centred = x - x.mean(axis=0)
     sd = centred.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)  # a coordinate the draws never move along gets the bulk's variance
     standardised = centred / sd
     eigenvalues, eigenvectors = np.linalg.eigh(standardised.T @ standardised / n)
     bulk = eigenvalues < (1 + np.sqrt(d / n)) ** 2

@@ -275,6 +275,16 @@ def test_the_clipped_covariance_keeps_what_the_draws_resolve_and_drops_their_noi
     assert 0.8 < spike @ clipped @ spike / (spike @ truth @ spike) < 1.25
 
 
+def test_the_clipped_covariance_of_draws_that_never_move_along_a_coordinate_is_positive_definite():
+    # a coordinate fixed in every draw (a chain stuck on one point is the extreme case) has no standard
+    # deviation to standardise by: before, clipped_covariance raised LinAlgError (its eigenvalues were
+    # NaN). It joins the bulk of the correlation spectrum, so the matrix stays finite and positive
+    # definite
+    x = np.random.default_rng(1).standard_normal((400, 3)) * np.array([1.0, 2.0, 0.0]) + np.array([0.0, 0.0, 0.7])
+    clipped = clipped_covariance(x)
+    assert np.all(np.isfinite(clipped)) and np.linalg.eigvalsh(clipped)[0] > 0
+
+
 def test_draws_of_the_wrong_shape_are_refused():
     (target, modes), _, _ = t_mixture(3)
     with pytest.raises(ValueError, match=r"draws must be \(chain, draw, 3\) or \(n, 3\) arrays"):
