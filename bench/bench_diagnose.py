@@ -134,9 +134,9 @@ def count_ascents():
     (mode search and basin assignment)."""
     original, counted = modes.ascend_all, []
 
-    def counting(target, x0, num_iter):
+    def counting(target, x0, *args, **kwargs):
         counted.append(len(x0))
-        return original(target, x0, num_iter)
+        return original(target, x0, *args, **kwargs)
 
     for module in (modes, basins):
         module.ascend_all = counting

@@ -21,6 +21,13 @@ costs many times the sampler that made them. Most points need no ascent:
   ascent shows, and it says nothing about the typical points.) A posterior whose ascents can run off above every mode
   (``modes.runaway``) is always ascended in full.
 
+- **An ascent stops once it is at the mode the guess named** (within Mahalanobis distance
+  ``AT_MODE`` = 1, the distance within which :func:`~numpyro_stein_diag.modes.find_modes`
+  merges end points into a mode). The last steps to the exact maximum would not change its
+  basin, and in float32 they are the dearest (line searches that round-off defeats): on the
+  500-row hierarchy of ``bench/bench_diagnose.py`` this halves the checks' cost. An ascent
+  from a point the guess placed wrongly never gets there and climbs on to its own mode.
+
 So a unimodal posterior costs ``CHECK_FARTHEST + CHECK_RANDOM`` ascents per point set instead
 of one per point. A point in another known mode's basin is either in doubt (ascended) or, if
 the guess is wrong for this posterior, caught by a check that sends the whole set to full
@@ -57,7 +64,9 @@ def assign_basins(
 ):
     """Basin of each point of ``x (..., d)`` (module docstring): the index of its mode, ``-1`` when
     its ascent ends in no known basin (squared Mahalanobis distance above ``cutoff``, default
-    ``max(25, 4 d)``). ``exact=True`` ascends every point (``num_iter`` L-BFGS steps). With
+    ``max(25, 4 d)``). ``exact=True`` ascends every point until it converges (``num_iter`` L-BFGS steps, and more for
+    an ascent still rising far from every mode), the reference the cheaper rule is measured
+    against (``bench/bench_basins.py``). With
     ``canonicalize``, points are mapped to their canonical copy first."""
     x = np.asarray(x)
     if len(modes) == 0:
@@ -66,9 +75,11 @@ def assign_basins(
     if canonicalize is not None:
         flat = canonical_points(target, flat, canonicalize)
     cutoff = max(25.0, 4.0 * target.dim) if cutoff is None else cutoff
-    if exact or modes.runaway:
+    if exact:
         return _ascended(target, modes, flat, num_iter, cutoff).reshape(x.shape[:-1])
     best, clear, far = _laplace_guess(modes, flat)
+    if modes.runaway:
+        return _ascended(target, modes, flat, num_iter, cutoff, best).reshape(x.shape[:-1])
     farthest = np.zeros(len(flat), bool)
     farthest[np.argsort(-far)[:CHECK_FARTHEST]] = True
     rest = np.flatnonzero(clear & ~farthest)
@@ -76,14 +87,14 @@ def assign_basins(
     random[np.random.default_rng(0).choice(rest, min(CHECK_RANDOM, rest.size), replace=False)] = True
     ascend = ~clear | farthest | random
     basin = best.copy()
-    basin[ascend] = _ascended(target, modes, flat[ascend], num_iter, cutoff)
+    basin[ascend] = _ascended(target, modes, flat[ascend], num_iter, cutoff, best[ascend])
     checked = ascend & clear
     elsewhere = checked & (basin >= 0) & (basin != best)  # the guess named the wrong mode
     # typical points the guess placed that end in no basin: a few are far tails whose ascents did not
     # finish (a heavy-tailed proposal's draws), more than LOST_AT_MOST of them say the guess is no guide
     lost = random & (basin < 0)
     if np.any(elsewhere) or lost.sum() > LOST_AT_MOST * random.sum():
-        basin = _ascended(target, modes, flat, num_iter, cutoff)
+        basin = _ascended(target, modes, flat, num_iter, cutoff, best)
     return basin.reshape(x.shape[:-1])
 
 
@@ -126,24 +137,28 @@ def _laplace_guess(modes: Modes, flat) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return best, clear, np.where(np.isfinite(d2[rows, best]), d2[rows, best], np.inf)
 
 
-def _ascended(target: Target, modes: Modes, flat, num_iter: int, cutoff: float) -> np.ndarray:
+def _ascended(target: Target, modes: Modes, flat, num_iter: int, cutoff: float, expected=None) -> np.ndarray:
     """Basins by ascent: each point's end point, then the nearest mode in its Hessian metric,
-    ``-1`` beyond ``cutoff``. An ascent that ends in no basin while still rising may only be slow
-    (far out in a heavy tail, or across a long flat stretch), so it goes on from where it stopped
+    ``-1`` beyond ``cutoff``. With ``expected`` (each point's Laplace guess), an ascent stops
+    as soon as it is at that mode (:func:`~numpyro_stein_diag.modes.ascend_all`): where the
+    guess is right it need not climb the last steps, and where it is wrong the ascent goes on
+    to where it leads. Without, every ascent climbs until it converges.
+
+    An ascent that ends in no basin while still rising may only be slow (far out in a heavy
+    tail, or across a long flat stretch), so it goes on from where it stopped
     (:func:`~numpyro_stein_diag.modes.continue_ascents`, up to ``CONTINUE_ROUNDS`` times); one
-    that converged or stalled elsewhere does not. When more
-    than ``CONTINUE_AT_MOST`` of the points end in no basin they are not a slow tail but
-    another place (a mode not in ``modes``, a ridge along which L-BFGS keeps creeping), and
-    they are left as they are."""
+    that converged or stalled elsewhere does not. When more than ``CONTINUE_AT_MOST`` of the
+    points end in no basin they are not a slow tail but another place (a mode not in
+    ``modes``, a ridge along which L-BFGS keeps creeping), and they are left as they are."""
     if len(flat) == 0:
         return np.zeros(0, int)
-    ascent = ascend_all(target, flat, num_iter)
+    ascent = ascend_all(target, flat, num_iter, modes, expected)
     basin = _nearest_mode(modes, ascent.ends, cutoff)
     for _ in range(CONTINUE_ROUNDS):
         unfinished = np.flatnonzero((basin < 0) & ascent.rising)
         if unfinished.size == 0 or unfinished.size > CONTINUE_AT_MOST * len(flat):
             break  # none left, or so many that they lead elsewhere (another mode, a ridge), not slowly here
-        ascent = continue_ascents(target, ascent, unfinished, num_iter)
+        ascent = continue_ascents(target, ascent, unfinished, num_iter, modes, expected)
         basin[unfinished] = _nearest_mode(modes, ascent.ends[unfinished], cutoff)
     return basin
 

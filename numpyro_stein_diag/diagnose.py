@@ -17,7 +17,7 @@ from .basins import assign_basins
 from .discovery import UNSEEN_LIMIT, posterior_starts
 from .host import split_keys
 from .masses import ModeMasses, mode_masses, without_masses
-from .modes import Modes, find_modes, merge_modes, no_modes
+from .modes import ASCENT_CHUNK, Modes, find_modes, merge_modes, no_modes
 from .nuts import nuts
 from .repair import repair
 from .report import Report
@@ -31,6 +31,7 @@ from .validation import InputError, check_chain_draw_axes, check_independent_nam
 __all__ = ["diagnose", "make_method", "run_from_samples"]
 
 MODE_STARTS_PER_RUN = 32  # draws of each method used as extra starts for the mode search
+MIN_PRIOR_STARTS = 16  # prior draws among the search's first starts, and more to fill its last chunk of ascents
 SEARCH_CHUNK = 256  # starts per further round of the search
 # unknown mass above which the search goes on from the proposal draws in no basin: below it they
 # are the far tails of a proposal (a tenth of a percent is also far below any flag's 5%)
@@ -310,7 +311,8 @@ def _search_modes(
                 f"no starts like the posterior's ({type(err).__name__}: {err}); the search started "
                 "from prior draws and the methods' draws only"
             )
-        modes = find_modes(target, np.concatenate(starts) if starts else None, k_prior)
+        starts = np.concatenate(starts) if starts else np.zeros((0, target.dim))
+        modes = find_modes(target, starts, k_prior, num_prior_starts=_num_prior_starts(len(starts)))
         modes = _canonical(target, modes, canonicalize)
         modes = _search_further(target, modes, k_more, search_budget, canonicalize)
         caveats += [found.message for found in (modes.runaway, modes.degenerate) if found is not None]
@@ -323,6 +325,13 @@ def _search_modes(
         if caveats:
             outcome.warn("; ".join(caveats))
     return no_modes(target) if outcome.status == "failed" else modes
+
+
+def _num_prior_starts(num_starts: int) -> int:
+    """Prior starts to add to ``num_starts`` others: ``MIN_PRIOR_STARTS``, and as many more as
+    fill the last chunk of ``ASCENT_CHUNK`` ascents (a chunk costs as much with copies of one
+    start as padding: 33 starts and 31 prior draws cost what 33 and 16 would)."""
+    return -(-(num_starts + MIN_PRIOR_STARTS) // ASCENT_CHUNK) * ASCENT_CHUNK - num_starts
 
 
 def _canonical(target: Target, modes: Modes, canonicalize) -> Modes:

@@ -23,11 +23,12 @@ def numpy_rng(rng_key) -> np.random.Generator:
 def map_chunks(fn, x, chunk: int):
     """``fn`` applied to ``x (n, ...)`` ``chunk`` rows at a time, the last chunk padded with copies
     of the first row, and its outputs (an array or a tuple of them) joined and cut back to ``n``
-    rows, as NumPy: a compiled ``fn`` sees one shape for every ``n``."""
-    x = np.asarray(x)
-    n = x.shape[0]
-    padded = np.concatenate([x, np.repeat(x[:1], -n % chunk, axis=0)])
-    parts = [fn(padded[i : i + chunk]) for i in range(0, len(padded), chunk)]
+    rows, as NumPy: a compiled ``fn`` sees one shape for every ``n``. ``x`` may be a tuple of
+    arrays with the same ``n`` rows: ``fn`` then takes one chunk of each."""
+    arrays = [np.asarray(a) for a in (x if isinstance(x, tuple) else (x,))]
+    n = arrays[0].shape[0]
+    padded = [np.concatenate([a, np.repeat(a[:1], -n % chunk, axis=0)]) for a in arrays]
+    parts = [fn(*(a[i : i + chunk] for a in padded)) for i in range(0, len(padded[0]), chunk)]
     return jax.tree.map(lambda *outputs: np.concatenate([np.asarray(o) for o in outputs])[:n], *parts)
 
 

@@ -157,6 +157,7 @@ STALLED_STEPS = 3  # an ascent stops after this many stalled steps in a row
 ASCENT_DECREMENT = 1e-3  # an ascent has converged once L-BFGS's Newton decrement is below this (find_modes: 0.05)
 ROUNDOFF = 1e-6  # log densities that differ by less than this (relative to 1 + |log p|) are equal
 SHORTER_STEPS = 4  # a step that dips in the middle is tried this many times, a quarter as long each time
+AT_MODE = 1.0  # Mahalanobis distance within which a point is at a mode (find_modes' default merge_distance)
 
 
 class Ascent(NamedTuple):
@@ -170,7 +171,7 @@ class Ascent(NamedTuple):
     gain: np.ndarray
 
 
-def _ascend(target: Target, x0, num_iter):
+def _ascend(target: Target, x0, num_iter, mode, hessian):
     """L-BFGS (optax, backtracking line search: under vmap it compiles faster than zoom's) on
     -log density from one start, at most ``num_iter`` steps. Returns the end point, its log
     density, whether the ascent was still rising when its steps ran out, and its start's log density.
@@ -191,6 +192,10 @@ def _ascend(target: Target, x0, num_iter):
     - **Curvature**: a curvature pair with :math:`s^\\top y \\le 0` (the log density is convex
       along the last step, as in a heavy tail far from its mode) would point L-BFGS nowhere and
       cost a failed line search; the memory is cleared instead, so the step is a gradient step.
+    - **At its expected mode**: it also stops once within Mahalanobis distance ``AT_MODE`` of
+      ``mode`` (in its metric ``hessian``): it is at that mode by :func:`find_modes`' own merge
+      rule, and the steps that would refine it (in float32 the last ones cost the most: line
+      searches that round-off defeats) would not change its basin. A NaN ``mode`` never stops it.
 
     A chunk of ascents stops when all have."""
 
@@ -216,7 +221,8 @@ def _ascend(target: Target, x0, num_iter):
         decrement2 = -_vdot(grad, updates) / learning_rate
         converged = (fraction == 1.0) & (tree_get(state, "count") > 0) & (decrement2 < ASCENT_DECREMENT**2)
         still = jnp.all(jnp.abs(x_new - x) <= STALL_TOLERANCE * (1.0 + jnp.abs(x)))
-        stalled = jnp.where(converged, STALLED_STEPS, jnp.where(still, stalled + 1, 0))
+        at_mode = _vdot(x_new - mode, hessian @ (x_new - mode)) <= AT_MODE**2  # NaN: False
+        stalled = jnp.where(converged | at_mode, STALLED_STEPS, jnp.where(still, stalled + 1, 0))
         return i + 1, x_new, new_state, stalled, converged
 
     def going(carry):
@@ -265,14 +271,31 @@ def _dip_free_fraction(loss, x, value, updates, end_value, learning_rate):
 
 
 @partial(jax.jit, static_argnums=0)
-def _ascend_chunk(target, x0, num_iter):
-    """The ascents of the rows of ``x0``, each device running its share of them."""
-    return map_rows(jax.vmap(lambda x: _ascend(target, x, num_iter)), x0.shape[0])(x0)
+def _ascend_chunk(target, x0, num_iter, mode, hessian):
+    """The ascents of the rows of ``x0`` (row ``i`` expected at ``mode[i]``, ``hessian[i]``), each
+    device running its share of them."""
+    ascend = jax.vmap(lambda x, m, h: _ascend(target, x, num_iter, m, h))
+    return map_rows(ascend, x0.shape[0])(x0, mode, hessian)
 
 
-def ascend_all(target: Target, x0, num_iter: int) -> Ascent:
-    """Ascend every row of ``x0 (n, d)``, in padded chunks of a fixed size (one compilation)."""
-    ends, log_p, rising, start = map_chunks(lambda c: _ascend_chunk(target, c, np.int32(num_iter)), x0, ASCENT_CHUNK)
+def ascend_all(target: Target, x0, num_iter: int, modes: Modes | None = None, expected=None) -> Ascent:
+    """Ascend every row of ``x0 (n, d)``, in padded chunks of a fixed size (one compilation).
+
+    With ``modes`` and ``expected (n,)`` (an index into them per row), row ``i``'s ascent stops
+    once it is at mode ``expected[i]`` (:func:`_ascend`); without, each goes on until it
+    converges, stalls or runs out of steps."""
+    x0 = np.asarray(x0)
+    if modes is None or expected is None:
+        location, hessian = np.full((1, x0.shape[1]), np.nan), np.zeros((1, x0.shape[1], x0.shape[1]))
+        expected = np.zeros(len(x0), int)
+    else:
+        location, hessian = np.asarray(modes.location), np.asarray(modes.hessian)
+    location, hessian = location.astype(x0.dtype), hessian.astype(x0.dtype)
+
+    def chunk(x, k):
+        return _ascend_chunk(target, x, np.int32(num_iter), location[k], hessian[k])
+
+    ends, log_p, rising, start = map_chunks(chunk, (x0, np.asarray(expected)), ASCENT_CHUNK)
     return Ascent(ends, log_p, rising, log_p - start)
 
 
@@ -294,11 +317,15 @@ CONTINUE_ROUNDS = 3  # times an ascent still rising when its steps ran out goes 
 CONTINUE_FACTOR = 4  # with this many times the steps
 
 
-def continue_ascents(target: Target, ascent: Ascent, which, num_iter: int) -> Ascent:
+def continue_ascents(
+    target: Target, ascent: Ascent, which, num_iter: int, modes: Modes | None = None, expected=None
+) -> Ascent:
     """``ascent`` with its rows ``which`` gone on from where they stopped for ``CONTINUE_FACTOR *
-    num_iter`` more steps (their ``gain`` is then that of the new steps)."""
+    num_iter`` more steps (their ``gain`` is then that of the new steps); ``modes`` and
+    ``expected`` (of every row) as for :func:`ascend_all`."""
     which = np.asarray(which)
-    more = ascend_all(target, ascent.ends[which], CONTINUE_FACTOR * num_iter)
+    expected = None if expected is None else np.asarray(expected)[which]
+    more = ascend_all(target, ascent.ends[which], CONTINUE_FACTOR * num_iter, modes, expected)
     fields = [np.array(field) for field in ascent]
     for field, new in zip(fields, more):
         field[which] = new

@@ -50,31 +50,37 @@ __all__ = ["perturbed_ksd_test"]
 DEFAULT_THETAS = (0.5, 0.75, 1.25, 1.5)
 
 
-def _matrix_roots(hessian):
-    """Symmetric :math:`H^{1/2}`, :math:`H^{-1/2}` and :math:`\\log\\det H` of each ``(K, d, d)`` Hessian."""
+def _jump_maps(hessian):
+    """The linear part of the jump from mode ``i`` to mode ``j``, :math:`H_j^{-1/2} H_i^{1/2}`
+    (``(K, K, d, d)``, symmetric roots), and its log Jacobian
+    :math:`\\tfrac12 (\\log\\det H_i - \\log\\det H_j)` (``(K, K)``), for every ordered pair."""
     eig, vec = np.linalg.eigh(np.asarray(hessian))
     root = np.einsum("kde,ke,kfe->kdf", vec, np.sqrt(eig), vec)
     inv_root = np.einsum("kde,ke,kfe->kdf", vec, 1.0 / np.sqrt(eig), vec)
-    return root, inv_root, np.sum(np.log(eig), axis=-1)
+    logdet = np.sum(np.log(eig), axis=-1)
+    return np.einsum("jde,ief->ijdf", inv_root, root), 0.5 * (logdet[:, None] - logdet[None, :])
 
 
 @partial(jax.jit, static_argnums=0)
-def _mode_jump(target, x, pairs_from, pairs_to, log_u, loc, hessian_roots, theta):
+def _mode_jump(target, x, pairs_from, pairs_to, log_u, loc, jump_maps, theta):
     """The mode-jump steps of every row of ``x (n, d)``; row ``r``'s step ``t`` proposes the jump
     from mode ``pairs_from[r, t]`` to ``pairs_to[r, t]`` and accepts it when ``log_u[r, t]`` is
-    below the log acceptance ratio. Each device runs its share of the rows."""
-    root, inv_root, logdet = hessian_roots
+    below the log acceptance ratio. Each row carries its log density from step to step (one
+    evaluation per step, at the proposal). Each device runs its share of the rows."""
+    linear, log_jacobian = jump_maps
 
     def rows(x, pairs_from, pairs_to, log_u):
-        def step(x, draws):
+        def step(carry, draws):
+            x, log_p = carry
             i, j, log_u = draws
-            jump = jnp.einsum("nde,nef->ndf", inv_root[j], root[i])
-            proposal = theta * loc[j] + jnp.einsum("ndf,nf->nd", jump, x - theta * loc[i])
-            log_ratio = target.log_density(proposal) - target.log_density(x) + 0.5 * (logdet[i] - logdet[j])
+            proposal = theta * loc[j] + jnp.einsum("nde,ne->nd", linear[i, j], x - theta * loc[i])
+            log_p_proposal = target.log_density(proposal)
+            log_ratio = log_p_proposal - log_p + log_jacobian[i, j]
             accept = log_u < jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
-            return jnp.where(accept[:, None], proposal, x), None
+            return (jnp.where(accept[:, None], proposal, x), jnp.where(accept, log_p_proposal, log_p)), None
 
-        return jax.lax.scan(step, x, (pairs_from.T, pairs_to.T, log_u.T))[0]
+        carry = (x, target.log_density(x))
+        return jax.lax.scan(step, carry, (pairs_from.T, pairs_to.T, log_u.T))[0][0]
 
     return map_rows(rows, x.shape[0])(x, pairs_from, pairs_to, log_u)
 
@@ -91,9 +97,9 @@ def mode_jump(target: Target, x, rng_key, modes, theta: float, num_steps: int = 
     pairs_from = rng.integers(0, num_modes, (len(flat), num_steps))
     pairs_to = (pairs_from + rng.integers(1, max(num_modes, 2), pairs_from.shape)) % num_modes
     log_u = np.log(rng.random(pairs_from.shape)).astype(x.dtype)
-    roots = tuple(np.asarray(r, x.dtype) for r in _matrix_roots(modes.hessian))
+    maps = tuple(np.asarray(m, x.dtype) for m in _jump_maps(modes.hessian))
     out = _mode_jump(
-        target, flat, pairs_from, pairs_to, log_u, np.asarray(modes.location, x.dtype), roots, x.dtype.type(theta)
+        target, flat, pairs_from, pairs_to, log_u, np.asarray(modes.location, x.dtype), maps, x.dtype.type(theta)
     )
     return np.asarray(out).reshape(x.shape)
 

@@ -344,19 +344,25 @@ def _latent_sites(trace) -> dict:
     return {name: site for name, site in trace.items() if site["type"] == "sample" and not site["is_observed"]}
 
 
-def _prior_points(sample_prior, unconstrain_sites, supports) -> Callable[[jax.Array, int], jax.Array]:
+PRIOR_BLOCK = 256  # prior draws per compiled call: one compilation for every number of draws
+
+
+def _prior_points(sample_prior, unconstrain_sites, supports) -> Callable[[jax.Array, int], np.ndarray]:
     """``(rng_key, n) -> (n, d)``: ``n`` prior draws mapped to unconstrained space, numpyro's
-    Predictive and the transforms compiled as one program; a draw on its support's edge (not
+    Predictive and the transforms compiled as one program that draws ``PRIOR_BLOCK`` at a time
+    (block ``i`` from ``fold_in(rng_key, i)``; the search wants 32 and 8192 draws, NUTS one per
+    chain, and each size would be a compilation of its own); a draw on its support's edge (not
     finite once unconstrained) is refused, naming its site."""
 
-    @partial(jax.jit, static_argnums=1)
-    def draw(rng_key, n):
-        values = sample_prior(rng_key, n)
+    @jax.jit
+    def draw(rng_key):
+        values = sample_prior(rng_key, PRIOR_BLOCK)
         unconstrained = jax.vmap(unconstrain_sites)(values)
         return values, unconstrained, jax.vmap(lambda v: ravel_pytree(v)[0])(unconstrained)
 
     def prior_points(rng_key, n):
-        values, unconstrained, points = draw(rng_key, n)
+        blocks = [draw(jax.random.fold_in(rng_key, i)) for i in range(max(1, -(-n // PRIOR_BLOCK)))]
+        values, unconstrained, points = jax.tree.map(lambda *b: np.concatenate(b)[:n], *blocks)
         check_supports(values, unconstrained, (n,), supports)
         return points
 

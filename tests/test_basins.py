@@ -31,9 +31,9 @@ def exact_draws(rng, n):
 def count_ascents(monkeypatch):
     counted, original = [], basins.ascend_all
 
-    def counting(target, x0, num_iter):
+    def counting(target, x0, *args, **kwargs):
         counted.append(len(x0))
-        return original(target, x0, num_iter)
+        return original(target, x0, *args, **kwargs)
 
     monkeypatch.setattr(basins, "ascend_all", counting)
     return counted
@@ -80,6 +80,28 @@ def test_a_unimodal_audit_ascends_a_few_points_not_every_draw(monkeypatch):
     # 128 checked points each; a unimodal repair fills nothing. Before, every point of every set was
     # ascended (4000 and more), and later the draws were assigned twice
     assert sum(counted) <= 2 * (basins.CHECK_FARTHEST + basins.CHECK_RANDOM)
+
+
+def test_an_ascent_stops_at_its_expected_mode_and_goes_past_a_wrong_one():
+    # a correlated 10-D Gaussian at m; starts 10 sd out. Told to expect m, an ascent stops once within
+    # Mahalanobis distance 1 of it (AT_MODE); told to expect a point far from m that is no mode, it climbs to m
+    cov = 0.5 * np.eye(10) + 0.5
+    t = nsd.Target.from_model(lambda: numpyro.sample("x", dist.MultivariateNormal(jnp.ones(10), jnp.asarray(cov))))
+    modes = nsd.find_modes(t, None, jax.random.PRNGKey(0))
+    precision = np.linalg.inv(cov)
+    starts = (1.0 + 10.0 * np.random.default_rng(3).multivariate_normal(np.zeros(10), cov, 32)).astype(np.float32)
+
+    def distance2(ends):
+        return np.einsum("nd,de,ne->n", ends - 1.0, precision, ends - 1.0)
+
+    stopped = nsd.modes.ascend_all(t, starts, 50, modes, np.zeros(32, int))
+    assert np.all(distance2(stopped.ends) <= 1.0) and not stopped.rising.any()
+    full = nsd.modes.ascend_all(t, starts, 50)
+    assert np.all(distance2(full.ends) < 1e-4)
+    elsewhere = dataclasses.replace(modes, location=modes.location + 50.0 * np.eye(10)[0])  # no mode there
+    wrong = nsd.modes.ascend_all(t, starts, 50, elsewhere, np.zeros(32, int))
+    assert np.all(distance2(wrong.ends) < 1e-4)
+    assert np.median(distance2(stopped.ends)) > 10 * np.median(distance2(full.ends))  # it did stop short
 
 
 def test_basins_follow_the_ascent_not_the_distance():
