@@ -9,13 +9,15 @@ checks and repairs on the first call (compilation included, as a user meets it) 
 wall time (its compilation included too); a second call on the same draws in the same process
 (compiled code reused); the audit in a new process with JAX's persistent compilation cache
 (nsd.enable_compilation_cache) filled by an earlier process; and the work in gradient terms:
-NUTS's gradient evaluations (leapfrog steps of warm-up and sampling) against the audit's
-L-BFGS ascents (each costs tens of gradient evaluations).
+NUTS's gradient evaluations (leapfrog steps of sampling, twice for warm-up) against the audit's,
+stage by stage (count_gradients: L-BFGS steps, d per Hessian, one per KSD score).
 
     .venv/bin/python bench/bench_diagnose.py [NAME ...]     (default: every posterior)
 """
 
+import collections
 import contextlib
+import importlib
 import json
 import subprocess
 import sys
@@ -29,7 +31,10 @@ import numpyro
 import numpyro.distributions as dist
 
 import numpyro_stein_diag as nsd
-from numpyro_stein_diag import basins, modes
+from numpyro_stein_diag import basins, masses, modes
+
+# the modules, not the package's functions of the same name
+ksd, perturbed = (importlib.import_module(f"numpyro_stein_diag.{name}") for name in ("ksd", "perturbed"))
 
 
 def three_modes_5d():
@@ -110,22 +115,22 @@ POSTERIORS = {  # name: (model, NUTS warm-up = draws per chain)
 
 
 def nuts_and_audit(name):
-    """NUTS seconds and gradient evaluations, the first call's report and ascents, first-call and
-    second-call audit seconds."""
+    """NUTS seconds and gradient evaluations, the first call's report and gradient evaluations by
+    stage (count_gradients), first-call and second-call audit seconds."""
     model, num = POSTERIORS[name]
     start = time.perf_counter()
     run = nsd.nuts(model, jax.random.PRNGKey(0), num_chains=4, num_warmup=num, num_samples=num, progress_bar=False)
     t_nuts = time.perf_counter() - start
     # leapfrog steps of the draws kept; warm-up takes about as many again
     nuts_gradients = 2 * int(np.sum(run.mcmc.get_extra_fields()["num_steps"]))
-    audits, reports, ascents = [], [], []
+    audits, reports, gradients = [], [], []
     for _ in range(2):
-        with count_ascents() as counted:
+        with count_gradients() as counted:
             start = time.perf_counter()
             reports.append(nsd.diagnose(model, samples={"nuts": run.mcmc}, methods=(), progress_bar=False))
             audits.append(time.perf_counter() - start)
-        ascents.append(sum(counted))
-    return t_nuts, nuts_gradients, reports[0], ascents[0], audits
+        gradients.append(counted)
+    return t_nuts, nuts_gradients, reports[0], gradients[0], audits
 
 
 @contextlib.contextmanager
@@ -147,6 +152,51 @@ def count_ascents():
             module.ascend_all = original
 
 
+STAGES = {"_search_modes": "modes", "_estimate_masses": "masses", "audit": "checks", "_repair": "repairs"}
+
+
+@contextlib.contextmanager
+def count_gradients():
+    """Gradient evaluations of diagnose() by stage while the block runs, ``{stage: count}``: an
+    ascent's L-BFGS steps (one gradient each; more where a line search backtracks, and a chunk of
+    ascents runs until its slowest ends: neither is counted), d per Hessian (forward over reverse)
+    and one per KSD score. Log densities without gradients (importance weights, mode jumps) are
+    not counted."""
+    counted = collections.Counter()
+
+    def stage():
+        frame = sys._getframe()
+        while frame is not None and frame.f_code.co_name not in STAGES:
+            frame = frame.f_back
+        return "other" if frame is None else STAGES[frame.f_code.co_name]
+
+    def counting(original, count):
+        def wrapper(target, x, *args, **kwargs):
+            out = original(target, x, *args, **kwargs)
+            counted[stage()] += count(target, x, out)
+            return out
+
+        return wrapper
+
+    patches = [
+        (module, name, counting(getattr(module, name), count))
+        for name, modules, count in (
+            ("ascend_all", (modes, basins), lambda t, x, out: int(np.sum(out.steps))),
+            ("curvature", (modes, masses), lambda t, x, out: len(x) * t.dim),
+            ("points_and_scores", (ksd, perturbed), lambda t, x, out: len(out[0])),
+        )
+        for module in modules
+    ]
+    originals = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    for module, name, wrapper in patches:
+        setattr(module, name, wrapper)
+    try:
+        yield counted
+    finally:
+        for module, name, original in originals:
+            setattr(module, name, original)
+
+
 def audit_in_new_process(name, cache_dir):
     """The first-call audit time in a fresh process with the persistent cache at ``cache_dir``."""
     out = subprocess.run(
@@ -159,10 +209,10 @@ def main(names):
     print(
         f"{'posterior':>20} {'NUTS s':>7} {'modes':>6} {'masses':>7} {'checks':>7} {'repairs':>8} {'first s':>8} "
         f"{'/NUTS':>6} {'second s':>9} {'/NUTS':>6} {'cached s':>9} {'/NUTS':>6} {'NUTS grads':>10} "
-        f"{'ascents':>8}  modes found, flags"
+        f"{'audit grads: modes':>18} {'masses':>7} {'checks':>7} {'repairs':>7} {'/NUTS':>6}  modes found, flags"
     )
     for name in names:
-        t_nuts, nuts_gradients, report, ascents, (first, second) = nuts_and_audit(name)
+        t_nuts, nuts_gradients, report, gradients, (first, second) = nuts_and_audit(name)
         with tempfile.TemporaryDirectory() as cache_dir:
             audit_in_new_process(name, cache_dir)  # fills the cache
             cached = audit_in_new_process(name, cache_dir)["first"]
@@ -171,7 +221,9 @@ def main(names):
         print(
             f"{name:>20} {t_nuts:7.1f} {t['modes']:6.1f} {t['masses']:7.1f} {t['check']:7.1f} {t['repair']:8.1f} "
             f"{first:8.1f} {first / t_nuts:6.2f} {second:9.1f} {second / t_nuts:6.2f} {cached:9.1f} "
-            f"{cached / t_nuts:6.2f} {nuts_gradients:10d} {ascents:8d}  {len(report.modes)}, {', '.join(flags)}",
+            f"{cached / t_nuts:6.2f} {nuts_gradients:10d} {gradients['modes']:18d} {gradients['masses']:7d} "
+            f"{gradients['checks']:7d} {gradients['repairs']:7d} {sum(gradients.values()) / nuts_gradients:6.2f}  "
+            f"{len(report.modes)}, {', '.join(flags)}",
             flush=True,
         )
 

@@ -162,19 +162,22 @@ AT_MODE = 1.0  # Mahalanobis distance within which a point is at a mode (find_mo
 
 class Ascent(NamedTuple):
     """Where ascents ended (``ends (n, d)``), their ``log_density (n,)`` there, whether each was
-    ``rising`` (its steps ran out before it converged or stalled) and its ``gain (n,)``, the log
-    density it gained over its last call of :func:`ascend_all`."""
+    ``rising`` (its steps ran out before it converged or stalled), its ``gain (n,)``, the log
+    density it gained over its last call of :func:`ascend_all`, and the L-BFGS ``steps (n,)`` it
+    took in all (each one gradient evaluation, and more where the line search backtracks)."""
 
     ends: np.ndarray
     log_density: np.ndarray
     rising: np.ndarray
     gain: np.ndarray
+    steps: np.ndarray
 
 
 def _ascend(target: Target, x0, num_iter, mode, hessian):
     """L-BFGS (optax, backtracking line search: under vmap it compiles faster than zoom's) on
     -log density from one start, at most ``num_iter`` steps. Returns the end point, its log
-    density, whether the ascent was still rising when its steps ran out, and its start's log density.
+    density, whether the ascent was still rising when its steps ran out, its start's log density
+    and the number of steps it took.
 
     - **Converged**: it stops once L-BFGS's estimate of the Newton decrement,
       :math:`\\hat\\lambda^2 = g^\\top B^{-1} g` (``B`` the L-BFGS Hessian, from at least one
@@ -230,8 +233,8 @@ def _ascend(target: Target, x0, num_iter, mode, hessian):
         return (i < num_iter) & (stalled < STALLED_STEPS)
 
     zero = jnp.zeros((), jnp.int32)
-    _, x, _, stalled, _ = jax.lax.while_loop(going, step, (zero, x0, fresh, zero, jnp.zeros((), bool)))
-    return x, -loss(x), stalled < STALLED_STEPS, -loss(x0)
+    steps, x, _, stalled, _ = jax.lax.while_loop(going, step, (zero, x0, fresh, zero, jnp.zeros((), bool)))
+    return x, -loss(x), stalled < STALLED_STEPS, -loss(x0), steps
 
 
 def _vdot(a, b):
@@ -295,8 +298,8 @@ def ascend_all(target: Target, x0, num_iter: int, modes: Modes | None = None, ex
     def chunk(x, k):
         return _ascend_chunk(target, x, np.int32(num_iter), location[k], hessian[k])
 
-    ends, log_p, rising, start = map_chunks(chunk, (x0, np.asarray(expected)), ASCENT_CHUNK)
-    return Ascent(ends, log_p, rising, log_p - start)
+    ends, log_p, rising, start, steps = map_chunks(chunk, (x0, np.asarray(expected)), ASCENT_CHUNK)
+    return Ascent(ends, log_p, rising, log_p - start, steps)
 
 
 DRAW_CHUNK = 2048  # points per compiled log-density call: masses, repairs and basins share one compilation
@@ -321,11 +324,12 @@ def continue_ascents(
     target: Target, ascent: Ascent, which, num_iter: int, modes: Modes | None = None, expected=None
 ) -> Ascent:
     """``ascent`` with its rows ``which`` gone on from where they stopped for ``CONTINUE_FACTOR *
-    num_iter`` more steps (their ``gain`` is then that of the new steps); ``modes`` and
-    ``expected`` (of every row) as for :func:`ascend_all`."""
+    num_iter`` more steps (their ``gain`` is then that of the new steps, their ``steps`` all
+    they took); ``modes`` and ``expected`` (of every row) as for :func:`ascend_all`."""
     which = np.asarray(which)
     expected = None if expected is None else np.asarray(expected)[which]
     more = ascend_all(target, ascent.ends[which], CONTINUE_FACTOR * num_iter, modes, expected)
+    more = more._replace(steps=ascent.steps[which] + more.steps)
     fields = [np.array(field) for field in ascent]
     for field, new in zip(fields, more):
         field[which] = new

@@ -28,14 +28,28 @@ def exact_draws(rng, n):
     return locs[which] + scales[which, None] * rng.normal(size=(n, 2))
 
 
-def count_ascents(monkeypatch):
+def count_ascents(monkeypatch, steps=None):
+    """The points each basin ascent call ascends (and, into ``steps``, the L-BFGS steps they took:
+    one gradient evaluation each, continued ascents included)."""
     counted, original = [], basins.ascend_all
 
     def counting(target, x0, *args, **kwargs):
         counted.append(len(x0))
-        return original(target, x0, *args, **kwargs)
+        out = original(target, x0, *args, **kwargs)
+        if steps is not None:
+            steps.append(int(np.sum(out.steps)))
+        return out
 
     monkeypatch.setattr(basins, "ascend_all", counting)
+    if steps is not None:
+        continuing = nsd.modes.ascend_all
+
+        def continued(target, x0, *args, **kwargs):
+            out = continuing(target, x0, *args, **kwargs)
+            steps.append(int(np.sum(out.steps)))
+            return out
+
+        monkeypatch.setattr(nsd.modes, "ascend_all", continued)  # continue_ascents' own calls
     return counted
 
 
@@ -73,13 +87,16 @@ def test_a_unimodal_audit_ascends_a_few_points_not_every_draw(monkeypatch):
 
     rng = np.random.default_rng(2)
     draws = rng.multivariate_normal(np.zeros(5), 0.5 * np.eye(5) + 0.5, size=(4, 500))
-    counted = count_ascents(monkeypatch)
+    steps = []
+    counted = count_ascents(monkeypatch, steps)
     report = nsd.diagnose(correlated, samples={"exact": {"x": draws}}, methods=(), progress_bar=False)
     assert report.ok and len(report.modes) == 1
     # two point sets (the 2000 draws, once for the masses and the check; the masses' proposal draws) at
     # 128 checked points each; a unimodal repair fills nothing. Before, every point of every set was
     # ascended (4000 and more), and later the draws were assigned twice
     assert sum(counted) <= 2 * (basins.CHECK_FARTHEST + basins.CHECK_RANDOM)
+    # in gradient evaluations: fewer than one per draw, where one ascent per draw costs tens each
+    assert sum(steps) < draws.shape[0] * draws.shape[1]
 
 
 def test_an_ascent_stops_at_its_expected_mode_and_goes_past_a_wrong_one():
