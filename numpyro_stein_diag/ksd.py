@@ -297,11 +297,13 @@ def ksd_test(
     n = flat.shape[0]
     weights = bootstrap_weights(rng_key, x, n, num_bootstrap, bootstrap, flip_prob, flat.dtype)
     lengthscale = kernel.resolve_lengthscale(flat)
-    forms = quadratic_forms(flat, s, weights, lengthscale, kernel, block_size or default_block_size(n), is_u)
+    forms = np.asarray(
+        quadratic_forms(flat, s, weights, lengthscale, kernel, block_size or default_block_size(n), is_u)
+    )
     scale = n / (n - 1.0) if is_u else 1.0  # weights of 1/n give sum_{i != j} h / n^2
     return KSDTest.from_bootstrap(
-        np.asarray(forms[0]) * scale,
-        np.asarray(forms[1:]) * scale,
+        forms[0] * scale,
+        forms[1:] * scale,
         n=n,
         bootstrap=bootstrap,
         kernel=kernel,

@@ -136,17 +136,23 @@ def _composite_rule(pieces: int, dtype) -> tuple[jax.Array, jax.Array]:
 @partial(jax.jit, static_argnums=(0, 2))
 def _gaps_chunk(target, flat, num_corners):
     corners = flat.reshape(flat.shape[0], num_corners, target.dim)
-    log_p = jax.vmap(jax.vmap(target.log_density))(corners)
     a, step = corners[:, :-1], corners[:, 1:] - corners[:, :-1]
+    rules = [_composite_rule(pieces, flat.dtype) for pieces in (1, REFINED_PIECES)]
+    t = jnp.concatenate([nodes for nodes, _ in rules])
+    points = a[..., None, :] + t[:, None] * step[..., None, :]  # (n, legs, nodes of both rules, d)
+    # one batch of the model's value and gradient: the corners' log densities, the nodes' scores
+    num = corners.shape[0] * num_corners
+    log_p, scores = target.log_density_and_score(
+        jnp.concatenate([corners.reshape(num, target.dim), points.reshape(-1, target.dim)])
+    )
+    log_p = log_p[:num].reshape(corners.shape[:2])
+    along = jnp.sum(scores[num:].reshape(points.shape) * step[..., None, :], axis=-1)  # score . step at each node
+    split = len(rules[0][0])  # the first rule's nodes
 
-    def gap(pieces):
-        t, weights = _composite_rule(pieces, flat.dtype)
-        points = a[..., None, :] + t[:, None] * step[..., None, :]  # (n, legs, nodes, d)
-        scores = jax.vmap(jax.vmap(jax.vmap(target.score)))(points)
-        integral = jnp.sum(weights * jnp.sum(scores * step[..., None, :], axis=-1), axis=-1)
-        return log_p[:, 1:] - log_p[:, :-1] - integral
+    def gap(along, weights):
+        return log_p[:, 1:] - log_p[:, :-1] - jnp.sum(weights * along, axis=-1)
 
-    coarse, fine = gap(1), gap(REFINED_PIECES)
+    coarse, fine = gap(along[..., :split], rules[0][1]), gap(along[..., split:], rules[1][1])
     # a jump leaves the same gap however finely the smooth part is integrated; a sharp bend of a
     # smooth log density (the valley between two modes) leaves a gap that refining removes
     stable = jnp.abs(coarse - fine) <= AGREEMENT * jnp.abs(fine)
