@@ -162,7 +162,7 @@ def points_and_scores(target: Target, x):
             f"{int(bad.sum())} of {flat.shape[0]} draws contain NaN or inf (first at flat index "
             f"{int(np.argmax(bad))}); drop them before testing."
         )
-    s = target.score(flat)
+    _, s = target.log_density_and_score_rows(flat)
     bad = ~np.all(np.isfinite(s), axis=-1)
     if bad.any():
         raise ValueError(

@@ -38,13 +38,11 @@ moves of ``tau``; a smooth posterior leaves no gap at all. The check costs
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .host import map_chunks, numpy_rng
+from .host import numpy_rng
 from .target import Target
 
 __all__ = ["Jumps", "find_jumps"]
@@ -57,7 +55,7 @@ MIN_JUMPS = 3  # a site jumps when at least this many of its legs crossed a jump
 MIN_JUMP_SHARE = 0.01  # and at least this share of them
 REFINED_PIECES = 4  # the leg's integral again, on this many parts: a jump's gap does not change
 AGREEMENT = 0.25  # relative change of the gap below which it did not
-MOVE_CHUNK = 64  # moves per compiled call
+MOVE_CHUNK = 64  # moves evaluated at a time
 
 
 @dataclass(frozen=True)
@@ -119,42 +117,37 @@ def find_jumps(target: Target, draws, rng_key, num_moves: int = NUM_MOVES) -> Ju
 
 def _leg_gaps(target: Target, corners) -> tuple[np.ndarray, np.ndarray]:
     """The gap of each leg between consecutive ``corners (n, legs + 1, d)`` and its round-off
-    tolerance, both ``(n, legs)``."""
-    n, num_corners, d = corners.shape
-    flat = corners.reshape(n, num_corners * d)
-    out = map_chunks(lambda chunk: _gaps_chunk(target, chunk, num_corners), flat, MOVE_CHUNK)
-    return out[0], out[1]
+    tolerance, both ``(n, legs)``, ``MOVE_CHUNK`` moves at a time (host side: the model is
+    evaluated by :meth:`~numpyro_stein_diag.target.Target.log_density_and_score_rows`, whose
+    one compilation the KSD tests share)."""
+    gaps = [_gaps(target, corners[i : i + MOVE_CHUNK]) for i in range(0, len(corners), MOVE_CHUNK)]
+    return tuple(np.concatenate(parts) for parts in zip(*gaps))
 
 
-def _composite_rule(pieces: int, dtype) -> tuple[jax.Array, jax.Array]:
+def _composite_rule(pieces: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and weights on [0, 1] of ``QUADRATURE_NODES``-point Gauss-Legendre on each of ``pieces`` equal parts."""
     nodes, weights = np.polynomial.legendre.leggauss(QUADRATURE_NODES)
     t = (np.arange(pieces)[:, None] + 0.5 * (nodes + 1.0)) / pieces
-    return jnp.asarray(t.ravel(), dtype), jnp.asarray(np.tile(0.5 * weights / pieces, pieces), dtype)
+    return t.ravel(), np.tile(0.5 * weights / pieces, pieces)
 
 
-@partial(jax.jit, static_argnums=(0, 2))
-def _gaps_chunk(target, flat, num_corners):
-    corners = flat.reshape(flat.shape[0], num_corners, target.dim)
-    a, step = corners[:, :-1], corners[:, 1:] - corners[:, :-1]
-    rules = [_composite_rule(pieces, flat.dtype) for pieces in (1, REFINED_PIECES)]
-    t = jnp.concatenate([nodes for nodes, _ in rules])
+def _gaps(target: Target, corners) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_leg_gaps` for one chunk of moves."""
+    n, num_corners, d = corners.shape
+    a, step = corners[:, :-1], np.diff(corners, axis=1)
+    (coarse_t, coarse_w), (fine_t, fine_w) = _composite_rule(1), _composite_rule(REFINED_PIECES)
+    t = np.concatenate([coarse_t, fine_t]).astype(corners.dtype)
     points = a[..., None, :] + t[:, None] * step[..., None, :]  # (n, legs, nodes of both rules, d)
     # one batch of the model's value and gradient: the corners' log densities, the nodes' scores
-    num = corners.shape[0] * num_corners
-    log_p, scores = target.log_density_and_score(
-        jnp.concatenate([corners.reshape(num, target.dim), points.reshape(-1, target.dim)])
-    )
-    log_p = log_p[:num].reshape(corners.shape[:2])
-    along = jnp.sum(scores[num:].reshape(points.shape) * step[..., None, :], axis=-1)  # score . step at each node
-    split = len(rules[0][0])  # the first rule's nodes
-
-    def gap(along, weights):
-        return log_p[:, 1:] - log_p[:, :-1] - jnp.sum(weights * along, axis=-1)
-
-    coarse, fine = gap(along[..., :split], rules[0][1]), gap(along[..., split:], rules[1][1])
-    # a jump leaves the same gap however finely the smooth part is integrated; a sharp bend of a
-    # smooth log density (the valley between two modes) leaves a gap that refining removes
-    stable = jnp.abs(coarse - fine) <= AGREEMENT * jnp.abs(fine)
-    roundoff = 100 * jnp.finfo(flat.dtype).eps * (jnp.abs(log_p[:, 1:]) + jnp.abs(log_p[:, :-1]))
-    return jnp.where(jnp.isfinite(fine) & stable, fine, 0.0), JUMP_NATS + roundoff
+    log_p, scores = target.log_density_and_score_rows(np.concatenate([corners.reshape(-1, d), points.reshape(-1, d)]))
+    log_p = log_p[: n * num_corners].reshape(n, num_corners)
+    along = np.sum(scores[n * num_corners :].reshape(points.shape) * step[..., None, :], axis=-1)  # score . step
+    change = log_p[:, 1:] - log_p[:, :-1]
+    with np.errstate(invalid="ignore"):  # a leg into -inf: NaN, not a jump
+        coarse = change - along[..., : len(coarse_t)] @ coarse_w.astype(corners.dtype)
+        fine = change - along[..., len(coarse_t) :] @ fine_w.astype(corners.dtype)
+        # a jump leaves the same gap however finely the smooth part is integrated; a sharp bend of a
+        # smooth log density (the valley between two modes) leaves a gap that refining removes
+        stable = np.abs(coarse - fine) <= AGREEMENT * np.abs(fine)
+    roundoff = 100 * np.finfo(corners.dtype).eps * (np.abs(log_p[:, 1:]) + np.abs(log_p[:, :-1]))
+    return np.where(np.isfinite(fine) & stable, fine, 0.0), JUMP_NATS + roundoff

@@ -32,6 +32,7 @@ from numpyro.distributions import constraints
 from numpyro.infer import init_to_uniform
 from numpyro.infer.util import Predictive, constrain_fn, initialize_model, unconstrain_fn
 
+from .host import map_chunks
 from .validation import (
     check_example_params,
     check_latent_sites,
@@ -45,6 +46,7 @@ from .validation import (
 __all__ = ["ModelCall", "Target"]
 
 TARGET_CACHE_SIZE = 16  # Targets that Target.from_model keeps, the least recently used dropped first
+SCORE_CHUNK = 1024  # rows per compiled call of log_density_and_score_rows (the KSD's draws, the smoothness legs)
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,12 @@ class Target:
     def log_density_and_score(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(log pi(x), grad log pi(x))`` in one pass (:func:`jax.value_and_grad`), ``x (..., d)``."""
         return jnp.vectorize(jax.value_and_grad(self._log_density_1d), signature="(d)->(),(d)")(x)
+
+    def log_density_and_score_rows(self, y) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`log_density_and_score` at each row of ``y (n, d)``, as NumPy, in padded chunks of
+        ``SCORE_CHUNK`` rows: one compilation for every ``n`` (the KSD tests' draws, their
+        perturbed copies and the smoothness check's legs share it)."""
+        return map_chunks(self.log_density_and_score, np.asarray(y), SCORE_CHUNK)
 
     def _log_density_1d(self, x):
         return -self.potential_fn(self.unravel(x))
