@@ -64,10 +64,10 @@ def assign_basins(
 ):
     """Basin of each point of ``x (..., d)`` (module docstring): the index of its mode, ``-1`` when
     its ascent ends in no known basin (squared Mahalanobis distance above ``cutoff``, default
-    ``max(25, 4 d)``). ``exact=True`` ascends every point until it converges (``num_iter`` L-BFGS steps, and more for
-    an ascent still rising far from every mode), the reference the cheaper rule is measured
-    against (``bench/bench_basins.py``). With
-    ``canonicalize``, points are mapped to their canonical copy first."""
+    ``max(25, 4 d)``). ``exact=True`` ascends every point until it converges (``num_iter``
+    L-BFGS steps, and more for an ascent still rising far from every mode): the reference the
+    cheaper rule is measured against (``bench/bench_basins.py``). With ``canonicalize``, points
+    are mapped to their canonical copy first."""
     x = np.asarray(x)
     if len(modes) == 0:
         return np.full(x.shape[:-1], -1)

@@ -142,8 +142,8 @@ def _gaps(target: Target, corners) -> tuple[np.ndarray, np.ndarray]:
     log_p, scores = target.log_density_and_score_rows(np.concatenate([corners.reshape(-1, d), points.reshape(-1, d)]))
     log_p = log_p[: n * num_corners].reshape(n, num_corners)
     along = np.sum(scores[n * num_corners :].reshape(points.shape) * step[..., None, :], axis=-1)  # score . step
-    change = log_p[:, 1:] - log_p[:, :-1]
     with np.errstate(invalid="ignore"):  # a leg into -inf: NaN, not a jump
+        change = log_p[:, 1:] - log_p[:, :-1]
         coarse = change - along[..., : len(coarse_t)] @ coarse_w.astype(corners.dtype)
         fine = change - along[..., len(coarse_t) :] @ fine_w.astype(corners.dtype)
         # a jump leaves the same gap however finely the smooth part is integrated; a sharp bend of a
